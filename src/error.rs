@@ -1,0 +1,398 @@
+//! Public error types: why a future has no value, and why an operation was refused.
+//!
+//! One type per operation, in the crossbeam manner: an error that refuses an input hands it
+//! back ([`SubmitError::into_inner`], [`InvalidStateError::into_inner`], the handle inside
+//! [`ResultTimeoutError::Timeout`]), so nothing is lost.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::future::{Future, State};
+
+/// Why a [`Future`] holds no value.
+///
+/// Python raises these as exceptions from `Future.result()`; here they are a value.
+/// `TaskError` is cheap to clone (panic messages and errors are reference counted), so it can
+/// be read from a shared handle and from callbacks.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{TaskError, ThreadPoolExecutor};
+///
+/// let pool = ThreadPoolExecutor::new();
+/// let fut = pool.submit(|| -> u32 { panic!("bad input") })?;
+/// match fut.result() {
+///     Err(TaskError::Panicked(message)) => assert_eq!(&*message, "bad input"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The future was cancelled before its task started (Python's `CancelledError`).
+    #[error("task was cancelled")]
+    Cancelled,
+    /// The task panicked; the panic message is kept (the worker lives on).
+    #[error("task panicked: {0}")]
+    Panicked(Arc<str>),
+    /// A [`Promise`](crate::Promise) was failed with this error (Python's `set_exception`).
+    #[error("task failed: {0}")]
+    Failed(Arc<dyn std::error::Error + Send + Sync>),
+    /// The executor broke before the task could run: an initializer failed
+    /// (Python's `BrokenExecutor`).
+    #[error("executor is broken: {0}")]
+    BrokenExecutor(Arc<str>),
+    /// The [`Promise`](crate::Promise) was dropped without a result.
+    #[error("promise dropped without a result")]
+    Abandoned,
+}
+
+impl TaskError {
+    /// Returns `true` for [`TaskError::Cancelled`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(concurrent_futures::TaskError::Cancelled.is_cancelled());
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TaskError::Cancelled)
+    }
+
+    /// Returns `true` if the task panicked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = concurrent_futures::TaskError::Panicked("boom".into());
+    /// assert!(err.is_panic());
+    /// ```
+    pub fn is_panic(&self) -> bool {
+        matches!(self, TaskError::Panicked(_))
+    }
+
+    /// The panic message, if the task panicked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = concurrent_futures::TaskError::Panicked("boom".into());
+    /// assert_eq!(err.panic_message(), Some("boom"));
+    /// ```
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            TaskError::Panicked(message) => Some(message),
+            _ => None,
+        }
+    }
+
+    /// Builds the message of a caught panic payload, as the standard library prints it.
+    pub(crate) fn from_panic(payload: Box<dyn Any + Send>) -> TaskError {
+        TaskError::Panicked(panic_message(&*payload).into())
+    }
+}
+
+/// The text of a panic payload: the `&str` or `String` it carries, else a placeholder.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "Box<dyn Any>"
+    }
+}
+
+/// A task was refused; the closure comes back through [`into_inner`](Self::into_inner).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{SubmitError, ThreadPoolExecutor};
+///
+/// let pool = ThreadPoolExecutor::new();
+/// pool.shutdown();
+/// let err = pool.submit(|| 42).unwrap_err();
+/// assert!(matches!(err, SubmitError::Shutdown(_)));
+/// let task = err.into_inner();
+/// assert_eq!(task(), 42);
+/// ```
+#[derive(thiserror::Error)]
+pub enum SubmitError<F> {
+    /// The executor was shut down (Python raises `RuntimeError`).
+    #[error("cannot schedule new tasks after shutdown")]
+    Shutdown(F),
+    /// The executor is broken, for instance because an initializer failed
+    /// (Python's `BrokenThreadPool`).
+    #[error("cannot schedule new tasks: executor is broken: {reason}")]
+    Broken {
+        /// The refused task.
+        task: F,
+        /// Why the executor broke.
+        reason: Arc<str>,
+    },
+    /// No worker thread could be started, and none is running to take the task.
+    #[error("cannot schedule new tasks: no worker thread could be started: {error}")]
+    Spawn {
+        /// The refused task.
+        task: F,
+        /// The operating system's error.
+        error: Arc<std::io::Error>,
+    },
+}
+
+impl<F> SubmitError<F> {
+    /// Returns the task that was not scheduled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// pool.shutdown();
+    /// let task = pool.submit(|| "hello").unwrap_err().into_inner();
+    /// assert_eq!(task(), "hello");
+    /// ```
+    pub fn into_inner(self) -> F {
+        match self {
+            SubmitError::Shutdown(task)
+            | SubmitError::Broken { task, .. }
+            | SubmitError::Spawn { task, .. } => task,
+        }
+    }
+}
+
+impl<F> fmt::Debug for SubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubmitError::Shutdown(_) => f.write_str("Shutdown(..)"),
+            SubmitError::Broken { reason, .. } => f
+                .debug_struct("Broken")
+                .field("reason", reason)
+                .finish_non_exhaustive(),
+            SubmitError::Spawn { error, .. } => f
+                .debug_struct("Spawn")
+                .field("error", error)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// A builder setting was refused.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{BuildError, ThreadPoolExecutor};
+///
+/// let err = ThreadPoolExecutor::builder().max_workers(0).build().unwrap_err();
+/// assert!(matches!(err, BuildError::ZeroWorkers));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `max_workers` was 0 (Python raises `ValueError`).
+    #[error("max_workers must be greater than 0")]
+    ZeroWorkers,
+    /// The thread name prefix holds a NUL byte, which no thread name may contain.
+    #[error("thread name prefix contains a NUL byte")]
+    InvalidThreadName,
+}
+
+/// A [`Promise`](crate::Promise) was completed twice; the refused value comes back.
+///
+/// Python raises `InvalidStateError` from `set_result` on a done future.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Promise, State};
+///
+/// let (promise, future) = Promise::new();
+/// promise.set_result(1).unwrap();
+/// let err = promise.set_result(2).unwrap_err();
+/// assert_eq!(err.state(), State::Finished);
+/// assert_eq!(err.into_inner(), 2);
+/// assert_eq!(future.result()?, 1);
+/// # Ok::<(), concurrent_futures::TaskError>(())
+/// ```
+#[derive(thiserror::Error)]
+#[error("future is already {state}")]
+pub struct InvalidStateError<V> {
+    pub(crate) state: State,
+    pub(crate) value: V,
+}
+
+impl<V> InvalidStateError<V> {
+    /// The state the future was in.
+    ///
+    /// # Examples
+    ///
+    /// See [`InvalidStateError`].
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The value that was not stored.
+    ///
+    /// # Examples
+    ///
+    /// See [`InvalidStateError`].
+    pub fn into_inner(self) -> V {
+        self.value
+    }
+}
+
+impl<V> fmt::Debug for InvalidStateError<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InvalidStateError")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A deadline passed: returned by timed iterators ([`map`](crate::ThreadPoolExecutor::map),
+/// [`as_completed`](crate::as_completed)).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(concurrent_futures::TimeoutError.to_string(), "timed out");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timed out")]
+pub struct TimeoutError;
+
+/// [`Future::result_timeout`] gave up; a timeout hands the future back.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Promise, ResultTimeoutError};
+/// use std::time::Duration;
+///
+/// let (promise, future) = Promise::<u8>::new();
+/// let future = match future.result_timeout(Duration::from_millis(1)) {
+///     Err(ResultTimeoutError::Timeout(future)) => future, // still pending, still ours
+///     other => panic!("unexpected {other:?}"),
+/// };
+/// promise.set_result(7).unwrap();
+/// assert_eq!(future.result()?, 7);
+/// # Ok::<(), concurrent_futures::TaskError>(())
+/// ```
+#[derive(thiserror::Error)]
+pub enum ResultTimeoutError<T> {
+    /// The future was not done in time; here it is back. The task was not cancelled.
+    #[error("timed out waiting for the result")]
+    Timeout(Future<T>),
+    /// The future is done without a value.
+    #[error(transparent)]
+    Failed(#[from] TaskError),
+}
+
+impl<T> fmt::Debug for ResultTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResultTimeoutError::Timeout(fut) => f.debug_tuple("Timeout").field(fut).finish(),
+            ResultTimeoutError::Failed(err) => f.debug_tuple("Failed").field(err).finish(),
+        }
+    }
+}
+
+/// [`Future::try_result`] found no result yet; the future comes back.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Promise, TryResultError};
+///
+/// let (promise, future) = Promise::<u8>::new();
+/// let future = match future.try_result() {
+///     Err(TryResultError::NotDone(future)) => future,
+///     other => panic!("unexpected {other:?}"),
+/// };
+/// drop(promise);
+/// assert!(matches!(future.try_result(), Err(TryResultError::Failed(_))));
+/// ```
+#[derive(thiserror::Error)]
+pub enum TryResultError<T> {
+    /// The future is not done; here it is back.
+    #[error("future is not done yet")]
+    NotDone(Future<T>),
+    /// The future is done without a value.
+    #[error(transparent)]
+    Failed(#[from] TaskError),
+}
+
+impl<T> fmt::Debug for TryResultError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryResultError::NotDone(fut) => f.debug_tuple("NotDone").field(fut).finish(),
+            TryResultError::Failed(err) => f.debug_tuple("Failed").field(err).finish(),
+        }
+    }
+}
+
+/// Why an item of a [`map`](crate::ThreadPoolExecutor::map) has no value.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{MapError, ThreadPoolExecutor};
+///
+/// let pool = ThreadPoolExecutor::new();
+/// let results: Vec<_> = pool
+///     .map(|x: i32| if x == 2 { panic!("two") } else { x }, 1..=3)
+///     .collect();
+/// assert_eq!(results[0], Ok(1));
+/// assert!(matches!(&results[1], Err(MapError::Task(e)) if e.is_panic()));
+/// assert_eq!(results[2], Ok(3)); // one failure does not cancel the rest
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum MapError {
+    /// The item's task failed; the other items are unaffected.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// The map's deadline passed; the items not yet done were cancelled and this is the last
+    /// item the iterator yields.
+    #[error("map timed out")]
+    Timeout,
+    /// The executor refused the item's task (shut down or broken) while the map was running.
+    #[error("executor refused the task: {0}")]
+    Refused(Arc<str>),
+}
+
+impl PartialEq for MapError {
+    /// Compares kinds and messages; [`TaskError::Failed`] errors compare by identity.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (MapError::Task(a), MapError::Task(b)) => task_error_eq(a, b),
+            (MapError::Timeout, MapError::Timeout) => true,
+            (MapError::Refused(a), MapError::Refused(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for TaskError {
+    /// Compares kinds and messages; [`TaskError::Failed`] errors compare by identity.
+    fn eq(&self, other: &Self) -> bool {
+        task_error_eq(self, other)
+    }
+}
+
+fn task_error_eq(a: &TaskError, b: &TaskError) -> bool {
+    match (a, b) {
+        (TaskError::Cancelled, TaskError::Cancelled) | (TaskError::Abandoned, TaskError::Abandoned) => {
+            true
+        }
+        (TaskError::Panicked(a), TaskError::Panicked(b)) => a == b,
+        (TaskError::BrokenExecutor(a), TaskError::BrokenExecutor(b)) => a == b,
+        (TaskError::Failed(a), TaskError::Failed(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}

@@ -1,0 +1,501 @@
+//! [`Future<T>`]: the handle to a task's eventual result, and its stand-alone [`Promise`].
+
+mod collector;
+pub(crate) mod core;
+mod promise;
+mod shared;
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+pub(crate) use self::collector::Collector;
+use self::core::{Handle, Waiter};
+pub use self::promise::Promise;
+pub use self::shared::SharedFuture;
+use crate::error::{ResultTimeoutError, TaskError, TryResultError};
+use std::sync::Arc;
+
+/// Where a [`Future`] is in its life.
+///
+/// ```text
+/// Pending --start--> Running --finish--> Finished
+/// Pending --cancel-> Cancelled
+/// ```
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Promise, State};
+///
+/// let (promise, future) = Promise::<()>::new();
+/// assert_eq!(future.state(), State::Pending);
+/// assert!(future.cancel());
+/// assert_eq!(future.state(), State::Cancelled);
+/// assert_eq!(State::Cancelled.to_string(), "cancelled");
+/// # drop(promise);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Queued; may still be cancelled.
+    Pending,
+    /// A worker is running the task; it can no longer be cancelled.
+    Running,
+    /// Done, with a value or an error.
+    Finished,
+    /// Cancelled before it started; done.
+    Cancelled,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Pending => "pending",
+            State::Running => "running",
+            State::Finished => "finished",
+            State::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// A handle to the eventual result of a task: Python's `concurrent.futures.Future`.
+///
+/// A `Future` is the single owner of its result: [`result`](Self::result) moves the value
+/// out without cloning it. To read one result from many places (Python code keeps futures in
+/// dicts and reads them from callbacks), turn the handle into a clonable
+/// [`SharedFuture`] with [`share`](Self::share), which hands out `&T`.
+///
+/// It is also a [`std::future::Future`]: `.await` it from async code and no thread blocks.
+///
+/// Futures compare and hash by identity, so they can be map keys, as in Python's
+/// `{executor.submit(f, x): x for x in xs}`.
+///
+/// | Python | Rust |
+/// | --- | --- |
+/// | `f.cancel()` / `f.cancelled()` / `f.running()` / `f.done()` | same names |
+/// | `f.result()` | [`result`](Self::result) (consumes the handle) |
+/// | `f.result(timeout=t)` | [`result_timeout`](Self::result_timeout) (hands the handle back on timeout) |
+/// | `f.exception()` | [`exception`](Self::exception) |
+/// | `f.add_done_callback(fn)` | [`add_done_callback`](Self::add_done_callback) |
+/// | `await asyncio.wrap_future(f)` | `f.await` |
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+///
+/// let pool = ThreadPoolExecutor::new();
+/// let fut = pool.submit(|| "a".repeat(3))?;
+/// fut.add_done_callback(|f| assert!(f.done()));
+/// assert_eq!(fut.result()?, "aaa"); // moved out, not cloned
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a future does nothing unless its result is read or it is waited on"]
+pub struct Future<T> {
+    task: Arc<dyn Handle<T>>,
+}
+
+impl<T: Send + 'static> Future<T> {
+    pub(crate) fn from_task(task: Arc<impl Handle<T> + 'static>) -> Future<T> {
+        Future { task }
+    }
+
+    fn core(&self) -> &self::core::Core<T> {
+        self.task.core()
+    }
+
+    /// The current state.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::{Promise, State};
+    /// let (promise, future) = Promise::new();
+    /// assert_eq!(future.state(), State::Pending);
+    /// promise.set_result(1).unwrap();
+    /// assert_eq!(future.state(), State::Finished);
+    /// ```
+    pub fn state(&self) -> State {
+        self::core::state_of(self.core().word())
+    }
+
+    /// Attempts to cancel the task. Returns `false` if it is running or finished (it will
+    /// complete), `true` if it is cancelled now or was already.
+    ///
+    /// Every waiter wakes at once: `result`, `wait`, `as_completed` and `.await` (CPython
+    /// leaves some of them hanging: python/cpython#92001, #87893). The task's closure is
+    /// dropped here, releasing what it captured.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::{Promise, TaskError};
+    /// let (_promise, future) = Promise::<u8>::new();
+    /// assert!(future.cancel());
+    /// assert!(future.cancelled());
+    /// assert_eq!(future.result(), Err(TaskError::Cancelled));
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.task.cancel(self)
+    }
+
+    /// Returns `true` if the future was cancelled.
+    ///
+    /// # Examples
+    ///
+    /// See [`cancel`](Self::cancel).
+    pub fn cancelled(&self) -> bool {
+        self.state() == State::Cancelled
+    }
+
+    /// Returns `true` while a worker runs the task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::Promise;
+    /// let (promise, future) = Promise::<u8>::new();
+    /// assert!(!future.running());
+    /// assert!(promise.set_running_or_notify_cancel());
+    /// assert!(future.running());
+    /// # drop(promise);
+    /// ```
+    pub fn running(&self) -> bool {
+        self.state() == State::Running
+    }
+
+    /// Returns `true` if the future finished or was cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// let fut = pool.submit(|| 1)?;
+    /// fut.wait();
+    /// assert!(fut.done());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn done(&self) -> bool {
+        self::core::is_done(self.core().word())
+    }
+
+    /// Blocks until the future is done.
+    ///
+    /// On a worker thread of the pool that owns this future, a still-queued task is run
+    /// inline instead of waiting, so a pool never deadlocks on its own queue.
+    ///
+    /// # Examples
+    ///
+    /// See [`done`](Self::done).
+    pub fn wait(&self) {
+        if !self.done() && !self::core::help(&*self.task, self) {
+            self.core().block_until(None);
+        }
+    }
+
+    /// Blocks until the future is done or `timeout` passes; returns whether it is done.
+    /// A timeout does not cancel the task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::Promise;
+    /// # use std::time::Duration;
+    /// let (_promise, future) = Promise::<u8>::new();
+    /// assert!(!future.wait_timeout(Duration::from_millis(1)));
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_deadline(deadline_after(timeout))
+    }
+
+    /// Blocks until the future is done or `deadline` passes; returns whether it is done.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::Promise;
+    /// # use std::time::{Duration, Instant};
+    /// let (promise, future) = Promise::new();
+    /// promise.set_result(()).unwrap();
+    /// assert!(future.wait_deadline(Instant::now() + Duration::from_secs(1)));
+    /// ```
+    pub fn wait_deadline(&self, deadline: Instant) -> bool {
+        self.core().block_until(Some(deadline))
+    }
+
+    /// Blocks until the task is done and returns its value, moved out of the future.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::Cancelled`] if it was cancelled, [`TaskError::Panicked`] if the task
+    /// panicked (with the message), and the other [`TaskError`]s for failed promises and
+    /// broken executors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// let v = pool.submit(|| vec![1, 2, 3])?.result()?;
+    /// assert_eq!(v, [1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn result(self) -> Result<T, TaskError> {
+        self.wait();
+        self.core().take()
+    }
+
+    /// Like [`result`](Self::result), but gives up after `timeout`. A timeout does not
+    /// cancel the task: the future comes back in the error, to wait again or cancel.
+    ///
+    /// # Errors
+    ///
+    /// [`ResultTimeoutError::Timeout`] with the future if it is not done in time;
+    /// [`ResultTimeoutError::Failed`] if it is done without a value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// # use std::time::Duration;
+    /// let pool = ThreadPoolExecutor::new();
+    /// let fut = pool.submit(|| 5)?;
+    /// assert_eq!(fut.result_timeout(Duration::from_secs(10))?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn result_timeout(self, timeout: Duration) -> Result<T, ResultTimeoutError<T>> {
+        self.result_deadline(deadline_after(timeout))
+    }
+
+    /// Like [`result_timeout`](Self::result_timeout) with a deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`result_timeout`](Self::result_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::{Promise, ResultTimeoutError};
+    /// # use std::time::Instant;
+    /// let (_promise, future) = Promise::<u8>::new();
+    /// let err = future.result_deadline(Instant::now()).unwrap_err();
+    /// assert!(matches!(err, ResultTimeoutError::Timeout(_)));
+    /// ```
+    pub fn result_deadline(self, deadline: Instant) -> Result<T, ResultTimeoutError<T>> {
+        if self.wait_deadline(deadline) {
+            Ok(self.core().take()?)
+        } else {
+            Err(ResultTimeoutError::Timeout(self))
+        }
+    }
+
+    /// Returns the value if the future is done, without blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`TryResultError::NotDone`] with the future if it is not done;
+    /// [`TryResultError::Failed`] if it is done without a value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::{Promise, TryResultError};
+    /// let (promise, future) = Promise::new();
+    /// let future = match future.try_result() {
+    ///     Err(TryResultError::NotDone(f)) => f,
+    ///     _ => unreachable!(),
+    /// };
+    /// promise.set_result("ok").unwrap();
+    /// assert_eq!(future.try_result().unwrap(), "ok");
+    /// ```
+    pub fn try_result(self) -> Result<T, TryResultError<T>> {
+        if self.done() {
+            Ok(self.core().take()?)
+        } else {
+            Err(TryResultError::NotDone(self))
+        }
+    }
+
+    /// Blocks until the future is done and returns its error, or `None` if it has a value
+    /// (Python's `exception()`; a cancelled future gives [`TaskError::Cancelled`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// let fut = pool.submit(|| -> u8 { panic!("oops") })?;
+    /// assert_eq!(fut.exception().unwrap().panic_message(), Some("oops"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn exception(&self) -> Option<TaskError> {
+        self.wait();
+        self.core().error()
+    }
+
+    /// Like [`exception`](Self::exception), giving up after `timeout`: `Err(TimeoutError)` if
+    /// the future is not done by then.
+    ///
+    /// # Errors
+    ///
+    /// [`TimeoutError`](crate::TimeoutError) if the future is not done in time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::Promise;
+    /// # use std::time::Duration;
+    /// let (_promise, future) = Promise::<u8>::new();
+    /// assert!(future.exception_timeout(Duration::ZERO).is_err());
+    /// ```
+    pub fn exception_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<TaskError>, crate::TimeoutError> {
+        if self.wait_timeout(timeout) {
+            Ok(self.core().error())
+        } else {
+            Err(crate::TimeoutError)
+        }
+    }
+
+    /// Calls `callback` with this future when it is done.
+    ///
+    /// If the future is already done the callback runs at once, in this thread. Otherwise it
+    /// runs exactly once, in the thread that completes or cancels the future, after every
+    /// blocked waiter has been woken, in the order callbacks were added. A panic in a callback
+    /// is caught and reported through the [`log`] facade (target `concurrent_futures`); the
+    /// other callbacks still run.
+    ///
+    /// The callback gets `&Future<T>`: it can read the state and [`exception`](Self::exception),
+    /// not move the value out (that belongs to the owner). To read the value in callbacks,
+    /// use a [`SharedFuture`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// use std::sync::mpsc;
+    ///
+    /// let pool = ThreadPoolExecutor::new();
+    /// let (tx, rx) = mpsc::channel();
+    /// let fut = pool.submit(|| 2 + 2)?;
+    /// fut.add_done_callback(move |f| tx.send(f.state()).unwrap());
+    /// assert_eq!(rx.recv()?, concurrent_futures::State::Finished);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn add_done_callback(&self, callback: impl FnOnce(&Future<T>) + Send + 'static) {
+        if let Err(Waiter::Callback(callback)) =
+            self.core().add_waiter(Waiter::Callback(Box::new(callback)))
+        {
+            self::core::run_callback(callback, self);
+        }
+    }
+
+    /// Turns this handle into a clonable [`SharedFuture`] that hands out `&T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// let shared = pool.submit(|| String::from("page"))?.share();
+    /// let other = shared.clone();
+    /// assert_eq!(shared.result()?, "page");
+    /// assert_eq!(other.result()?, "page"); // the same value, not a clone
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn share(self) -> SharedFuture<T> {
+        SharedFuture::new(self)
+    }
+
+    /// Registers a collector to be told `key` when the future is done. False if the future
+    /// is already done (nothing is registered).
+    pub(crate) fn watch(&self, collector: &Arc<Collector>, key: usize) -> bool {
+        self.core()
+            .add_waiter(Waiter::Collector(collector.clone(), key))
+            .is_ok()
+    }
+
+    pub(crate) fn unwatch(&self, collector: &Arc<Collector>) {
+        self.core().remove_collector(collector);
+    }
+
+    pub(crate) fn word(&self) -> u32 {
+        self.core().word()
+    }
+
+    /// Runs the task inline if this thread is a worker of its pool and it is still queued.
+    pub(crate) fn help(&self) -> bool {
+        self::core::help(&*self.task, self)
+    }
+
+    fn addr(&self) -> *const () {
+        Arc::as_ptr(&self.task) as *const ()
+    }
+}
+
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    // A timeout too large to add is as good as none: about 30 years out.
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(60 * 60 * 24 * 365 * 30))
+}
+
+impl<T: Send + 'static> std::future::Future for Future<T> {
+    type Output = Result<T, TaskError>;
+
+    /// Resolves when the task is done, without blocking a thread.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if !self.done() && self.core().register_waker(cx.waker()) {
+            return Poll::Pending;
+        }
+        Poll::Ready(self.core().take())
+    }
+}
+
+impl<T> fmt::Debug for Future<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let word = self.task.core().word();
+        f.debug_struct("Future")
+            .field("state", &self::core::state_of(word))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> PartialEq for Future<T> {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(
+            Arc::as_ptr(&self.task) as *const (),
+            Arc::as_ptr(&other.task) as *const (),
+        )
+    }
+}
+
+impl<T> Eq for Future<T> {}
+
+impl<T> Hash for Future<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.task) as *const () as usize).hash(state);
+    }
+}
+
+impl<T: Send + 'static> Future<T> {
+    /// A stable identity for logs and maps (the address of the task).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::Promise;
+    /// let (_p, a) = Promise::<()>::new();
+    /// let (_q, b) = Promise::<()>::new();
+    /// assert_ne!(a.id(), b.id());
+    /// ```
+    pub fn id(&self) -> usize {
+        self.addr() as usize
+    }
+}

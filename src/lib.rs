@@ -1,0 +1,99 @@
+//! Python's `concurrent.futures` for Rust: hand a pool a closure, get a [`Future`] back, and
+//! consume results as they finish.
+//!
+//! ```
+//! use concurrent_futures::{as_completed, wait, ReturnWhen, ThreadPoolExecutor};
+//! use std::time::Duration;
+//!
+//! let pool = ThreadPoolExecutor::builder().max_workers(4).build()?;
+//!
+//! // submit / result
+//! let fut = pool.submit(|| 6 * 7)?;
+//! assert_eq!(fut.result()?, 42);
+//!
+//! // {executor.submit(f, x): x for x in xs} + as_completed, with an overall timeout
+//! let futs: Vec<_> = ["a", "bb", "ccc"]
+//!     .into_iter()
+//!     .map(|s| (s, pool.submit(move || s.len()).unwrap()))
+//!     .collect();
+//! for item in as_completed(futs).timeout(Duration::from_secs(30)) {
+//!     let (word, fut) = item?;
+//!     assert_eq!(fut.result()?, word.len());
+//! }
+//!
+//! // executor.map: input order, lazy, with a deadline from the call
+//! let squares: Vec<u32> = pool
+//!     .map(|x: u32| x * x, 1..=4)
+//!     .timeout(Duration::from_secs(30))
+//!     .collect::<Result<_, _>>()?;
+//! assert_eq!(squares, [1, 4, 9, 16]);
+//!
+//! // wait(fs, timeout, return_when)
+//! let futs: Vec<_> = (0..3).map(|i| pool.submit(move || i).unwrap()).collect();
+//! let (done, not_done) = wait(futs, Some(Duration::from_secs(5)), ReturnWhen::AllCompleted);
+//! assert_eq!((done.len(), not_done.len()), (3, 0));
+//!
+//! // the handle is also a std Future
+//! let fut = pool.submit(|| "async")?;
+//! assert_eq!(futures::executor::block_on(fut)?, "async");
+//!
+//! pool.shutdown(); // or drop it: waits, like leaving a `with` block
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Python to Rust
+//!
+//! | Python | Rust |
+//! | --- | --- |
+//! | `ThreadPoolExecutor(max_workers=8, thread_name_prefix="w", initializer=f)` | [`ThreadPoolExecutor::builder()`](ThreadPoolExecutor::builder)`.max_workers(8).thread_name_prefix("w").initializer(f).build()?` |
+//! | `ex.submit(fn, x)` | [`pool.submit(move \|\| fn(x))?`](ThreadPoolExecutor::submit) |
+//! | `f.result()`, `f.result(timeout=t)` | [`f.result()`](Future::result), [`f.result_timeout(t)`](Future::result_timeout) |
+//! | `f.exception()`, `f.cancel()`, `f.done()`, `f.running()` | same names on [`Future`] |
+//! | `f.add_done_callback(cb)` | [`f.add_done_callback(\|f\| ...)`](Future::add_done_callback) |
+//! | `await asyncio.wrap_future(f)` | `f.await` |
+//! | `Future()`, `set_result`, `set_exception` | [`Promise::new()`](Promise::new), [`set_result`](Promise::set_result), [`set_exception`](Promise::set_exception) |
+//! | `as_completed(fs, timeout=t)` | [`as_completed(fs)`](as_completed)`.timeout(t)` |
+//! | `wait(fs, timeout, FIRST_COMPLETED)` | [`wait(fs, Some(t), ReturnWhen::FirstCompleted)`](wait) |
+//! | `ex.map(fn, xs, timeout=t, buffersize=n)` | [`pool.map(fn, xs)`](ThreadPoolExecutor::map)`.timeout(t).buffer_size(n)` |
+//! | `Pool.imap_unordered(fn, xs)` | [`pool.map_unordered(fn, xs)`](ThreadPoolExecutor::map_unordered) |
+//! | `ex.shutdown(wait=True, cancel_futures=False)` | [`pool.shutdown()`](ThreadPoolExecutor::shutdown), [`shutdown_with(wait, cancel)`](ThreadPoolExecutor::shutdown_with), or drop |
+//! | `CancelledError`, `BrokenExecutor`, an exception in the task | [`TaskError::Cancelled`], [`TaskError::BrokenExecutor`], [`TaskError::Panicked`] |
+//! | `threading.Lock`, `RLock`, `Condition`, `Semaphore`, `Event`, `Barrier` | the [`lock`] module |
+//!
+//! # Where this crate differs from CPython, on purpose
+//!
+//! - Cancelling a future wakes every waiter at once, `wait` and `as_completed` included
+//!   (python/cpython#92001, #87893).
+//! - `map` is lazy with a bounded number of tasks in flight, so an endless input works, and
+//!   one failing item does not end the iteration (python/cpython#108518).
+//! - A worker that waits on a still-queued task of its own pool runs it inline instead of
+//!   deadlocking.
+//! - A panic in a task is a value in its future ([`TaskError::Panicked`]); a panic in a
+//!   done-callback is logged through the [`log`] facade and the other callbacks still run.
+//! - Timeouts never consume what they wait on: [`Future::result_timeout`] hands the future
+//!   back, and [`AsCompletedTimeout::into_remaining`] returns the unfinished futures.
+//!
+//! # Sharing results
+//!
+//! A [`Future`] is the single owner of its value: [`Future::result`] moves it out, with no
+//! `Clone` bound. [`Future::share`] turns it into a clonable [`SharedFuture`] whose
+//! [`result`](SharedFuture::result) hands out `&T` to every clone and to callbacks.
+
+#![deny(unsafe_code)]
+
+mod error;
+mod future;
+pub mod lock;
+mod map;
+mod sync;
+mod thread;
+mod wait;
+
+pub use crate::error::{
+    BuildError, InvalidStateError, MapError, ResultTimeoutError, SubmitError, TaskError,
+    TimeoutError, TryResultError,
+};
+pub use crate::future::{Future, Promise, SharedFuture, State};
+pub use crate::map::{Map, MapUnordered};
+pub use crate::thread::{InitResult, ThreadPoolBuilder, ThreadPoolExecutor};
+pub use crate::wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen, Waitable};

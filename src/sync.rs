@@ -1,0 +1,120 @@
+//! The synchronisation primitives the crate is built on, switched to `loom`'s under `cfg(loom)`.
+//!
+//! Everything that the loom models exercise (the future's state machine, its waiter list and
+//! the completion collector behind `wait` and `as_completed`) takes its atomics, mutex,
+//! condition variable and thread parking from here. Outside loom these are `std`'s atomics
+//! and `parking_lot`'s mutex and condition variable. Task cells are shared with
+//! `std::sync::Arc` in both flavours: loom's `Arc` cannot be coerced to a trait object, and
+//! reference counting is not what the models check. Both flavours expose the same small
+//! API: `Mutex::lock` returns a guard directly and `Condvar::wait` takes and returns the guard.
+//!
+//! Loom has no clock, so the timed waits below are untimed under loom: models only exercise
+//! the untimed paths.
+
+#[cfg(not(loom))]
+mod imp {
+    pub(crate) use std::sync::atomic::{AtomicU32, AtomicUsize};
+    pub(crate) use std::thread::{current, park, park_timeout, Thread};
+
+    use std::time::Instant;
+
+    /// A mutex whose `lock` cannot fail: `parking_lot` has no poisoning.
+    #[derive(Debug, Default)]
+    pub(crate) struct Mutex<T>(parking_lot::Mutex<T>);
+
+    pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+
+    impl<T> Mutex<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            Mutex(parking_lot::const_mutex(value))
+        }
+
+        #[inline]
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock()
+        }
+    }
+
+    #[derive(Debug, Default)]
+    pub(crate) struct Condvar(parking_lot::Condvar);
+
+    impl Condvar {
+        pub(crate) const fn new() -> Self {
+            Condvar(parking_lot::Condvar::new())
+        }
+
+        pub(crate) fn wait<'a, T>(&self, mut guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+            self.0.wait(&mut guard);
+            guard
+        }
+
+        /// Waits until notified or until `deadline`; the caller re-checks its condition.
+        pub(crate) fn wait_until<'a, T>(
+            &self,
+            mut guard: MutexGuard<'a, T>,
+            deadline: Instant,
+        ) -> MutexGuard<'a, T> {
+            let _ = self.0.wait_until(&mut guard, deadline);
+            guard
+        }
+
+        pub(crate) fn notify_one(&self) {
+            self.0.notify_one();
+        }
+    }
+}
+
+#[cfg(loom)]
+mod imp {
+    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicUsize};
+    pub(crate) use loom::thread::{current, park, Thread};
+
+    use std::time::{Duration, Instant};
+
+    /// Loom has no clock: a timed park is a plain park (models use untimed waits only).
+    pub(crate) fn park_timeout(_: Duration) {
+        park();
+    }
+
+    #[derive(Debug)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock().unwrap()
+        }
+    }
+
+    #[derive(Debug)]
+    pub(crate) struct Condvar(loom::sync::Condvar);
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Condvar(loom::sync::Condvar::new())
+        }
+
+        pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+            self.0.wait(guard).unwrap()
+        }
+
+        pub(crate) fn wait_until<'a, T>(
+            &self,
+            guard: MutexGuard<'a, T>,
+            _deadline: Instant,
+        ) -> MutexGuard<'a, T> {
+            self.0.wait(guard).unwrap()
+        }
+
+        pub(crate) fn notify_one(&self) {
+            self.0.notify_one();
+        }
+    }
+}
+
+pub(crate) use imp::*;

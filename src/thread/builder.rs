@@ -1,0 +1,257 @@
+//! [`ThreadPoolBuilder`]: the settings of a [`ThreadPoolExecutor`].
+
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ThreadPoolExecutor;
+use crate::error::BuildError;
+
+type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+pub(crate) struct Config {
+    pub(crate) max_workers: usize,
+    thread_name_prefix: Option<String>,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) keep_alive: Option<Duration>,
+    pub(crate) initializer: Option<Initializer>,
+}
+
+impl Config {
+    pub(crate) fn thread_name_prefix(&self, pool_id: u32) -> String {
+        match &self.thread_name_prefix {
+            Some(prefix) => prefix.clone(),
+            None => format!("ThreadPoolExecutor-{pool_id}"),
+        }
+    }
+}
+
+/// What an initializer may return: `()`, or a `Result` whose error (any `Display`) breaks
+/// the pool.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+///
+/// let plain = ThreadPoolExecutor::builder().initializer(|| ()).build()?;
+/// let fallible = ThreadPoolExecutor::builder()
+///     .initializer(|| -> Result<(), std::io::Error> { Ok(()) })
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait InitResult {
+    /// `Err` with a message if the initializer failed.
+    fn into_init_result(self) -> Result<(), String>;
+}
+
+impl InitResult for () {
+    fn into_init_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> InitResult for Result<(), E> {
+    fn into_init_result(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// Settings for a [`ThreadPoolExecutor`]: Python's constructor arguments, and a few more.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+/// use std::time::Duration;
+///
+/// let pool = ThreadPoolExecutor::builder()
+///     .max_workers(8)
+///     .thread_name_prefix("fetch")
+///     .stack_size(256 * 1024)
+///     .keep_alive(Duration::from_secs(30))
+///     .initializer(|| println!("worker up"))
+///     .build()?;
+/// # Ok::<(), concurrent_futures::BuildError>(())
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+pub struct ThreadPoolBuilder {
+    max_workers: Option<usize>,
+    thread_name_prefix: Option<String>,
+    stack_size: Option<usize>,
+    keep_alive: Option<Duration>,
+    initializer: Option<Initializer>,
+}
+
+impl ThreadPoolBuilder {
+    /// The defaults; same as [`ThreadPoolExecutor::builder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = concurrent_futures::ThreadPoolBuilder::new().build()?;
+    /// # Ok::<(), concurrent_futures::BuildError>(())
+    /// ```
+    pub fn new() -> Self {
+        ThreadPoolBuilder {
+            max_workers: None,
+            thread_name_prefix: None,
+            stack_size: None,
+            keep_alive: None,
+            initializer: None,
+        }
+    }
+
+    /// The most threads to run at once. Default `min(32, cpus + 4)`, as in Python; 0 is an
+    /// error at [`build`](Self::build).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::builder().max_workers(2).build()?;
+    /// assert_eq!(pool.max_workers(), 2);
+    /// # Ok::<(), concurrent_futures::BuildError>(())
+    /// ```
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers = Some(n);
+        self
+    }
+
+    /// Threads are named `{prefix}_{n}`. Default prefix `ThreadPoolExecutor-{pool}`.
+    ///
+    /// # Examples
+    ///
+    /// See [`ThreadPoolExecutor::builder`].
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name_prefix = Some(prefix.into());
+        self
+    }
+
+    /// The stack size of each worker thread, in bytes (default: the standard library's).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::builder().stack_size(8 << 20).build()?;
+    /// # Ok::<(), concurrent_futures::BuildError>(())
+    /// ```
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// An idle thread retires after waiting this long for work; the pool starts a new one
+    /// when work comes. Default: threads never retire, as in Python.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// # use std::time::Duration;
+    /// let pool = ThreadPoolExecutor::builder().keep_alive(Duration::from_millis(10)).build()?;
+    /// pool.submit(|| ())?.result()?;
+    /// while pool.threads() > 0 {
+    ///     std::thread::sleep(Duration::from_millis(5)); // the idle thread retires
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn keep_alive(mut self, idle: Duration) -> Self {
+        self.keep_alive = Some(idle);
+        self
+    }
+
+    /// Runs `init` at the start of every worker thread, before it takes any task.
+    ///
+    /// If it returns an error or panics, the pool is broken, as in Python: every queued task
+    /// fails with [`TaskError::BrokenExecutor`](crate::TaskError::BrokenExecutor) and later
+    /// submits get [`SubmitError::Broken`](crate::SubmitError::Broken).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    /// use std::cell::Cell;
+    ///
+    /// thread_local!(static CONN: Cell<u32> = const { Cell::new(0) });
+    /// let pool = ThreadPoolExecutor::builder()
+    ///     .initializer(|| CONN.with(|c| c.set(7)))
+    ///     .build()?;
+    /// assert_eq!(pool.submit(|| CONN.with(Cell::get))?.result()?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn initializer<F, R>(mut self, init: F) -> Self
+    where
+        F: Fn() -> R + Send + Sync + 'static,
+        R: InitResult,
+    {
+        self.initializer = Some(Arc::new(move || {
+            match panic::catch_unwind(AssertUnwindSafe(&init)) {
+                Ok(result) => result.into_init_result(),
+                Err(payload) => Err(format!(
+                    "initializer panicked: {}",
+                    crate::error::panic_message(&*payload)
+                )),
+            }
+        }));
+        self
+    }
+
+    /// Builds the pool. No thread starts until the first task is submitted.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::ZeroWorkers`] if `max_workers` is 0; [`BuildError::InvalidThreadName`]
+    /// if the prefix holds a NUL byte.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::{BuildError, ThreadPoolExecutor};
+    /// let err = ThreadPoolExecutor::builder().thread_name_prefix("a\0b").build().unwrap_err();
+    /// assert_eq!(err, BuildError::InvalidThreadName);
+    /// ```
+    pub fn build(self) -> Result<ThreadPoolExecutor, BuildError> {
+        let max_workers = match self.max_workers {
+            Some(0) => return Err(BuildError::ZeroWorkers),
+            Some(n) => n,
+            None => default_max_workers(),
+        };
+        if self.thread_name_prefix.as_deref().is_some_and(|p| p.contains('\0')) {
+            return Err(BuildError::InvalidThreadName);
+        }
+        Ok(ThreadPoolExecutor::from_config(Config {
+            max_workers,
+            thread_name_prefix: self.thread_name_prefix,
+            stack_size: self.stack_size,
+            keep_alive: self.keep_alive,
+            initializer: self.initializer,
+        }))
+    }
+}
+
+/// Python's default: `min(32, (os.process_cpu_count() or 1) + 4)`.
+fn default_max_workers() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus + 4).min(32)
+}
+
+impl Default for ThreadPoolBuilder {
+    fn default() -> Self {
+        ThreadPoolBuilder::new()
+    }
+}
+
+impl fmt::Debug for ThreadPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolBuilder")
+            .field("max_workers", &self.max_workers)
+            .field("thread_name_prefix", &self.thread_name_prefix)
+            .field("stack_size", &self.stack_size)
+            .field("keep_alive", &self.keep_alive)
+            .field("initializer", &self.initializer.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,636 @@
+//! [`ThreadPoolExecutor`]: Python's `ThreadPoolExecutor`, returning [`Future`] handles.
+//!
+//! # How tasks reach threads
+//!
+//! One unbounded crossbeam channel carries `Some(task)` messages, and one `None` (stop)
+//! message per worker at shutdown. A task is a single allocation holding its closure and its
+//! result slot ([`Task`]); the channel slot holds a pointer to it.
+//!
+//! Threads start lazily. One signed counter, `surplus`, is idle workers minus queued tasks:
+//! a submit subtracts one, a worker about to block on the channel adds one, and receiving a
+//! task changes nothing (one fewer idle worker, one fewer queued task). So:
+//!
+//! 1. A submit that takes `surplus` below zero has no idle worker to count on and starts a
+//!    thread, unless `max_workers` are running. Idle workers are reused first.
+//! 2. A worker whose keep-alive runs out retires by subtracting one; if that takes
+//!    `surplus` below zero, a task needs it after all and it stays. Both sides use one
+//!    read-modify-write on the same atomic, so no task is ever left without a worker.
+//! 3. After pushing, a submit re-reads the pool's status; if shutdown (or breakage) raced
+//!    with it, it takes its task back by cancelling it, and returns the closure in the error.
+//!    A task that a worker claimed first simply runs. Either way nothing is lost.
+
+mod builder;
+
+use std::fmt;
+use std::sync::atomic::{AtomicIsize, AtomicU32, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_utils::CachePadded;
+use parking_lot::{Condvar, Mutex};
+
+pub use self::builder::{InitResult, ThreadPoolBuilder};
+use crate::error::{SubmitError, TaskError};
+use crate::future::core::{Counters, Ran, Runnable, Task, WorkerGuard};
+use crate::future::Future;
+use crate::map::{Map, MapUnordered, Source};
+
+const RUNNING: u8 = 0;
+const SHUTDOWN: u8 = 1;
+const BROKEN: u8 = 2;
+
+/// `None` asks one worker to exit.
+type Message = Option<Arc<dyn Runnable>>;
+
+/// Ids for the pools of this process, so a worker can tell its own pool's tasks (0: none).
+static NEXT_POOL_ID: AtomicU32 = AtomicU32::new(1);
+
+/// A pool of threads that runs closures and hands back a [`Future`] for each:
+/// Python's `concurrent.futures.ThreadPoolExecutor` (and `multiprocessing.pool.ThreadPool`).
+///
+/// Dropping the pool shuts it down and waits for the queued tasks, like leaving Python's
+/// `with ThreadPoolExecutor() as pool:` block.
+///
+/// # Differences from Python
+///
+/// - A panic in a task is stored in its future; the worker lives on.
+/// - A worker that waits on a still-queued task of its own pool runs it inline, so even
+///   `max_workers(1)` cannot deadlock on nested submits.
+/// - Idle threads can retire after [`keep_alive`](ThreadPoolBuilder::keep_alive).
+/// - [`map`](Self::map) is lazy over its input, keeps a bounded number of tasks in flight,
+///   and a failed item does not end the iteration.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+///
+/// let pool = ThreadPoolExecutor::builder().max_workers(4).thread_name_prefix("calc").build()?;
+/// let fut = pool.submit(|| (1..=10u64).product::<u64>())?;
+/// assert_eq!(fut.result()?, 3_628_800);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ThreadPoolExecutor {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    id: u32,
+    tx: Sender<Message>,
+    rx: Receiver<Message>,
+    counters: Arc<Counters>,
+    /// Idle workers minus queued tasks (see the module docs).
+    surplus: CachePadded<AtomicIsize>,
+    status: AtomicU8,
+    control: Mutex<Control>,
+    /// Signalled when a worker exits.
+    exited: Condvar,
+    config: builder::Config,
+}
+
+struct Control {
+    threads: usize,
+    spawned: usize,
+    shutdown: bool,
+    broken: Option<Arc<str>>,
+}
+
+impl ThreadPoolExecutor {
+    /// A pool with the defaults: up to `min(32, cpus + 4)` threads, as in Python.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = concurrent_futures::ThreadPoolExecutor::new();
+    /// assert!(pool.max_workers() >= 5);
+    /// ```
+    pub fn new() -> ThreadPoolExecutor {
+        ThreadPoolBuilder::new()
+            .build()
+            .expect("the default settings are valid")
+    }
+
+    /// A builder to set the number of threads, their names, an initializer, stack size and
+    /// keep-alive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    /// use std::time::Duration;
+    ///
+    /// let pool = ThreadPoolExecutor::builder()
+    ///     .max_workers(2)
+    ///     .thread_name_prefix("io")
+    ///     .keep_alive(Duration::from_secs(5))
+    ///     .build()?;
+    /// let name = pool.submit(|| std::thread::current().name().map(String::from))?.result()?;
+    /// assert_eq!(name.as_deref(), Some("io_0"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder::new()
+    }
+
+    pub(crate) fn from_config(config: builder::Config) -> ThreadPoolExecutor {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        ThreadPoolExecutor {
+            shared: Arc::new(Shared {
+                id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+                tx,
+                rx,
+                counters: Arc::default(),
+                surplus: CachePadded::new(AtomicIsize::new(0)),
+                status: AtomicU8::new(RUNNING),
+                control: Mutex::new(Control {
+                    threads: 0,
+                    spawned: 0,
+                    shutdown: false,
+                    broken: None,
+                }),
+                exited: Condvar::new(),
+                config,
+            }),
+        }
+    }
+
+    /// Schedules `task` on a worker thread and returns a [`Future`] for its result.
+    ///
+    /// Python: `executor.submit(fn, *args)`; capture the arguments in the closure.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Shutdown`] after [`shutdown`](Self::shutdown),
+    /// [`SubmitError::Broken`] if an initializer failed, [`SubmitError::Spawn`] if no thread
+    /// could be started; the closure comes back through [`SubmitError::into_inner`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// let answer = pool.submit(|| 6 * 7)?;
+    /// assert_eq!(answer.result()?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit<F, T>(&self, task: F) -> Result<Future<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.shared.submit(task)
+    }
+
+    /// Applies `f` to every item and yields the results in input order: Python's
+    /// `executor.map(fn, iterable)`, lazy and bounded.
+    ///
+    /// - The input is read lazily: at most [`buffer_size`](Map::buffer_size) tasks are in
+    ///   flight (default: twice `max_workers`), so an endless iterator works (Python 3.14's
+    ///   `buffersize`).
+    /// - Each item is a `Result`: a panic fails that item only, the rest still run
+    ///   (CPython's map stops at the first error, python/cpython#108518).
+    /// - [`Map::timeout`] sets a deadline measured from this call; when it passes, the tasks
+    ///   in flight are cancelled and the iterator yields [`MapError::Timeout`](crate::MapError::Timeout) once.
+    /// - Dropping the iterator cancels the tasks that have not started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    /// use std::time::Duration;
+    ///
+    /// let pool = ThreadPoolExecutor::new();
+    /// let squares: Vec<u64> = pool
+    ///     .map(|x: u64| x * x, 0..)            // an endless input is fine
+    ///     .timeout(Duration::from_secs(60))
+    ///     .take(5)
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(squares, [0, 1, 4, 9, 16]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map<'a, F, I, T>(&self, f: F, items: I) -> Map<'a, T>
+    where
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        I: IntoIterator,
+        I::IntoIter: Send + 'a,
+        I::Item: Send + 'static,
+        T: Send + 'static,
+    {
+        Map::new(self.source(f, items), 2 * self.max_workers())
+    }
+
+    /// Like [`map`](Self::map), but yields results as they finish, not in input order:
+    /// Python's `Pool.imap_unordered`. The same buffer and timeout rules apply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::new();
+    /// let mut lens: Vec<usize> = pool
+    ///     .map_unordered(|s: &str| s.len(), ["a", "bbb", "cc"])
+    ///     .collect::<Result<_, _>>()?;
+    /// lens.sort();
+    /// assert_eq!(lens, [1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map_unordered<'a, F, I, T>(&self, f: F, items: I) -> MapUnordered<'a, T>
+    where
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        I: IntoIterator,
+        I::IntoIter: Send + 'a,
+        I::Item: Send + 'static,
+        T: Send + 'static,
+    {
+        MapUnordered::new(self.source(f, items), 2 * self.max_workers())
+    }
+
+    /// The input side of a map: pulls the next item and submits it.
+    fn source<'a, F, I, T>(&self, f: F, items: I) -> Source<'a, T>
+    where
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        I: IntoIterator,
+        I::IntoIter: Send + 'a,
+        I::Item: Send + 'static,
+        T: Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let f = Arc::new(f);
+        let mut items = items.into_iter();
+        Box::new(move || {
+            let item = items.next()?;
+            let f = f.clone();
+            Some(
+                shared
+                    .submit(move || f(item))
+                    .map_err(|e| Arc::from(e.to_string())),
+            )
+        })
+    }
+
+    /// Stops accepting tasks. With `wait`, blocks until every queued task has run and every
+    /// worker has exited. With `cancel_futures`, first cancels the tasks that have not
+    /// started. Calling it again is harmless. Python: `shutdown(wait, cancel_futures=...)`.
+    ///
+    /// Called from one of this pool's own workers, `wait` waits for all the others.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::builder().max_workers(1).build()?;
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let blocker = pool.submit(move || rx.recv().unwrap())?;
+    /// let queued = pool.submit(|| 1)?;
+    /// pool.shutdown_with(false, true); // cancel what has not started
+    /// assert!(queued.cancelled());
+    /// tx.send(()).unwrap();
+    /// blocker.result()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shutdown_with(&self, wait: bool, cancel_futures: bool) {
+        self.shared.shutdown(wait, cancel_futures);
+    }
+
+    /// Stops accepting tasks and waits for the queued ones: `shutdown(wait=True)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// let fut = pool.submit(|| 1)?;
+    /// pool.shutdown();
+    /// assert!(fut.done()); // it ran before shutdown returned
+    /// assert!(pool.submit(|| 2).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shutdown(&self) {
+        self.shutdown_with(true, false);
+    }
+
+    /// The most threads this pool runs at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::builder().max_workers(3).build()?;
+    /// assert_eq!(pool.max_workers(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_workers(&self) -> usize {
+        self.shared.config.max_workers
+    }
+
+    /// Tasks submitted that no worker has taken yet. A task cancelled while queued leaves
+    /// this count when a worker (or `shutdown`) discards it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// pool.submit(|| ())?.result()?;
+    /// assert_eq!(pool.queued(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn queued(&self) -> usize {
+        let c = &self.shared.counters;
+        // Read the later stages first, so a task moving along is never counted twice.
+        let discarded = c.discarded.load(Ordering::Acquire);
+        let started = c.started.load(Ordering::Acquire);
+        let submitted = c.submitted.load(Ordering::Acquire);
+        submitted.saturating_sub(started + discarded)
+    }
+
+    /// Tasks running now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let (started_tx, started) = std::sync::mpsc::channel();
+    /// let fut = pool.submit(move || { started_tx.send(()).unwrap(); rx.recv().unwrap() })?;
+    /// started.recv()?;
+    /// assert_eq!(pool.running(), 1);
+    /// tx.send(())?;
+    /// fut.result()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn running(&self) -> usize {
+        let c = &self.shared.counters;
+        let completed = c.completed.load(Ordering::Acquire);
+        let started = c.started.load(Ordering::Acquire);
+        started.saturating_sub(completed)
+    }
+
+    /// Tasks that have run to the end, with a value or a panic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// pool.submit(|| ())?.result()?;
+    /// pool.shutdown();
+    /// assert_eq!(pool.completed(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn completed(&self) -> usize {
+        self.shared.counters.completed.load(Ordering::Acquire)
+    }
+
+    /// Worker threads alive now (they start lazily and may retire when idle).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// assert_eq!(pool.threads(), 0); // none until there is work
+    /// pool.submit(|| ())?.result()?;
+    /// assert_eq!(pool.threads(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn threads(&self) -> usize {
+        self.shared.control.lock().threads
+    }
+
+    /// Returns `true` once an initializer has failed: every queued task failed with
+    /// [`TaskError::BrokenExecutor`] and later submits are refused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::builder()
+    ///     .initializer(|| Err::<(), _>("no database"))
+    ///     .build()?;
+    /// let fut = pool.submit(|| 1)?;
+    /// assert!(fut.result().is_err());
+    /// assert!(pool.is_broken());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_broken(&self) -> bool {
+        self.shared.status.load(Ordering::Acquire) == BROKEN
+    }
+}
+
+impl Shared {
+    fn refusal<F>(&self, task: F) -> SubmitError<F> {
+        let control = self.control.lock();
+        match &control.broken {
+            Some(reason) => SubmitError::Broken {
+                task,
+                reason: reason.clone(),
+            },
+            None => SubmitError::Shutdown(task),
+        }
+    }
+
+    fn submit<F, T>(self: &Arc<Self>, func: F) -> Result<Future<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.status.load(Ordering::Acquire) != RUNNING {
+            return Err(self.refusal(func));
+        }
+        let task = Task::new(func, self.id);
+        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
+        // The channel is never disconnected: `Shared` owns both ends.
+        let _ = self.tx.send(Some(task.clone()));
+        // Rule 3: re-read the status after the push; a concurrent shutdown's stop messages
+        // may be ahead of our task.
+        if self.status.load(Ordering::SeqCst) != RUNNING {
+            if let Some(func) = task.reclaim() {
+                return Err(self.refusal(func));
+            }
+        } else if self.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
+            // Rule 1: no idle worker to count on.
+            if let Err(error) = self.spawn_worker() {
+                if self.control.lock().threads == 0 {
+                    if let Some(func) = task.reclaim() {
+                        return Err(SubmitError::Spawn {
+                            task: func,
+                            error: Arc::new(error),
+                        });
+                    }
+                }
+                log::warn!(target: "concurrent_futures", "could not start a worker thread: {error}");
+            }
+        }
+        Ok(Future::from_task(task))
+    }
+
+    /// Starts a worker unless `max_workers` are running or the pool is broken.
+    ///
+    /// A submit whose task was queued before a racing shutdown still needs a worker (rule 3
+    /// lets its task run), so this starts one after shutdown too, and queues a stop message
+    /// for it behind that task.
+    fn spawn_worker(self: &Arc<Self>) -> std::io::Result<()> {
+        let mut control = self.control.lock();
+        if control.broken.is_some() || control.threads >= self.config.max_workers {
+            return Ok(());
+        }
+        let name = format!("{}_{}", self.config.thread_name_prefix(self.id), control.spawned);
+        let mut builder = std::thread::Builder::new().name(name);
+        if let Some(size) = self.config.stack_size {
+            builder = builder.stack_size(size);
+        }
+        let shared = self.clone();
+        builder.spawn(move || shared.work())?;
+        control.threads += 1;
+        control.spawned += 1;
+        if control.shutdown {
+            let _ = self.tx.send(None);
+        }
+        Ok(())
+    }
+
+    /// The worker thread's body.
+    fn work(self: Arc<Self>) {
+        let _worker = WorkerGuard::enter(self.id, self.counters.clone());
+        if let Some(init) = &self.config.initializer {
+            if let Err(reason) = init() {
+                log::error!(target: "concurrent_futures", "thread pool initializer failed: {reason}");
+                self.break_pool(reason);
+                self.exit();
+                return;
+            }
+        }
+        loop {
+            self.surplus.fetch_add(1, Ordering::AcqRel); // idle
+            let message = match self.config.keep_alive {
+                None => self.rx.recv().expect("the pool owns both channel ends"),
+                Some(keep_alive) => match self.rx.recv_timeout(keep_alive) {
+                    Ok(message) => message,
+                    Err(RecvTimeoutError::Timeout) => {
+                        // Rule 2: retire unless that leaves a queued task without a worker.
+                        if self.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
+                            continue;
+                        }
+                        break;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => unreachable!("the pool owns both ends"),
+                },
+            };
+            match message {
+                Some(task) => {
+                    if task.run(&self.counters) == Ran::Cancelled {
+                        self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                None => {
+                    self.surplus.fetch_sub(1, Ordering::AcqRel);
+                    break;
+                }
+            }
+        }
+        self.exit();
+    }
+
+    fn exit(&self) {
+        let mut control = self.control.lock();
+        control.threads -= 1;
+        drop(control);
+        self.exited.notify_all();
+    }
+
+    /// An initializer failed: refuse new tasks and fail every queued one (Python's
+    /// `BrokenThreadPool`).
+    fn break_pool(&self, reason: String) {
+        let reason: Arc<str> = Arc::from(reason);
+        {
+            let mut control = self.control.lock();
+            if control.broken.is_none() {
+                control.broken = Some(reason.clone());
+            }
+            self.status.store(BROKEN, Ordering::SeqCst);
+        }
+        let mut stops = 0;
+        while let Ok(message) = self.rx.try_recv() {
+            match message {
+                Some(task) => {
+                    task.fail(TaskError::BrokenExecutor(reason.clone()));
+                    self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+                }
+                None => stops += 1,
+            }
+        }
+        for _ in 0..stops {
+            let _ = self.tx.send(None);
+        }
+    }
+
+    fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        let mut control = self.control.lock();
+        if !control.shutdown {
+            control.shutdown = true;
+            if control.broken.is_none() {
+                self.status.store(SHUTDOWN, Ordering::SeqCst);
+            }
+            if cancel_futures {
+                self.cancel_queued();
+            }
+            for _ in 0..control.threads {
+                let _ = self.tx.send(None);
+            }
+        } else if cancel_futures {
+            self.cancel_queued();
+        }
+        if wait {
+            let me = usize::from(crate::future::core::is_worker_of(self.id));
+            while control.threads > me {
+                self.exited.wait(&mut control);
+            }
+        }
+    }
+
+    /// Cancels every task still in the queue (Python's `cancel_futures=True`).
+    fn cancel_queued(&self) {
+        let mut stops = 0;
+        while let Ok(message) = self.rx.try_recv() {
+            match message {
+                Some(task) => {
+                    task.cancel();
+                    self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+                }
+                None => stops += 1,
+            }
+        }
+        for _ in 0..stops {
+            let _ = self.tx.send(None);
+        }
+    }
+}
+
+impl Default for ThreadPoolExecutor {
+    fn default() -> Self {
+        ThreadPoolExecutor::new()
+    }
+}
+
+impl Drop for ThreadPoolExecutor {
+    /// Shuts down and waits for the queued tasks, like the end of a Python `with` block.
+    fn drop(&mut self) {
+        self.shared.shutdown(true, false);
+    }
+}
+
+impl fmt::Debug for ThreadPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolExecutor")
+            .field("max_workers", &self.max_workers())
+            .field("threads", &self.threads())
+            .field("queued", &self.queued())
+            .field("running", &self.running())
+            .field("completed", &self.completed())
+            .finish()
+    }
+}
