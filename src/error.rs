@@ -387,9 +387,8 @@ impl PartialEq for TaskError {
 
 fn task_error_eq(a: &TaskError, b: &TaskError) -> bool {
     match (a, b) {
-        (TaskError::Cancelled, TaskError::Cancelled) | (TaskError::Abandoned, TaskError::Abandoned) => {
-            true
-        }
+        (TaskError::Cancelled, TaskError::Cancelled)
+        | (TaskError::Abandoned, TaskError::Abandoned) => true,
         (TaskError::Panicked(a), TaskError::Panicked(b)) => a == b,
         (TaskError::BrokenExecutor(a), TaskError::BrokenExecutor(b)) => a == b,
         (TaskError::Failed(a), TaskError::Failed(b)) => Arc::ptr_eq(a, b),

@@ -17,8 +17,7 @@ use crate::ResultTimeoutError;
 
 /// Pulls the next input item and submits it: `None` when the input is exhausted, `Err` with
 /// a reason when the executor refused the task.
-pub(crate) type Source<'a, T> =
-    Box<dyn FnMut() -> Option<Result<Future<T>, Arc<str>>> + Send + 'a>;
+pub(crate) type Source<'a, T> = Box<dyn FnMut() -> Option<Result<Future<T>, Arc<str>>> + Send + 'a>;
 
 /// The input side shared by both maps.
 struct Feed<'a, T> {
@@ -62,7 +61,11 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
     }
 
     fn set_timeout(&mut self, timeout: Duration) {
-        self.deadline = Some(self.start.checked_add(timeout).unwrap_or_else(|| deadline_after(timeout)));
+        self.deadline = Some(
+            self.start
+                .checked_add(timeout)
+                .unwrap_or_else(|| deadline_after(timeout)),
+        );
     }
 }
 

@@ -406,10 +406,8 @@ impl<F: Waitable> AsCompleted<F> {
         if deadline.is_none() {
             // On a worker thread, run our own pool's queued tasks instead of deadlocking.
             // Each slot is offered once, so this stays O(n) overall.
-            for slot in &self.slots[self.helped..] {
-                if let Some(f) = slot {
-                    f.handle().help();
-                }
+            for f in self.slots[self.helped..].iter().flatten() {
+                f.handle().help();
             }
             self.helped = self.slots.len();
         }

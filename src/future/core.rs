@@ -85,6 +85,9 @@ enum Slot<T> {
     Taken,
 }
 
+/// A done-callback, boxed.
+pub(crate) type Callback<T> = Box<dyn FnOnce(&Future<T>) + Send>;
+
 /// Someone to tell when the future is done.
 pub(crate) enum Waiter<T> {
     /// A thread blocked in `wait`/`result`: unparked.
@@ -94,7 +97,7 @@ pub(crate) enum Waiter<T> {
     /// A `wait`/`as_completed` collector: told the key of this future.
     Collector(Arc<Collector>, usize),
     /// `add_done_callback`: called with the future.
-    Callback(Box<dyn FnOnce(&Future<T>) + Send>),
+    Callback(Callback<T>),
 }
 
 /// Most futures have zero or one waiter: keep that one inline.
@@ -357,7 +360,7 @@ fn notify<T>(waiters: Waiters<T>, fut: &Future<T>) {
 }
 
 /// Runs one done-callback, catching and logging a panic so the others still run.
-pub(crate) fn run_callback<T>(callback: Box<dyn FnOnce(&Future<T>) + Send>, fut: &Future<T>) {
+pub(crate) fn run_callback<T>(callback: Callback<T>, fut: &Future<T>) {
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| callback(fut))) {
         log::error!(
             target: "concurrent_futures",
@@ -438,7 +441,11 @@ where
         if let Some(c) = counters {
             c.started.fetch_add(1, Ordering::Relaxed);
         }
-        let func = self.func.lock().take().expect("claimed task has its closure (rule 4)");
+        let func = self
+            .func
+            .lock()
+            .take()
+            .expect("claimed task has its closure (rule 4)");
         let outcome = panic::catch_unwind(AssertUnwindSafe(func)).map_err(TaskError::from_panic);
         // Only this thread can finish a RUNNING task, so this cannot fail.
         let _ = self.core.finish(outcome, fut);

@@ -57,9 +57,7 @@ impl<T: Send + 'static> Promise<T> {
     ///
     /// See [`Promise`].
     pub fn new() -> (Promise<T>, Future<T>) {
-        let cell = Arc::new(PromiseCell {
-            core: Core::new(0),
-        });
+        let cell = Arc::new(PromiseCell { core: Core::new(0) });
         let future = Future::from_task(cell.clone());
         (Promise { cell }, future)
     }
@@ -102,9 +100,12 @@ impl<T: Send + 'static> Promise<T> {
         self.cell
             .core
             .finish(Ok(value), &self.future())
-            .map_err(|outcome| InvalidStateError {
-                state: self.state(),
-                value: outcome.ok().expect("the outcome given back is the one passed in"),
+            .map_err(|outcome| match outcome {
+                Ok(value) => InvalidStateError {
+                    state: self.state(),
+                    value,
+                },
+                Err(_) => unreachable!("finish gives back the outcome it was passed"),
             })
     }
 
@@ -151,9 +152,12 @@ impl<T: Send + 'static> Promise<T> {
         self.cell
             .core
             .finish(Err(error), &self.future())
-            .map_err(|outcome| InvalidStateError {
-                state: self.state(),
-                value: outcome.err().expect("the outcome given back is the one passed in"),
+            .map_err(|outcome| match outcome {
+                Err(value) => InvalidStateError {
+                    state: self.state(),
+                    value,
+                },
+                Ok(_) => unreachable!("finish gives back the outcome it was passed"),
             })
     }
 
@@ -188,7 +192,10 @@ impl<T: Send + 'static> Promise<T> {
 impl<T: Send + 'static> Drop for Promise<T> {
     fn drop(&mut self) {
         if !super::core::is_done(self.cell.core.word()) {
-            let _ = self.cell.core.finish(Err(TaskError::Abandoned), &self.future());
+            let _ = self
+                .cell
+                .core
+                .finish(Err(TaskError::Abandoned), &self.future());
         }
     }
 }

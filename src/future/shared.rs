@@ -279,6 +279,8 @@ impl<T> Hash for SharedFuture<T> {
 
 impl<T> fmt::Debug for SharedFuture<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SharedFuture").field(&self.inner.future).finish()
+        f.debug_tuple("SharedFuture")
+            .field(&self.inner.future)
+            .finish()
     }
 }

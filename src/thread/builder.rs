@@ -219,7 +219,11 @@ impl ThreadPoolBuilder {
             Some(n) => n,
             None => default_max_workers(),
         };
-        if self.thread_name_prefix.as_deref().is_some_and(|p| p.contains('\0')) {
+        if self
+            .thread_name_prefix
+            .as_deref()
+            .is_some_and(|p| p.contains('\0'))
+        {
             return Err(BuildError::InvalidThreadName);
         }
         Ok(ThreadPoolExecutor::from_config(Config {

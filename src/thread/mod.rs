@@ -282,7 +282,9 @@ impl ThreadPoolExecutor {
     ///
     /// let pool = ThreadPoolExecutor::builder().max_workers(1).build()?;
     /// let (tx, rx) = std::sync::mpsc::channel::<()>();
-    /// let blocker = pool.submit(move || rx.recv().unwrap())?;
+    /// let (started_tx, started) = std::sync::mpsc::channel();
+    /// let blocker = pool.submit(move || { started_tx.send(()).unwrap(); rx.recv().unwrap() })?;
+    /// started.recv()?; // the only worker is busy now
     /// let queued = pool.submit(|| 1)?;
     /// pool.shutdown_with(false, true); // cancel what has not started
     /// assert!(queued.cancelled());
@@ -478,7 +480,11 @@ impl Shared {
         if control.broken.is_some() || control.threads >= self.config.max_workers {
             return Ok(());
         }
-        let name = format!("{}_{}", self.config.thread_name_prefix(self.id), control.spawned);
+        let name = format!(
+            "{}_{}",
+            self.config.thread_name_prefix(self.id),
+            control.spawned
+        );
         let mut builder = std::thread::Builder::new().name(name);
         if let Some(size) = self.config.stack_size {
             builder = builder.stack_size(size);
