@@ -1,0 +1,66 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+
+use concurrent_futures::lock::Event;
+
+/// A generous bound for waits that should end promptly: only hit if the code under test
+/// hangs, so it never decides a pass on a fast machine.
+pub const HANG: Duration = Duration::from_secs(30);
+
+/// A latch that tasks block on until the test opens it.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<Event>);
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    pub fn open(&self) {
+        self.0.set();
+    }
+
+    /// Blocks until opened; panics if the test forgot to open it.
+    pub fn pass(&self) {
+        assert!(self.0.wait_timeout(HANG), "gate never opened");
+    }
+}
+
+static LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        LOGS.lock()
+            .unwrap()
+            .push(format!("{} {}: {}", record.level(), record.target(), record.args()));
+    }
+    fn flush(&self) {}
+}
+
+/// Installs a logger that keeps every record, for tests that check what was reported.
+pub fn capture_logs() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        static CAPTURE: Capture = Capture;
+        log::set_logger(&CAPTURE).unwrap();
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
+/// The captured records that contain `needle`.
+pub fn logged(needle: &str) -> Vec<String> {
+    LOGS.lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.contains(needle))
+        .cloned()
+        .collect()
+}
