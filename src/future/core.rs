@@ -37,6 +37,7 @@ use crossbeam_utils::CachePadded;
 use super::collector::Collector;
 use super::{Future, State};
 use crate::error::TaskError;
+use std::sync::atomic::AtomicIsize;
 use std::sync::Arc;
 
 use crate::sync::{self, AtomicU32, AtomicUsize, Mutex, Thread};
@@ -374,8 +375,10 @@ pub(crate) fn run_callback<T>(callback: Callback<T>, fut: &Future<T>) {
 pub(crate) trait Handle<T>: Send + Sync {
     fn core(&self) -> &Core<T>;
 
-    /// Claims and runs the task if it is still pending, counting it in `counters`.
-    fn run(&self, fut: &Future<T>, counters: Option<&Counters>) -> Ran;
+    /// Claims and runs the task if it is still pending, counting it in `counters`. A
+    /// `worker` run also marks its thread idle before publishing the result, so that the
+    /// caller's next submit finds it idle rather than starting a thread.
+    fn run(&self, fut: &Future<T>, counters: Option<&Counters>, worker: bool) -> Ran;
 
     /// Cancels the task if it is still pending, dropping its closure.
     fn cancel(&self, fut: &Future<T>) -> bool;
@@ -431,7 +434,7 @@ where
         &self.core
     }
 
-    fn run(&self, fut: &Future<T>, counters: Option<&Counters>) -> Ran {
+    fn run(&self, fut: &Future<T>, counters: Option<&Counters>, worker: bool) -> Ran {
         if !self.core.claim() {
             return match self.core.word() & STATE_MASK {
                 CANCELLED => Ran::Cancelled,
@@ -447,11 +450,14 @@ where
             .take()
             .expect("claimed task has its closure (rule 4)");
         let outcome = panic::catch_unwind(AssertUnwindSafe(func)).map_err(TaskError::from_panic);
-        // Only this thread can finish a RUNNING task, so this cannot fail.
-        let _ = self.core.finish(outcome, fut);
         if let Some(c) = counters {
             c.completed.fetch_add(1, Ordering::Relaxed);
+            if worker {
+                c.surplus.fetch_add(1, Ordering::AcqRel); // idle again
+            }
         }
+        // Only this thread can finish a RUNNING task, so this cannot fail.
+        let _ = self.core.finish(outcome, fut);
         Ran::Here
     }
 
@@ -462,7 +468,8 @@ where
 
 /// What a queue holds: a task with its result type erased.
 pub(crate) trait Runnable: Send + Sync {
-    /// Claims and runs the task, counting it in `counters`.
+    /// Claims and runs the task on a worker, counting it in `counters`. After `Ran::Here`
+    /// the worker is already counted idle again in `counters.surplus`.
     fn run(self: Arc<Self>, counters: &Counters) -> Ran;
     /// Cancels the task if it is still pending.
     fn cancel(self: Arc<Self>) -> bool;
@@ -477,7 +484,7 @@ where
 {
     fn run(self: Arc<Self>, counters: &Counters) -> Ran {
         let fut = Future::from_task(self.clone());
-        Handle::run(&*self, &fut, Some(counters))
+        Handle::run(&*self, &fut, Some(counters), true)
     }
 
     fn cancel(self: Arc<Self>) -> bool {
@@ -503,6 +510,8 @@ pub(crate) struct Counters {
     pub(crate) completed: CachePadded<AtomicUsize>,
     /// Cancelled or failed tasks that left the queue without running.
     pub(crate) discarded: CachePadded<AtomicUsize>,
+    /// Idle workers minus queued tasks (see `thread`'s module docs).
+    pub(crate) surplus: CachePadded<AtomicIsize>,
 }
 
 thread_local! {
@@ -541,7 +550,9 @@ pub(crate) fn help<T>(handle: &dyn Handle<T>, fut: &Future<T>) -> bool {
         return false;
     }
     WORKER_OF.with(|w| match &*w.borrow() {
-        Some((id, counters)) if *id == owner => handle.run(fut, Some(counters)) == Ran::Here,
+        Some((id, counters)) if *id == owner => {
+            handle.run(fut, Some(counters), false) == Ran::Here
+        }
         _ => false,
     })
 }

@@ -41,7 +41,7 @@ impl<T: Send + 'static> Handle<T> for PromiseCell<T> {
         &self.core
     }
 
-    fn run(&self, _: &Future<T>, _: Option<&Counters>) -> Ran {
+    fn run(&self, _: &Future<T>, _: Option<&Counters>, _: bool) -> Ran {
         Ran::Elsewhere // a promise is completed by its owner, never run
     }
 

@@ -7,8 +7,9 @@
 //! result slot ([`Task`]); the channel slot holds a pointer to it.
 //!
 //! Threads start lazily. One signed counter, `surplus`, is idle workers minus queued tasks:
-//! a submit subtracts one, a worker about to block on the channel adds one, and receiving a
-//! task changes nothing (one fewer idle worker, one fewer queued task). So:
+//! a submit subtracts one, a worker adds one when it becomes idle (at start, and after each
+//! task just before it publishes the result, so the caller's next submit finds it idle), and
+//! receiving a task changes nothing (one fewer idle worker, one fewer queued task). So:
 //!
 //! 1. A submit that takes `surplus` below zero has no idle worker to count on and starts a
 //!    thread, unless `max_workers` are running. Idle workers are reused first.
@@ -22,11 +23,10 @@
 mod builder;
 
 use std::fmt;
-use std::sync::atomic::{AtomicIsize, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
 
 pub use self::builder::{InitResult, ThreadPoolBuilder};
@@ -78,9 +78,8 @@ pub(crate) struct Shared {
     id: u32,
     tx: Sender<Message>,
     rx: Receiver<Message>,
+    /// Task counts, and `surplus`: idle workers minus queued tasks (see the module docs).
     counters: Arc<Counters>,
-    /// Idle workers minus queued tasks (see the module docs).
-    surplus: CachePadded<AtomicIsize>,
     status: AtomicU8,
     control: Mutex<Control>,
     /// Signalled when a worker exits.
@@ -140,7 +139,6 @@ impl ThreadPoolExecutor {
                 tx,
                 rx,
                 counters: Arc::default(),
-                surplus: CachePadded::new(AtomicIsize::new(0)),
                 status: AtomicU8::new(RUNNING),
                 control: Mutex::new(Control {
                     threads: 0,
@@ -453,7 +451,7 @@ impl Shared {
             if let Some(func) = task.reclaim() {
                 return Err(self.refusal(func));
             }
-        } else if self.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
+        } else if self.counters.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
             // Rule 1: no idle worker to count on.
             if let Err(error) = self.spawn_worker() {
                 if self.control.lock().threads == 0 {
@@ -510,15 +508,16 @@ impl Shared {
                 return;
             }
         }
+        self.counters.surplus.fetch_add(1, Ordering::AcqRel); // idle
         loop {
-            self.surplus.fetch_add(1, Ordering::AcqRel); // idle
             let message = match self.config.keep_alive {
                 None => self.rx.recv().expect("the pool owns both channel ends"),
                 Some(keep_alive) => match self.rx.recv_timeout(keep_alive) {
                     Ok(message) => message,
                     Err(RecvTimeoutError::Timeout) => {
                         // Rule 2: retire unless that leaves a queued task without a worker.
-                        if self.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
+                        if self.counters.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
+                            self.counters.surplus.fetch_add(1, Ordering::AcqRel);
                             continue;
                         }
                         break;
@@ -527,13 +526,17 @@ impl Shared {
                 },
             };
             match message {
-                Some(task) => {
-                    if task.run(&self.counters) == Ran::Cancelled {
-                        self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+                Some(task) => match task.run(&self.counters) {
+                    Ran::Here => {} // counted idle again before the result was published
+                    ran => {
+                        if ran == Ran::Cancelled {
+                            self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.counters.surplus.fetch_add(1, Ordering::AcqRel);
                     }
-                }
+                },
                 None => {
-                    self.surplus.fetch_sub(1, Ordering::AcqRel);
+                    self.counters.surplus.fetch_sub(1, Ordering::AcqRel);
                     break;
                 }
             }
