@@ -96,4 +96,6 @@ pub use crate::error::{
 pub use crate::future::{Future, Promise, SharedFuture, State};
 pub use crate::map::{Map, MapUnordered};
 pub use crate::thread::{InitResult, ThreadPoolBuilder, ThreadPoolExecutor};
-pub use crate::wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen, Waitable};
+pub use crate::wait::{
+    as_completed, wait, AsCompleted, AsCompletedStream, AsCompletedTimeout, ReturnWhen, Waitable,
+};

@@ -216,7 +216,8 @@ where
 ///
 /// Made by [`as_completed`]. Futures already done when it is made come first. Each future is
 /// yielded exactly once. More futures can be added while iterating with
-/// [`push`](Self::push). It is also a [`Stream`](futures_core::Stream) for async code.
+/// [`push`](Self::push). [`into_stream`](Self::into_stream) makes it a
+/// [`Stream`](futures_core::Stream) for async code.
 /// [`timeout`](Self::timeout) gives an iterator that stops with a [`TimeoutError`] at a
 /// deadline, leaving the unfinished futures recoverable.
 ///
@@ -349,6 +350,15 @@ impl<F: Waitable> AsCompleted<F> {
         left
     }
 
+    /// Turns the iterator into a [`Stream`](futures_core::Stream) for async code.
+    ///
+    /// # Examples
+    ///
+    /// See [`AsCompletedStream`].
+    pub fn into_stream(self) -> AsCompletedStream<F> {
+        AsCompletedStream { inner: self }
+    }
+
     /// Returns an iterator that gives up at `timeout` from now, yielding
     /// `Err(TimeoutError)` once and then ending; [`AsCompletedTimeout::into_remaining`]
     /// recovers the futures that did not finish.
@@ -435,23 +445,80 @@ impl<F: Waitable> ExactSizeIterator for AsCompleted<F> {}
 
 impl<F: Waitable> std::iter::FusedIterator for AsCompleted<F> {}
 
-impl<F: Waitable + Unpin> futures_core::Stream for AsCompleted<F> {
+/// [`AsCompleted`] as a [`Stream`](futures_core::Stream), for async code: made by
+/// [`AsCompleted::into_stream`].
+///
+/// A separate type, so that `next()` on the iterator is never ambiguous when
+/// `futures::StreamExt` is in scope. For a deadline, use the runtime's own timer
+/// (`tokio::time::timeout` and the like).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{as_completed, ThreadPoolExecutor};
+/// use futures::StreamExt;
+///
+/// let pool = ThreadPoolExecutor::new();
+/// let futs: Vec<_> = (1..=3).map(|i| pool.submit(move || i).unwrap()).collect();
+/// let total = futures::executor::block_on(
+///     as_completed(futs).into_stream().then(|f| f).fold(0, |acc, r| async move { acc + r.unwrap() }),
+/// );
+/// assert_eq!(total, 6);
+/// ```
+#[derive(Debug)]
+#[must_use = "streams do nothing unless polled"]
+pub struct AsCompletedStream<F: Waitable> {
+    inner: AsCompleted<F>,
+}
+
+impl<F: Waitable> AsCompletedStream<F> {
+    /// Adds a future to the set being watched.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::{as_completed, Future, Promise};
+    /// let mut stream = as_completed(Vec::<Future<u8>>::new()).into_stream();
+    /// let (p, f) = Promise::new();
+    /// stream.push(f);
+    /// # drop(p);
+    /// ```
+    pub fn push(&mut self, future: F) {
+        self.inner.push(future);
+    }
+
+    /// Back to the blocking iterator.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::{as_completed, Promise};
+    /// let (_p, f) = Promise::<u8>::new();
+    /// let it = as_completed([f]).into_stream().into_inner();
+    /// assert_eq!(it.remaining(), 1);
+    /// ```
+    pub fn into_inner(self) -> AsCompleted<F> {
+        self.inner
+    }
+}
+
+impl<F: Waitable + Unpin> futures_core::Stream for AsCompletedStream<F> {
     type Item = F;
 
-    /// Yields the next future to finish without blocking a thread. (Use the runtime's own
-    /// timer, e.g. `tokio::time::timeout`, for a deadline.)
+    /// Yields the next future to finish without blocking a thread.
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F>> {
-        if self.remaining == 0 {
+        let it = &mut self.inner;
+        if it.remaining == 0 {
             return Poll::Ready(None);
         }
-        match self.collector.poll_pop(cx) {
-            Poll::Ready(key) => Poll::Ready(Some(self.take_slot(key))),
+        match it.collector.poll_pop(cx) {
+            Poll::Ready(key) => Poll::Ready(Some(it.take_slot(key))),
             Poll::Pending => Poll::Pending,
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
+        (self.inner.remaining, Some(self.inner.remaining))
     }
 }
 

@@ -1,0 +1,212 @@
+//! `map` and `map_unordered`: order, per-item errors, deadlines, laziness, cancellation.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use common::{Gate, HANG};
+use concurrent_futures::{MapError, TaskError, ThreadPoolExecutor};
+
+#[test]
+fn results_come_in_input_order() {
+    let pool = ThreadPoolExecutor::builder().max_workers(4).build().unwrap();
+    let out: Vec<u64> = pool
+        .map(
+            |i: u64| {
+                thread::sleep(Duration::from_micros((37 * i) % 500));
+                i * 2
+            },
+            0..200,
+        )
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(out, (0..200).map(|i| i * 2).collect::<Vec<_>>());
+}
+
+#[test]
+fn one_failure_does_not_stop_the_rest() {
+    let pool = ThreadPoolExecutor::new();
+    let out: Vec<_> = pool.map(|i: u32| if i % 3 == 0 { panic!("bad {i}") } else { i }, 0..9).collect();
+    assert_eq!(out.len(), 9);
+    for (i, r) in out.into_iter().enumerate() {
+        if i % 3 == 0 {
+            assert_eq!(r, Err(MapError::Task(TaskError::Panicked(format!("bad {i}").into()))));
+        } else {
+            assert_eq!(r, Ok(i as u32));
+        }
+    }
+}
+
+#[test]
+fn timeout_is_measured_from_the_call() {
+    let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let mut it = pool
+        .map(move |_: u32| g.pass(), 0..4)
+        .timeout(Duration::from_millis(20));
+    thread::sleep(Duration::from_millis(50)); // the deadline passes before we even look
+    assert_eq!(it.next(), Some(Err(MapError::Timeout)));
+    assert_eq!(it.next(), None);
+    gate.open();
+}
+
+#[test]
+fn a_timeout_cancels_what_has_not_started() {
+    let pool = ThreadPoolExecutor::builder().max_workers(1).build().unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Gate::new();
+    let (s, g) = (started.clone(), gate.clone());
+    let results: Vec<_> = pool
+        .map(
+            move |_: u32| {
+                s.fetch_add(1, Ordering::SeqCst);
+                g.pass();
+            },
+            0..10,
+        )
+        .buffer_size(10)
+        .timeout(Duration::from_millis(20))
+        .collect();
+    assert_eq!(results, [Err(MapError::Timeout)]);
+    gate.open();
+    pool.shutdown();
+    assert_eq!(started.load(Ordering::SeqCst), 1, "only the task already running ran");
+}
+
+#[test]
+fn an_endless_input_is_read_lazily() {
+    let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let p = pulled.clone();
+    let input = (0u64..).inspect(move |_| {
+        p.fetch_add(1, Ordering::SeqCst);
+    });
+    let first: Vec<u64> = pool.map(|x| x + 1, input).buffer_size(8).take(100).map(Result::unwrap).collect();
+    assert_eq!(first, (1..=100).collect::<Vec<_>>());
+    let pulled = pulled.load(Ordering::SeqCst);
+    assert!(pulled <= 100 + 8, "read {pulled} items for 100 results with a buffer of 8");
+}
+
+#[test]
+fn no_more_than_buffer_size_tasks_are_in_flight() {
+    let pool = ThreadPoolExecutor::builder().max_workers(8).build().unwrap();
+    let gate = Gate::new();
+    let live = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (g, l, p) = (gate.clone(), live.clone(), peak.clone());
+    let it = pool
+        .map(
+            move |i: usize| {
+                let now = l.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                if i == 0 {
+                    g.pass();
+                }
+                l.fetch_sub(1, Ordering::SeqCst);
+                i
+            },
+            0..100,
+        )
+        .buffer_size(3);
+    thread::sleep(Duration::from_millis(20));
+    assert!(pool.queued() + pool.running() <= 16, "the default buffer bounds the first fill");
+    gate.open();
+    assert_eq!(it.map(Result::unwrap).sum::<usize>(), 4950);
+    assert!(peak.load(Ordering::SeqCst) <= 16);
+}
+
+#[test]
+fn dropping_the_iterator_cancels_queued_tasks() {
+    let pool = ThreadPoolExecutor::builder().max_workers(1).build().unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let gate = Gate::new();
+    let (r, g) = (ran.clone(), gate.clone());
+    let it = pool
+        .map(
+            move |_: u32| {
+                r.fetch_add(1, Ordering::SeqCst);
+                g.pass();
+            },
+            0..20,
+        )
+        .buffer_size(20);
+    drop(it);
+    gate.open();
+    pool.shutdown();
+    assert!(ran.load(Ordering::SeqCst) <= 1, "at most the one already running ran");
+}
+
+#[test]
+fn map_after_shutdown_reports_the_refusal_once() {
+    let pool = ThreadPoolExecutor::new();
+    pool.shutdown();
+    let out: Vec<_> = pool.map(|x: u8| x, 0..5).collect();
+    assert_eq!(out.len(), 1);
+    assert!(matches!(&out[0], Err(MapError::Refused(r)) if r.contains("shutdown")));
+}
+
+#[test]
+fn borrowed_input_iterators_work() {
+    let pool = ThreadPoolExecutor::new();
+    let words = vec![String::from("a"), String::from("bb")];
+    let lens: Vec<usize> = pool
+        .map(|w: String| w.len(), words.iter().cloned())
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(lens, [1, 2]);
+}
+
+#[test]
+fn unordered_yields_every_result_in_completion_order() {
+    let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let mut it = pool.map_unordered(
+        move |i: u32| {
+            if i == 0 {
+                g.pass();
+            }
+            i
+        },
+        0..2,
+    );
+    assert_eq!(it.next(), Some(Ok(1)), "item 1 finishes while item 0 waits");
+    gate.open();
+    assert_eq!(it.next(), Some(Ok(0)));
+    assert_eq!(it.next(), None);
+
+    let mut all: Vec<u32> = pool.map_unordered(|i: u32| i, 0..500).map(Result::unwrap).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..500).collect::<Vec<_>>());
+}
+
+#[test]
+fn unordered_timeout_and_errors() {
+    let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let out: Vec<_> = pool
+        .map_unordered(
+            move |i: u32| match i {
+                0 => panic!("zero"),
+                1 => 1,
+                _ => {
+                    g.pass();
+                    2
+                }
+            },
+            0..3,
+        )
+        .timeout(Duration::from_millis(100))
+        .collect();
+    gate.open();
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert!(out.contains(&Ok(1)));
+    assert!(out.iter().any(|r| matches!(r, Err(MapError::Task(e)) if e.is_panic())));
+    assert_eq!(out.last(), Some(&Err(MapError::Timeout)));
+    let _ = HANG;
+}
