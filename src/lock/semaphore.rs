@@ -175,7 +175,8 @@ impl Semaphore {
     /// # drop(p);
     /// ```
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
-        self.counter.try_acquire().then_some(SemaphorePermit {
+        // `then`, not `then_some`: a permit built eagerly would release on drop.
+        self.counter.try_acquire().then(|| SemaphorePermit {
             counter: &self.counter,
         })
     }
@@ -290,7 +291,8 @@ impl BoundedSemaphore {
     /// assert!(sem.try_acquire().is_none());
     /// ```
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
-        self.counter.try_acquire().then_some(SemaphorePermit {
+        // `then`, not `then_some`: a permit built eagerly would release on drop.
+        self.counter.try_acquire().then(|| SemaphorePermit {
             counter: &self.counter,
         })
     }
