@@ -7,7 +7,9 @@ use std::thread;
 use std::time::Duration;
 
 use common::HANG;
-use concurrent_futures::{as_completed, Future, Promise, TaskError, ThreadPoolExecutor, TimeoutError};
+use concurrent_futures::{
+    as_completed, Future, Promise, TaskError, ThreadPoolExecutor, TimeoutError,
+};
 use futures::StreamExt;
 
 fn promises(n: usize) -> (Vec<Promise<usize>>, Vec<Future<usize>>) {
@@ -31,7 +33,9 @@ fn futures_already_done_come_first() {
     ps[2].set_result(2).unwrap();
     ps[1].set_result(1).unwrap();
     let mut it = as_completed(fs);
-    let first: Vec<_> = (0..2).map(|_| it.next().unwrap().result().unwrap()).collect();
+    let first: Vec<_> = (0..2)
+        .map(|_| it.next().unwrap().result().unwrap())
+        .collect();
     assert_eq!(first, [1, 2], "done ones first, in the order given");
     ps[0].set_result(0).unwrap();
     assert_eq!(it.next().unwrap().result(), Ok(0));
@@ -40,7 +44,10 @@ fn futures_already_done_come_first() {
 
 #[test]
 fn each_future_is_yielded_exactly_once() {
-    let pool = ThreadPoolExecutor::builder().max_workers(4).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(4)
+        .build()
+        .unwrap();
     let futs: Vec<_> = (0..2000).map(|i| pool.submit(move || i).unwrap()).collect();
     let it = as_completed(futs);
     assert_eq!(it.len(), 2000);
@@ -73,7 +80,9 @@ fn works_on_references_and_shared_futures() {
     }
     assert_eq!(as_completed(&fs).count(), 2);
     let shared: Vec<_> = fs.into_iter().map(Future::share).collect();
-    let total: usize = as_completed(shared.clone()).map(|f| *f.result().unwrap()).sum();
+    let total: usize = as_completed(shared.clone())
+        .map(|f| *f.result().unwrap())
+        .sum();
     assert_eq!(total, 1);
 }
 
@@ -90,7 +99,11 @@ fn timeout_yields_an_error_once_and_leaves_the_rest_recoverable() {
     ps[0].set_result(0).unwrap();
     ps[2].set_result(2).unwrap();
     let rest: Vec<_> = left.into_iter().map(|f| f.result().unwrap()).collect();
-    assert_eq!(rest, [0, 2], "unfinished futures still work after the timeout");
+    assert_eq!(
+        rest,
+        [0, 2],
+        "unfinished futures still work after the timeout"
+    );
 }
 
 #[test]
@@ -112,7 +125,10 @@ fn futures_can_be_added_while_iterating() {
 #[test]
 fn empty_input_ends_at_once() {
     assert!(as_completed(Vec::<Future<()>>::new()).next().is_none());
-    assert!(as_completed(Vec::<Future<()>>::new()).timeout(HANG).next().is_none());
+    assert!(as_completed(Vec::<Future<()>>::new())
+        .timeout(HANG)
+        .next()
+        .is_none());
 }
 
 #[test]
@@ -145,7 +161,10 @@ fn completions_from_many_threads_are_all_seen() {
             })
         })
         .collect();
-    let mut got: Vec<_> = as_completed(fs).timeout(HANG).map(|f| f.unwrap().result().unwrap()).collect();
+    let mut got: Vec<_> = as_completed(fs)
+        .timeout(HANG)
+        .map(|f| f.unwrap().result().unwrap())
+        .collect();
     for s in setters {
         s.join().unwrap();
     }
@@ -156,9 +175,14 @@ fn completions_from_many_threads_are_all_seen() {
 #[test]
 fn is_a_stream_for_async_code() {
     let pool = ThreadPoolExecutor::new();
-    let futs: Vec<_> = (0..50u32).map(|i| pool.submit(move || i).unwrap()).collect();
+    let futs: Vec<_> = (0..50u32)
+        .map(|i| pool.submit(move || i).unwrap())
+        .collect();
     let mut got: Vec<u32> = futures::executor::block_on(
-        as_completed(futs).into_stream().then(|f| async move { f.await.unwrap() }).collect(),
+        as_completed(futs)
+            .into_stream()
+            .then(|f| async move { f.await.unwrap() })
+            .collect(),
     );
     got.sort_unstable();
     assert_eq!(got, (0..50).collect::<Vec<_>>());

@@ -32,7 +32,10 @@ fn states_follow_pending_running_finished() {
 fn cancel_is_true_while_pending_and_when_already_cancelled() {
     let (promise, future) = Promise::<u8>::new();
     assert!(future.cancel());
-    assert!(future.cancel(), "Python returns True for an already cancelled future");
+    assert!(
+        future.cancel(),
+        "Python returns True for an already cancelled future"
+    );
     assert!(future.cancelled() && future.done());
     assert!(promise.cancelled());
     assert!(!promise.set_running_or_notify_cancel());
@@ -101,7 +104,11 @@ fn exception_gives_the_error_without_the_value() {
     let bad = pool.submit(|| -> u8 { panic!("kaput") }).unwrap();
     let err = bad.exception().unwrap();
     assert_eq!(err.panic_message(), Some("kaput"));
-    assert_eq!(bad.exception(), Some(err.clone()), "the error stays readable");
+    assert_eq!(
+        bad.exception(),
+        Some(err.clone()),
+        "the error stays readable"
+    );
     assert_eq!(bad.result(), Err(err));
 
     let (_p, cancelled) = Promise::<u8>::new();
@@ -117,11 +124,18 @@ fn panic_message_is_kept_for_str_string_and_other_payloads() {
     let pool = ThreadPoolExecutor::new();
     let s = pool.submit(|| -> () { panic!("static str") }).unwrap();
     let n = 7;
-    let f = pool.submit(move || -> () { panic!("formatted {n}") }).unwrap();
-    let a = pool.submit(|| -> () { std::panic::panic_any(42_u32) }).unwrap();
+    let f = pool
+        .submit(move || -> () { panic!("formatted {n}") })
+        .unwrap();
+    let a = pool
+        .submit(|| -> () { std::panic::panic_any(42_u32) })
+        .unwrap();
     assert_eq!(s.result().unwrap_err().panic_message(), Some("static str"));
     assert_eq!(f.result().unwrap_err().panic_message(), Some("formatted 7"));
-    assert_eq!(a.result().unwrap_err().panic_message(), Some("Box<dyn Any>"));
+    assert_eq!(
+        a.result().unwrap_err().panic_message(),
+        Some("Box<dyn Any>")
+    );
 }
 
 #[test]
@@ -152,7 +166,10 @@ fn callbacks_run_once_in_order_in_the_completing_thread() {
     });
     let completer = completer.join().unwrap();
     let order = order.lock().unwrap();
-    assert_eq!(order.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    assert_eq!(
+        order.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
     assert!(order.iter().all(|(_, t)| *t == completer));
 }
 
@@ -179,8 +196,15 @@ fn a_panicking_callback_is_logged_and_the_others_still_run() {
     assert_eq!(ran.load(Ordering::SeqCst), 1);
     let records = logged("callback-boom-1234");
     assert_eq!(records.len(), 1, "{records:?}");
-    assert!(records[0].starts_with("ERROR concurrent_futures"), "{records:?}");
-    assert_eq!(future.result(), Ok(()), "the future's own result is untouched");
+    assert!(
+        records[0].starts_with("ERROR concurrent_futures"),
+        "{records:?}"
+    );
+    assert_eq!(
+        future.result(),
+        Ok(()),
+        "the future's own result is untouched"
+    );
 }
 
 #[test]
@@ -221,7 +245,10 @@ fn abandoning_a_promise_wakes_a_blocked_result() {
 
 #[test]
 fn cancel_wakes_an_await() {
-    let pool = ThreadPoolExecutor::builder().max_workers(1).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
     let gate = common::Gate::new();
     let g = gate.clone();
     let blocker = pool.submit(move || g.pass()).unwrap();
@@ -243,11 +270,12 @@ fn await_resolves_when_a_worker_finishes() {
     let pool = ThreadPoolExecutor::new();
     let gate = common::Gate::new();
     let g = gate.clone();
-    let fut = pool.submit(move || {
-        g.pass();
-        "done"
-    })
-    .unwrap();
+    let fut = pool
+        .submit(move || {
+            g.pass();
+            "done"
+        })
+        .unwrap();
     let opener = thread::spawn(move || {
         thread::sleep(Duration::from_millis(10));
         gate.open();
@@ -305,7 +333,10 @@ fn shared_future_hands_every_clone_the_same_value() {
     let clones: Vec<_> = (0..4).map(|_| shared.clone()).collect();
     let first: *const Vec<u8> = shared.result().unwrap();
     for c in &clones {
-        assert!(std::ptr::eq(first, c.result().unwrap()), "no clone of the value");
+        assert!(
+            std::ptr::eq(first, c.result().unwrap()),
+            "no clone of the value"
+        );
     }
     let readers: Vec<_> = clones
         .into_iter()

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::HANG;
 use concurrent_futures::lock::{
-    Barrier, BoundedSemaphore, BrokenBarrierError, Condition, Event, Lock, OverReleaseError,
-    RLock, RwLock, Semaphore, TimeoutError,
+    Barrier, BoundedSemaphore, BrokenBarrierError, Condition, Event, Lock, OverReleaseError, RLock,
+    RwLock, Semaphore, TimeoutError,
 };
 
 #[test]
@@ -47,7 +47,13 @@ fn lock_timeout_try_lock_and_with() {
     assert!(lock.is_locked());
     drop(held);
     assert!(lock.lock_timeout(HANG).is_ok());
-    assert_eq!(lock.with(|v| { v.push(2); v.len() }), 2);
+    assert_eq!(
+        lock.with(|v| {
+            v.push(2);
+            v.len()
+        }),
+        2
+    );
 }
 
 #[test]
@@ -74,7 +80,10 @@ fn rlock_is_reentrant_but_exclusive_across_threads() {
     assert!(blocked.join().unwrap());
     drop((inner, outer));
     let l = lock.clone();
-    assert_eq!(thread::spawn(move || l.with(|c| c.get())).join().unwrap(), 1);
+    assert_eq!(
+        thread::spawn(move || l.with(|c| c.get())).join().unwrap(),
+        1
+    );
 }
 
 #[test]
@@ -84,12 +93,20 @@ fn rwlock_readers_share_writers_exclude() {
     let r2 = lock.try_read().unwrap();
     assert_eq!(*r1 + *r2, 10);
     let l = lock.clone();
-    assert!(thread::spawn(move || l.write_timeout(Duration::from_millis(5)).is_err()).join().unwrap());
+    assert!(
+        thread::spawn(move || l.write_timeout(Duration::from_millis(5)).is_err())
+            .join()
+            .unwrap()
+    );
     drop((r1, r2));
     *lock.write() = 6;
     let w = lock.write();
     let l = lock.clone();
-    assert!(thread::spawn(move || l.read_timeout(Duration::from_millis(5)).is_err()).join().unwrap());
+    assert!(
+        thread::spawn(move || l.read_timeout(Duration::from_millis(5)).is_err())
+            .join()
+            .unwrap()
+    );
     drop(w);
     assert_eq!(*lock.read(), 6);
 }
@@ -122,7 +139,10 @@ fn condition_wait_for_times_out_false_and_checks_first() {
     let mut g = cond.lock();
     assert!(!g.wait_for(|ready| *ready, Some(Duration::from_millis(5))));
     *g = true;
-    assert!(g.wait_for(|ready| *ready, Some(Duration::ZERO)), "predicate checked before waiting");
+    assert!(
+        g.wait_for(|ready| *ready, Some(Duration::ZERO)),
+        "predicate checked before waiting"
+    );
     assert!(!g.wait_timeout(Duration::from_millis(1)));
 }
 
@@ -189,7 +209,10 @@ fn semaphore_timeouts_and_manual_release() {
     let sem = Semaphore::new(1);
     let p = sem.try_acquire().unwrap();
     assert!(sem.try_acquire().is_none());
-    assert_eq!(sem.acquire_timeout(Duration::from_millis(5)).err(), Some(TimeoutError));
+    assert_eq!(
+        sem.acquire_timeout(Duration::from_millis(5)).err(),
+        Some(TimeoutError)
+    );
     drop(p);
     sem.acquire().forget();
     assert_eq!(sem.available(), 0);
@@ -288,7 +311,10 @@ fn barrier_timeout_breaks_it_for_everyone() {
     while barrier.n_waiting() < 1 {
         thread::yield_now();
     }
-    assert_eq!(barrier.wait_timeout(Duration::from_millis(5)), Err(BrokenBarrierError));
+    assert_eq!(
+        barrier.wait_timeout(Duration::from_millis(5)),
+        Err(BrokenBarrierError)
+    );
     assert_eq!(patient.join().unwrap(), Err(BrokenBarrierError));
     assert!(barrier.is_broken());
     assert_eq!(barrier.wait(), Err(BrokenBarrierError), "stays broken");

@@ -12,7 +12,10 @@ use concurrent_futures::{MapError, TaskError, ThreadPoolExecutor};
 
 #[test]
 fn results_come_in_input_order() {
-    let pool = ThreadPoolExecutor::builder().max_workers(4).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(4)
+        .build()
+        .unwrap();
     let out: Vec<u64> = pool
         .map(
             |i: u64| {
@@ -29,11 +32,21 @@ fn results_come_in_input_order() {
 #[test]
 fn one_failure_does_not_stop_the_rest() {
     let pool = ThreadPoolExecutor::new();
-    let out: Vec<_> = pool.map(|i: u32| if i % 3 == 0 { panic!("bad {i}") } else { i }, 0..9).collect();
+    let out: Vec<_> = pool
+        .map(
+            |i: u32| if i % 3 == 0 { panic!("bad {i}") } else { i },
+            0..9,
+        )
+        .collect();
     assert_eq!(out.len(), 9);
     for (i, r) in out.into_iter().enumerate() {
         if i % 3 == 0 {
-            assert_eq!(r, Err(MapError::Task(TaskError::Panicked(format!("bad {i}").into()))));
+            assert_eq!(
+                r,
+                Err(MapError::Task(TaskError::Panicked(
+                    format!("bad {i}").into()
+                )))
+            );
         } else {
             assert_eq!(r, Ok(i as u32));
         }
@@ -42,7 +55,10 @@ fn one_failure_does_not_stop_the_rest() {
 
 #[test]
 fn timeout_is_measured_from_the_call() {
-    let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
     let gate = Gate::new();
     let g = gate.clone();
     let mut it = pool
@@ -56,7 +72,10 @@ fn timeout_is_measured_from_the_call() {
 
 #[test]
 fn a_timeout_cancels_what_has_not_started() {
-    let pool = ThreadPoolExecutor::builder().max_workers(1).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
     let started = Arc::new(AtomicUsize::new(0));
     let gate = Gate::new();
     let (s, g) = (started.clone(), gate.clone());
@@ -74,26 +93,44 @@ fn a_timeout_cancels_what_has_not_started() {
     assert_eq!(results, [Err(MapError::Timeout)]);
     gate.open();
     pool.shutdown();
-    assert_eq!(started.load(Ordering::SeqCst), 1, "only the task already running ran");
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        1,
+        "only the task already running ran"
+    );
 }
 
 #[test]
 fn an_endless_input_is_read_lazily() {
-    let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
     let pulled = Arc::new(AtomicUsize::new(0));
     let p = pulled.clone();
     let input = (0u64..).inspect(move |_| {
         p.fetch_add(1, Ordering::SeqCst);
     });
-    let first: Vec<u64> = pool.map(|x| x + 1, input).buffer_size(8).take(100).map(Result::unwrap).collect();
+    let first: Vec<u64> = pool
+        .map(|x| x + 1, input)
+        .buffer_size(8)
+        .take(100)
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(first, (1..=100).collect::<Vec<_>>());
     let pulled = pulled.load(Ordering::SeqCst);
-    assert!(pulled <= 100 + 8, "read {pulled} items for 100 results with a buffer of 8");
+    assert!(
+        pulled <= 100 + 8,
+        "read {pulled} items for 100 results with a buffer of 8"
+    );
 }
 
 #[test]
 fn no_more_than_buffer_size_tasks_are_in_flight() {
-    let pool = ThreadPoolExecutor::builder().max_workers(8).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(8)
+        .build()
+        .unwrap();
     let gate = Gate::new();
     let live = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
@@ -113,7 +150,10 @@ fn no_more_than_buffer_size_tasks_are_in_flight() {
         )
         .buffer_size(3);
     thread::sleep(Duration::from_millis(20));
-    assert!(pool.queued() + pool.running() <= 16, "the default buffer bounds the first fill");
+    assert!(
+        pool.queued() + pool.running() <= 16,
+        "the default buffer bounds the first fill"
+    );
     gate.open();
     assert_eq!(it.map(Result::unwrap).sum::<usize>(), 4950);
     assert!(peak.load(Ordering::SeqCst) <= 16);
@@ -121,7 +161,10 @@ fn no_more_than_buffer_size_tasks_are_in_flight() {
 
 #[test]
 fn dropping_the_iterator_cancels_queued_tasks() {
-    let pool = ThreadPoolExecutor::builder().max_workers(1).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
     let gate = Gate::new();
     let (r, g) = (ran.clone(), gate.clone());
@@ -137,7 +180,10 @@ fn dropping_the_iterator_cancels_queued_tasks() {
     drop(it);
     gate.open();
     pool.shutdown();
-    assert!(ran.load(Ordering::SeqCst) <= 1, "at most the one already running ran");
+    assert!(
+        ran.load(Ordering::SeqCst) <= 1,
+        "at most the one already running ran"
+    );
 }
 
 #[test]
@@ -162,7 +208,10 @@ fn borrowed_input_iterators_work() {
 
 #[test]
 fn unordered_yields_every_result_in_completion_order() {
-    let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
     let gate = Gate::new();
     let g = gate.clone();
     let mut it = pool.map_unordered(
@@ -179,14 +228,20 @@ fn unordered_yields_every_result_in_completion_order() {
     assert_eq!(it.next(), Some(Ok(0)));
     assert_eq!(it.next(), None);
 
-    let mut all: Vec<u32> = pool.map_unordered(|i: u32| i, 0..500).map(Result::unwrap).collect();
+    let mut all: Vec<u32> = pool
+        .map_unordered(|i: u32| i, 0..500)
+        .map(Result::unwrap)
+        .collect();
     all.sort_unstable();
     assert_eq!(all, (0..500).collect::<Vec<_>>());
 }
 
 #[test]
 fn unordered_timeout_and_errors() {
-    let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
     let gate = Gate::new();
     let g = gate.clone();
     let out: Vec<_> = pool
@@ -206,7 +261,9 @@ fn unordered_timeout_and_errors() {
     gate.open();
     assert_eq!(out.len(), 3, "{out:?}");
     assert!(out.contains(&Ok(1)));
-    assert!(out.iter().any(|r| matches!(r, Err(MapError::Task(e)) if e.is_panic())));
+    assert!(out
+        .iter()
+        .any(|r| matches!(r, Err(MapError::Task(e)) if e.is_panic())));
     assert_eq!(out.last(), Some(&Err(MapError::Timeout)));
     let _ = HANG;
 }

@@ -26,11 +26,17 @@ fn eventually(mut cond: impl FnMut() -> bool) {
 #[test]
 fn builder_rejects_zero_workers_and_nul_names() {
     assert_eq!(
-        ThreadPoolExecutor::builder().max_workers(0).build().unwrap_err(),
+        ThreadPoolExecutor::builder()
+            .max_workers(0)
+            .build()
+            .unwrap_err(),
         BuildError::ZeroWorkers
     );
     assert_eq!(
-        ThreadPoolExecutor::builder().thread_name_prefix("x\0").build().unwrap_err(),
+        ThreadPoolExecutor::builder()
+            .thread_name_prefix("x\0")
+            .build()
+            .unwrap_err(),
         BuildError::InvalidThreadName
     );
 }
@@ -48,25 +54,39 @@ fn threads_are_named_with_the_prefix() {
         .thread_name_prefix("fetch")
         .build()
         .unwrap();
-    let name = pool.submit(|| thread::current().name().unwrap().to_owned()).unwrap();
+    let name = pool
+        .submit(|| thread::current().name().unwrap().to_owned())
+        .unwrap();
     assert_eq!(name.result().unwrap(), "fetch_0");
 }
 
 #[test]
 fn default_thread_names_follow_python() {
     let pool = ThreadPoolExecutor::new();
-    let name = pool.submit(|| thread::current().name().unwrap().to_owned()).unwrap();
+    let name = pool
+        .submit(|| thread::current().name().unwrap().to_owned())
+        .unwrap();
     let name = name.result().unwrap();
-    assert!(name.starts_with("ThreadPoolExecutor-") && name.ends_with("_0"), "{name}");
+    assert!(
+        name.starts_with("ThreadPoolExecutor-") && name.ends_with("_0"),
+        "{name}"
+    );
 }
 
 #[test]
 fn threads_start_lazily_and_idle_ones_are_reused() {
-    let pool = ThreadPoolExecutor::builder().max_workers(8).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(8)
+        .build()
+        .unwrap();
     assert_eq!(pool.threads(), 0);
     let mut seen = HashSet::new();
     for _ in 0..200 {
-        let id = pool.submit(|| thread::current().id()).unwrap().result().unwrap();
+        let id = pool
+            .submit(|| thread::current().id())
+            .unwrap()
+            .result()
+            .unwrap();
         seen.insert(id);
     }
     assert_eq!(seen.len(), 1, "one task at a time needs one thread");
@@ -76,7 +96,10 @@ fn threads_start_lazily_and_idle_ones_are_reused() {
 #[test]
 fn runs_max_workers_tasks_at_once_and_never_more() {
     let workers = 4;
-    let pool = ThreadPoolExecutor::builder().max_workers(workers).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(workers)
+        .build()
+        .unwrap();
     let barrier = Arc::new(Barrier::new(workers).with_timeout(HANG));
     let live = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
@@ -103,11 +126,22 @@ fn runs_max_workers_tasks_at_once_and_never_more() {
 
 #[test]
 fn a_panicking_task_leaves_its_worker_alive() {
-    let pool = ThreadPoolExecutor::builder().max_workers(1).build().unwrap();
-    let first_thread = pool.submit(|| thread::current().id()).unwrap().result().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let first_thread = pool
+        .submit(|| thread::current().id())
+        .unwrap()
+        .result()
+        .unwrap();
     let bad = pool.submit(|| -> () { panic!("task failed") }).unwrap();
     assert_eq!(bad.result(), Err(TaskError::Panicked("task failed".into())));
-    let after = pool.submit(|| thread::current().id()).unwrap().result().unwrap();
+    let after = pool
+        .submit(|| thread::current().id())
+        .unwrap()
+        .result()
+        .unwrap();
     assert_eq!(after, first_thread, "the same worker carries on");
     assert_eq!(pool.threads(), 1);
 }
@@ -125,7 +159,10 @@ fn submit_after_shutdown_hands_the_closure_back() {
 
 #[test]
 fn shutdown_waits_for_queued_tasks_and_is_idempotent() {
-    let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
     let futs: Vec<_> = (0..50)
         .map(|_| {
@@ -149,7 +186,10 @@ fn shutdown_waits_for_queued_tasks_and_is_idempotent() {
 fn drop_is_shutdown_wait() {
     let ran = Arc::new(AtomicUsize::new(0));
     {
-        let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
+        let pool = ThreadPoolExecutor::builder()
+            .max_workers(2)
+            .build()
+            .unwrap();
         for _ in 0..20 {
             let ran = ran.clone();
             let _ = pool.submit(move || {
@@ -163,7 +203,10 @@ fn drop_is_shutdown_wait() {
 
 #[test]
 fn shutdown_with_cancel_futures_cancels_only_what_has_not_started() {
-    let pool = ThreadPoolExecutor::builder().max_workers(1).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
     let (gate, started) = (Gate::new(), Gate::new());
     let (g, s) = (gate.clone(), started.clone());
     let running = pool
@@ -185,7 +228,10 @@ fn shutdown_with_cancel_futures_cancels_only_what_has_not_started() {
 
 #[test]
 fn shutdown_without_wait_returns_while_tasks_run() {
-    let pool = ThreadPoolExecutor::builder().max_workers(1).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
     let gate = Gate::new();
     let g = gate.clone();
     let fut = pool.submit(move || g.pass()).unwrap();
@@ -199,7 +245,12 @@ fn shutdown_without_wait_returns_while_tasks_run() {
 
 #[test]
 fn shutdown_from_inside_a_task_does_not_deadlock() {
-    let pool = Arc::new(ThreadPoolExecutor::builder().max_workers(2).build().unwrap());
+    let pool = Arc::new(
+        ThreadPoolExecutor::builder()
+            .max_workers(2)
+            .build()
+            .unwrap(),
+    );
     let p = pool.clone();
     let fut = pool.submit(move || p.shutdown()).unwrap();
     fut.result().unwrap();
@@ -219,7 +270,9 @@ fn initializer_runs_once_per_thread_before_tasks() {
         })
         .build()
         .unwrap();
-    let futs: Vec<_> = (0..30).map(|_| pool.submit(|| READY.with(|r| r.get())).unwrap()).collect();
+    let futs: Vec<_> = (0..30)
+        .map(|_| pool.submit(|| READY.with(|r| r.get())).unwrap())
+        .collect();
     assert!(futs.into_iter().all(|f| f.result().unwrap()));
     pool.shutdown();
     assert_eq!(inits.load(Ordering::SeqCst), pool_threads_spawned(&inits));
@@ -229,7 +282,10 @@ fn initializer_runs_once_per_thread_before_tasks() {
 /// which is between 1 and max_workers.
 fn pool_threads_spawned(inits: &AtomicUsize) -> usize {
     let n = inits.load(Ordering::SeqCst);
-    assert!((1..=3).contains(&n), "{n} initializer runs for at most 3 threads");
+    assert!(
+        (1..=3).contains(&n),
+        "{n} initializer runs for at most 3 threads"
+    );
     n
 }
 
@@ -240,7 +296,12 @@ fn a_failing_initializer_breaks_the_pool() {
         .initializer(|| Err::<(), _>("cannot connect"))
         .build()
         .unwrap();
-    let futs: Vec<_> = (0..5).map(|i| pool.submit(move || i).unwrap_or_else(|_| unreachable_submit())).collect();
+    let futs: Vec<_> = (0..5)
+        .map(|i| {
+            pool.submit(move || i)
+                .unwrap_or_else(|_| unreachable_submit())
+        })
+        .collect();
     for f in futs {
         match f.result() {
             Err(TaskError::BrokenExecutor(reason)) => assert_eq!(&*reason, "cannot connect"),
@@ -305,13 +366,24 @@ fn keep_alive_races_with_submit_without_losing_tasks() {
         .build()
         .unwrap();
     for i in 0..2000 {
-        assert_eq!(pool.submit(move || i).unwrap().result_timeout(HANG).unwrap(), i);
+        assert_eq!(
+            pool.submit(move || i)
+                .unwrap()
+                .result_timeout(HANG)
+                .unwrap(),
+            i
+        );
     }
 }
 
 #[test]
 fn a_worker_waiting_on_its_own_queued_task_runs_it_inline() {
-    let pool = Arc::new(ThreadPoolExecutor::builder().max_workers(1).build().unwrap());
+    let pool = Arc::new(
+        ThreadPoolExecutor::builder()
+            .max_workers(1)
+            .build()
+            .unwrap(),
+    );
     let p = pool.clone();
     let outer = pool
         .submit(move || {
@@ -324,7 +396,12 @@ fn a_worker_waiting_on_its_own_queued_task_runs_it_inline() {
 
 #[test]
 fn a_worker_can_wait_and_as_completed_on_its_own_pool() {
-    let pool = Arc::new(ThreadPoolExecutor::builder().max_workers(1).build().unwrap());
+    let pool = Arc::new(
+        ThreadPoolExecutor::builder()
+            .max_workers(1)
+            .build()
+            .unwrap(),
+    );
     let p = pool.clone();
     let outer = pool
         .submit(move || {
@@ -341,17 +418,29 @@ fn a_worker_can_wait_and_as_completed_on_its_own_pool() {
 
 #[test]
 fn map_inside_a_task_on_a_one_worker_pool() {
-    let pool = Arc::new(ThreadPoolExecutor::builder().max_workers(1).build().unwrap());
+    let pool = Arc::new(
+        ThreadPoolExecutor::builder()
+            .max_workers(1)
+            .build()
+            .unwrap(),
+    );
     let p = pool.clone();
     let outer = pool
-        .submit(move || p.map(|x: u32| x + 1, 0..10).map(Result::unwrap).sum::<u32>())
+        .submit(move || {
+            p.map(|x: u32| x + 1, 0..10)
+                .map(Result::unwrap)
+                .sum::<u32>()
+        })
         .unwrap();
     assert_eq!(outer.result_timeout(HANG).unwrap(), 55);
 }
 
 #[test]
 fn counters_track_queued_running_and_completed() {
-    let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
     let gate = Gate::new();
     let started = Arc::new(AtomicUsize::new(0));
     let futs: Vec<_> = (0..5)
@@ -378,10 +467,18 @@ fn counters_track_queued_running_and_completed() {
 
 #[test]
 fn cancelled_queued_tasks_leave_the_queued_count() {
-    let pool = ThreadPoolExecutor::builder().max_workers(1).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
     let (gate, started) = (Gate::new(), Gate::new());
     let (g, s) = (gate.clone(), started.clone());
-    let blocker = pool.submit(move || { s.open(); g.pass() }).unwrap();
+    let blocker = pool
+        .submit(move || {
+            s.open();
+            g.pass()
+        })
+        .unwrap();
     started.pass();
     let queued = pool.submit(|| ()).unwrap();
     assert!(queued.cancel());
@@ -402,7 +499,10 @@ fn large_stack_size_is_applied() {
     let fut = pool
         .submit(|| {
             let big = [1u8; 16 << 20];
-            std::hint::black_box(&big).iter().map(|&b| b as usize).sum::<usize>()
+            std::hint::black_box(&big)
+                .iter()
+                .map(|&b| b as usize)
+                .sum::<usize>()
         })
         .unwrap();
     assert_eq!(fut.result().unwrap(), 16 << 20);
@@ -410,14 +510,20 @@ fn large_stack_size_is_applied() {
 
 #[test]
 fn results_reach_the_caller_from_many_submitting_threads() {
-    let pool = Arc::new(ThreadPoolExecutor::builder().max_workers(4).build().unwrap());
+    let pool = Arc::new(
+        ThreadPoolExecutor::builder()
+            .max_workers(4)
+            .build()
+            .unwrap(),
+    );
     let (tx, rx) = mpsc::channel();
     let submitters: Vec<_> = (0..8)
         .map(|t| {
             let (pool, tx) = (pool.clone(), tx.clone());
             thread::spawn(move || {
                 for i in 0..500u64 {
-                    tx.send((t * 1000 + i, pool.submit(move || t * 1000 + i).unwrap())).unwrap();
+                    tx.send((t * 1000 + i, pool.submit(move || t * 1000 + i).unwrap()))
+                        .unwrap();
                 }
             })
         })

@@ -64,10 +64,18 @@ fn first_exception_is_all_completed_without_errors_and_ignores_cancellation() {
 
 #[test]
 fn first_exception_sees_a_panicking_task() {
-    let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
     let gate = common::Gate::new();
     let g = gate.clone();
-    let slow = pool.submit(move || { g.pass(); 0 }).unwrap();
+    let slow = pool
+        .submit(move || {
+            g.pass();
+            0
+        })
+        .unwrap();
     let bad = pool.submit(|| -> i32 { panic!("x") }).unwrap();
     let (done, not_done) = wait(vec![slow, bad], Some(HANG), ReturnWhen::FirstException);
     assert_eq!((done.len(), not_done.len()), (1, 1));
@@ -78,7 +86,11 @@ fn first_exception_sees_a_panicking_task() {
 #[test]
 fn a_timeout_is_not_an_error() {
     let (_ps, fs) = promises(2);
-    let (done, not_done) = wait(fs, Some(Duration::from_millis(10)), ReturnWhen::AllCompleted);
+    let (done, not_done) = wait(
+        fs,
+        Some(Duration::from_millis(10)),
+        ReturnWhen::AllCompleted,
+    );
     assert!(done.is_empty());
     assert_eq!(not_done.len(), 2);
 }
@@ -111,7 +123,11 @@ fn takes_references_and_pairs() {
 
 #[test]
 fn empty_input_returns_at_once() {
-    for how in [ReturnWhen::FirstCompleted, ReturnWhen::FirstException, ReturnWhen::AllCompleted] {
+    for how in [
+        ReturnWhen::FirstCompleted,
+        ReturnWhen::FirstException,
+        ReturnWhen::AllCompleted,
+    ] {
         let (done, not_done) = wait(Vec::<Future<()>>::new(), None, how);
         assert!(done.is_empty() && not_done.is_empty());
     }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::sync::{Condvar, Mutex};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 // Public in name only (the module is private): it appears in the sealed `Watch` trait.
 pub struct Collector {
     ready: Mutex<Ready>,

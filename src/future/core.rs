@@ -550,9 +550,7 @@ pub(crate) fn help<T>(handle: &dyn Handle<T>, fut: &Future<T>) -> bool {
         return false;
     }
     WORKER_OF.with(|w| match &*w.borrow() {
-        Some((id, counters)) if *id == owner => {
-            handle.run(fut, Some(counters), false) == Ran::Here
-        }
+        Some((id, counters)) if *id == owner => handle.run(fut, Some(counters), false) == Ran::Here,
         _ => false,
     })
 }

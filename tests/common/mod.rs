@@ -38,9 +38,12 @@ impl log::Log for Capture {
         true
     }
     fn log(&self, record: &log::Record<'_>) {
-        LOGS.lock()
-            .unwrap()
-            .push(format!("{} {}: {}", record.level(), record.target(), record.args()));
+        LOGS.lock().unwrap().push(format!(
+            "{} {}: {}",
+            record.level(),
+            record.target(),
+            record.args()
+        ));
     }
     fn flush(&self) {}
 }

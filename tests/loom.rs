@@ -1,0 +1,149 @@
+//! Loom models of the future's state machine: every interleaving of the races named below.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom` (the CI does).
+#![cfg(loom)]
+
+use std::sync::Arc;
+
+use concurrent_futures::{as_completed, wait, Promise, ReturnWhen, State, TaskError};
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+
+/// PENDING -> RUNNING (claim) against PENDING -> CANCELLED: exactly one wins, and the
+/// loser sees it.
+#[test]
+fn claim_vs_cancel() {
+    loom::model(|| {
+        let (promise, future) = Promise::<u8>::new();
+        let future = Arc::new(future);
+        let f = future.clone();
+        let canceller = thread::spawn(move || f.cancel());
+        let claimed = promise.set_running_or_notify_cancel();
+        if claimed {
+            promise.set_result(1).unwrap();
+        }
+        let cancelled = canceller.join().unwrap();
+        assert_ne!(claimed, cancelled);
+        let state = future.state();
+        assert_eq!(
+            state,
+            if claimed {
+                State::Finished
+            } else {
+                State::Cancelled
+            }
+        );
+    });
+}
+
+/// finish against cancel on a pending future: exactly one takes effect.
+#[test]
+fn finish_vs_cancel() {
+    loom::model(|| {
+        let (promise, future) = Promise::<u8>::new();
+        let future = Arc::new(future);
+        let f = future.clone();
+        let canceller = thread::spawn(move || f.cancel());
+        let set = promise.set_result(3).is_ok();
+        let cancelled = canceller.join().unwrap();
+        assert_ne!(set, cancelled);
+        drop(promise);
+        let future = Arc::try_unwrap(future).unwrap();
+        assert_eq!(
+            future.result(),
+            if set {
+                Ok(3)
+            } else {
+                Err(TaskError::Cancelled)
+            }
+        );
+    });
+}
+
+/// A blocked `result()` against completion: the wake-up is never lost.
+#[test]
+fn waiter_vs_finish() {
+    loom::model(|| {
+        let (promise, future) = Promise::<u8>::new();
+        let setter = thread::spawn(move || promise.set_result(7).unwrap());
+        assert_eq!(future.result(), Ok(7));
+        setter.join().unwrap();
+    });
+}
+
+/// A blocked `result()` against cancel from another handle: woken at once.
+#[test]
+fn waiter_vs_cancel() {
+    loom::model(|| {
+        let (_promise, future) = Promise::<u8>::new();
+        let shared = future.share();
+        let s = shared.clone();
+        let canceller = thread::spawn(move || s.cancel());
+        assert_eq!(shared.result(), Err(TaskError::Cancelled));
+        assert!(canceller.join().unwrap());
+    });
+}
+
+/// `add_done_callback` against completion: the callback runs exactly once, whichever
+/// thread runs it.
+#[test]
+fn callback_registration_vs_finish() {
+    loom::model(|| {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (promise, future) = Promise::<u8>::new();
+        let setter = thread::spawn(move || promise.set_result(1).unwrap());
+        let c = calls.clone();
+        future.add_done_callback(move |f| {
+            assert!(f.done());
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        setter.join().unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    });
+}
+
+/// `as_completed` registration against completions in two threads: each future is yielded
+/// once and the iterator never blocks forever.
+#[test]
+fn as_completed_vs_finishes() {
+    loom::model(|| {
+        let (p1, f1) = Promise::<u8>::new();
+        let (p2, f2) = Promise::<u8>::new();
+        let t1 = thread::spawn(move || p1.set_result(1).unwrap());
+        let t2 = thread::spawn(move || p2.set_result(2).unwrap());
+        let mut got: Vec<u8> = as_completed([f1, f2])
+            .map(|f| f.result().unwrap())
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
+        t1.join().unwrap();
+        t2.join().unwrap();
+    });
+}
+
+/// `wait(FIRST_COMPLETED)` against a cancel: cancellation wakes it.
+#[test]
+fn wait_vs_cancel() {
+    loom::model(|| {
+        let (_p, future) = Promise::<u8>::new();
+        let shared = future.share();
+        let s = shared.clone();
+        let canceller = thread::spawn(move || {
+            s.cancel();
+        });
+        let (done, not_done) = wait([shared], None, ReturnWhen::FirstCompleted);
+        assert_eq!((done.len(), not_done.len()), (1, 0));
+        canceller.join().unwrap();
+    });
+}
+
+/// Dropping an unfinished promise against a blocked waiter: abandoned, woken.
+#[test]
+fn promise_drop_vs_waiter() {
+    loom::model(|| {
+        let (promise, future) = Promise::<u8>::new();
+        let dropper = thread::spawn(move || drop(promise));
+        assert_eq!(future.result(), Err(TaskError::Abandoned));
+        dropper.join().unwrap();
+    });
+}
