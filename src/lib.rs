@@ -89,6 +89,11 @@ mod sync;
 mod thread;
 mod wait;
 
+/// The README's examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use crate::error::{
     BuildError, InvalidStateError, MapError, ResultTimeoutError, SubmitError, TaskError,
     TimeoutError, TryResultError,

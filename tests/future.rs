@@ -217,7 +217,7 @@ fn cancel_wakes_a_blocked_wait_and_result() {
             let (s, tx) = (shared.clone(), tx.clone());
             thread::spawn(move || {
                 tx.send(()).unwrap();
-                s.result().map(|v| *v)
+                s.result().copied()
             })
         })
         .collect();
@@ -352,7 +352,7 @@ fn shared_future_callbacks_read_the_value() {
     let (promise, future) = Promise::new();
     let shared = future.share();
     let (tx, rx) = mpsc::channel();
-    shared.add_done_callback(move |f| tx.send(f.result().map(|v| *v)).unwrap());
+    shared.add_done_callback(move |f| tx.send(f.result().copied()).unwrap());
     promise.set_result(11).unwrap();
     assert_eq!(rx.recv_timeout(HANG).unwrap(), Ok(11));
     assert_eq!(shared.result(), Ok(&11));
@@ -371,6 +371,7 @@ fn shared_future_errors_and_timeouts() {
 }
 
 #[test]
+#[allow(clippy::mutable_key_type)] // hashing is by identity; the lint cannot see that
 fn shared_futures_are_map_keys() {
     let pool = ThreadPoolExecutor::new();
     let mut urls = HashMap::new();

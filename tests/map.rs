@@ -198,7 +198,7 @@ fn map_after_shutdown_reports_the_refusal_once() {
 #[test]
 fn borrowed_input_iterators_work() {
     let pool = ThreadPoolExecutor::new();
-    let words = vec![String::from("a"), String::from("bb")];
+    let words = [String::from("a"), String::from("bb")];
     let lens: Vec<usize> = pool
         .map(|w: String| w.len(), words.iter().cloned())
         .map(Result::unwrap)

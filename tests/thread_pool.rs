@@ -150,7 +150,7 @@ fn a_panicking_task_leaves_its_worker_alive() {
 fn submit_after_shutdown_hands_the_closure_back() {
     let pool = ThreadPoolExecutor::new();
     pool.shutdown();
-    let payload = vec![1, 2, 3];
+    let payload = String::from("abc");
     let err = pool.submit(move || payload.len()).unwrap_err();
     assert!(matches!(err, SubmitError::Shutdown(_)));
     assert_eq!(err.to_string(), "cannot schedule new tasks after shutdown");

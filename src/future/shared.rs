@@ -15,6 +15,10 @@ use crate::error::TaskError;
 /// handle, and every clone reads the same `&T`; nothing is cloned, so `T` need not be
 /// `Clone`. Errors are returned by value ([`TaskError`] is cheap to clone).
 ///
+/// Clones compare and hash by the identity of the task, so they make good map keys. Clippy's
+/// `mutable_key_type` lint flags such maps because the handle caches the value inside; as
+/// the hash never depends on it, that warning is a false positive to `allow`.
+///
 /// # Examples
 ///
 /// ```
