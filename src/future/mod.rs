@@ -92,6 +92,21 @@ impl fmt::Display for State {
 /// assert_eq!(fut.result()?, "aaa"); // moved out, not cloned
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// A `Future` is not `Clone`: its value has one owner. [`share`](Self::share) it instead.
+///
+/// ```compile_fail
+/// let (_promise, future) = concurrent_futures::Promise::<u8>::new();
+/// let copy = future.clone();
+/// ```
+///
+/// And `result` consumes it, so the value cannot be taken twice:
+///
+/// ```compile_fail
+/// let (_promise, future) = concurrent_futures::Promise::<u8>::new();
+/// let a = future.result();
+/// let b = future.result();
+/// ```
 #[must_use = "a future does nothing unless its result is read or it is waited on"]
 pub struct Future<T> {
     task: Arc<dyn Handle<T>>,
