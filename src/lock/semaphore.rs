@@ -55,6 +55,24 @@ impl Counter {
         true
     }
 
+    fn permit(&self) -> SemaphorePermit<'_> {
+        self.acquire(None);
+        SemaphorePermit { counter: self }
+    }
+
+    fn try_permit(&self) -> Option<SemaphorePermit<'_>> {
+        // `then`, not `then_some`: a permit built eagerly would release on drop.
+        self.try_acquire().then(|| SemaphorePermit { counter: self })
+    }
+
+    fn permit_timeout(&self, timeout: Duration) -> Result<SemaphorePermit<'_>, TimeoutError> {
+        if self.acquire(Some(deadline_after(timeout))) {
+            Ok(SemaphorePermit { counter: self })
+        } else {
+            Err(TimeoutError)
+        }
+    }
+
     fn release(&self, n: usize) -> Result<(), OverReleaseError> {
         let mut count = self.count.lock();
         let new = count.checked_add(n).ok_or(OverReleaseError)?;
@@ -158,10 +176,7 @@ impl Semaphore {
     ///
     /// See [`Semaphore`].
     pub fn acquire(&self) -> SemaphorePermit<'_> {
-        self.counter.acquire(None);
-        SemaphorePermit {
-            counter: &self.counter,
-        }
+        self.counter.permit()
     }
 
     /// Takes a permit if one is free (Python: `acquire(blocking=False)`).
@@ -175,10 +190,7 @@ impl Semaphore {
     /// # drop(p);
     /// ```
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
-        // `then`, not `then_some`: a permit built eagerly would release on drop.
-        self.counter.try_acquire().then(|| SemaphorePermit {
-            counter: &self.counter,
-        })
+        self.counter.try_permit()
     }
 
     /// Waits at most `timeout` for a permit (Python: `acquire(timeout=t)`).
@@ -195,13 +207,7 @@ impl Semaphore {
     /// assert!(sem.acquire_timeout(Duration::from_millis(1)).is_err());
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphorePermit<'_>, TimeoutError> {
-        if self.counter.acquire(Some(deadline_after(timeout))) {
-            Ok(SemaphorePermit {
-                counter: &self.counter,
-            })
-        } else {
-            Err(TimeoutError)
-        }
+        self.counter.permit_timeout(timeout)
     }
 
     /// Adds `n` permits, waking up to `n` waiters (Python: `release(n)`).
@@ -276,10 +282,7 @@ impl BoundedSemaphore {
     /// assert_eq!(sem.available(), 0);
     /// ```
     pub fn acquire(&self) -> SemaphorePermit<'_> {
-        self.counter.acquire(None);
-        SemaphorePermit {
-            counter: &self.counter,
-        }
+        self.counter.permit()
     }
 
     /// Takes a permit if one is free.
@@ -291,10 +294,7 @@ impl BoundedSemaphore {
     /// assert!(sem.try_acquire().is_none());
     /// ```
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
-        // `then`, not `then_some`: a permit built eagerly would release on drop.
-        self.counter.try_acquire().then(|| SemaphorePermit {
-            counter: &self.counter,
-        })
+        self.counter.try_permit()
     }
 
     /// Waits at most `timeout` for a permit.
@@ -311,13 +311,7 @@ impl BoundedSemaphore {
     /// assert!(sem.acquire_timeout(Duration::from_millis(1)).is_ok());
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphorePermit<'_>, TimeoutError> {
-        if self.counter.acquire(Some(deadline_after(timeout))) {
-            Ok(SemaphorePermit {
-                counter: &self.counter,
-            })
-        } else {
-            Err(TimeoutError)
-        }
+        self.counter.permit_timeout(timeout)
     }
 
     /// Gives back `n` permits taken with [`SemaphorePermit::forget`].
