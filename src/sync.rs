@@ -1,4 +1,6 @@
-//! The synchronisation primitives the crate is built on, switched to `loom`'s under `cfg(loom)`.
+//! The synchronisation primitives the crate is built on, switched to loom's under
+//! `cfg(concurrent_futures_loom)` (a crate-specific name, so that tokio and other crates that
+//! react to a plain `cfg(loom)` are left alone).
 //!
 //! Everything that the loom models exercise (the future's state machine, its waiter list and
 //! the completion collector behind `wait` and `as_completed`) takes its atomics, mutex,
@@ -11,7 +13,7 @@
 //! Loom has no clock, so the timed waits below are untimed under loom: models only exercise
 //! the untimed paths.
 
-#[cfg(not(loom))]
+#[cfg(not(concurrent_futures_loom))]
 mod imp {
     pub(crate) use std::sync::atomic::{AtomicU32, AtomicUsize};
     pub(crate) use std::thread::{current, park, park_timeout, Thread};
@@ -64,7 +66,7 @@ mod imp {
     }
 }
 
-#[cfg(loom)]
+#[cfg(concurrent_futures_loom)]
 mod imp {
     pub(crate) use loom::sync::atomic::{AtomicU32, AtomicUsize};
     pub(crate) use loom::thread::{current, park, Thread};

@@ -1,7 +1,7 @@
 //! Loom models of the future's state machine: every interleaving of the races named below.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom` (the CI does).
-#![cfg(loom)]
+//! Run with `RUSTFLAGS="--cfg concurrent_futures_loom" cargo test --release --test loom` (the CI does).
+#![cfg(concurrent_futures_loom)]
 
 use std::sync::Arc;
 

@@ -62,7 +62,8 @@ impl Counter {
 
     fn try_permit(&self) -> Option<SemaphorePermit<'_>> {
         // `then`, not `then_some`: a permit built eagerly would release on drop.
-        self.try_acquire().then(|| SemaphorePermit { counter: self })
+        self.try_acquire()
+            .then(|| SemaphorePermit { counter: self })
     }
 
     fn permit_timeout(&self, timeout: Duration) -> Result<SemaphorePermit<'_>, TimeoutError> {

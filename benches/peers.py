@@ -1,0 +1,67 @@
+"""CPython's own executors on the workloads of benches/peers.rs, run by `cargo bench --bench peers`.
+
+Prints one line per figure: WORKLOAD<TAB>PEER<TAB>comma-separated samples, in the units the
+Rust harness uses (M tasks/s, microseconds, M items/s). Input sizes are smaller than the Rust
+runs (Python is slower); rates are per second, so they compare directly.
+"""
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, ProcessPoolExecutor
+import os
+
+CORES = os.cpu_count() or 1
+RUNS = 3
+
+
+def noop(i):
+    return i
+
+
+def submit_collect(ex, n):
+    start = time.perf_counter()
+    futs = [ex.submit(noop, i) for i in range(n)]
+    total = sum(f.result() for f in futs)
+    secs = time.perf_counter() - start
+    assert total == n * (n - 1) // 2
+    return n / secs / 1e6
+
+
+def round_trip(ex, n):
+    for i in range(200):
+        ex.submit(noop, i).result()
+    samples = []
+    for i in range(n):
+        start = time.perf_counter()
+        ex.submit(noop, i).result()
+        samples.append((time.perf_counter() - start) * 1e6)
+    samples.sort()
+    return samples[n // 2], samples[n * 99 // 100]
+
+
+def map_rate(ex, n, **kw):
+    start = time.perf_counter()
+    total = sum(ex.map(noop, range(n), **kw))
+    secs = time.perf_counter() - start
+    assert total == n * (n - 1) // 2
+    return n / secs / 1e6
+
+
+def emit(workload, peer, samples):
+    print(f"{workload}\t{peer}\t{','.join(f'{s:.6g}' for s in samples)}", flush=True)
+
+
+def main(argv):
+    wanted = {a.upper() for a in argv} or {"A", "C", "F"}
+    with ThreadPoolExecutor(max_workers=CORES) as ex:
+        if "A" in wanted:
+            emit("A", "python ThreadPoolExecutor", [submit_collect(ex, 100_000) for _ in range(RUNS)])
+        if "C" in wanted:
+            runs = [round_trip(ex, 10_000) for _ in range(RUNS)]
+            emit("C50", "python ThreadPoolExecutor", [r[0] for r in runs])
+            emit("C99", "python ThreadPoolExecutor", [r[1] for r in runs])
+        if "F" in wanted:
+            emit("F", "python ThreadPoolExecutor.map", [map_rate(ex, 100_000) for _ in range(RUNS)])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

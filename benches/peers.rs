@@ -1,0 +1,760 @@
+//! Our executor against the peers a user would pick instead, every one in the same run.
+//!
+//! ```text
+//! cargo bench --bench peers              # everything, a few minutes on 2 cores
+//! cargo bench --bench peers -- A C       # only some workloads
+//! ```
+//!
+//! Workloads (see BENCHMARKS.md for what each one means):
+//! A submit 1,000,000 empty tasks, then collect every result (tasks/s)
+//! B 100,000 tasks of about 1 µs of calibrated spinning: efficiency against all cores busy
+//! C one task's round trip, submit then wait, 100,000 times: p50 and p99
+//! D 100,000 tasks of 0-50 µs consumed in completion order: efficiency against the ideal
+//! E bytes per pending task with 1,000,000 queued behind blocked workers (counting allocator)
+//! F map over 1,000,000 items (ours bounded and lazy; rayon's par_iter; Python's map)
+//!
+//! Every pool gets as many threads as the machine has cores. Each figure is the median of
+//! several runs with its spread (min..max); the last column is the ratio to the best peer
+//! (above 1 means ahead of it).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use concurrent_futures::lock::Event;
+use concurrent_futures::{as_completed, ThreadPoolExecutor};
+use futures::task::SpawnExt;
+
+// ---------------------------------------------------------------------------------------
+// Counting allocator for workload E; off (one relaxed load) everywhere else.
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's own arguments, so the
+// `GlobalAlloc` contract holds as it does for `System`; the counter is bookkeeping only.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        // SAFETY: same layout the caller gave us (the caller upholds `alloc`'s contract).
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        }
+        // SAFETY: `ptr` came from `System.alloc` with this layout, as the caller guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        // SAFETY: as for `dealloc` and `alloc`; the caller upholds `realloc`'s contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+// ---------------------------------------------------------------------------------------
+// The peers, behind one interface: spawn a closure returning u64, get a handle, join it.
+
+trait Exec: Sync {
+    type Handle: Send;
+    fn spawn(&self, f: impl FnOnce() -> u64 + Send + 'static) -> Self::Handle;
+    fn join(&self, h: Self::Handle) -> u64;
+    fn join_all(&self, hs: Vec<Self::Handle>) -> u64 {
+        hs.into_iter().map(|h| self.join(h)).sum()
+    }
+    /// Runs every closure and consumes the results in completion order.
+    fn unordered(&self, fs: Vec<Box<dyn FnOnce() -> u64 + Send>>) -> u64;
+}
+
+fn channel_unordered<E: Exec>(e: &E, fs: Vec<Box<dyn FnOnce() -> u64 + Send>>) -> u64 {
+    let n = fs.len();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for f in fs {
+        let tx = tx.clone();
+        drop(e.spawn(move || {
+            let _ = tx.send(f());
+            0
+        }));
+    }
+    rx.iter().take(n).sum()
+}
+
+struct Ours(ThreadPoolExecutor);
+impl Exec for Ours {
+    type Handle = concurrent_futures::Future<u64>;
+    fn spawn(&self, f: impl FnOnce() -> u64 + Send + 'static) -> Self::Handle {
+        self.0.submit(f).unwrap()
+    }
+    fn join(&self, h: Self::Handle) -> u64 {
+        h.result().unwrap()
+    }
+    fn unordered(&self, fs: Vec<Box<dyn FnOnce() -> u64 + Send>>) -> u64 {
+        let futs: Vec<_> = fs.into_iter().map(|f| self.0.submit(f).unwrap()).collect();
+        as_completed(futs).map(|f| f.result().unwrap()).sum()
+    }
+}
+
+struct Rayon(rayon::ThreadPool);
+impl Exec for Rayon {
+    type Handle = oneshot::Receiver<u64>;
+    fn spawn(&self, f: impl FnOnce() -> u64 + Send + 'static) -> Self::Handle {
+        let (tx, rx) = oneshot::channel();
+        self.0.spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx
+    }
+    fn join(&self, h: Self::Handle) -> u64 {
+        h.recv().unwrap()
+    }
+    fn unordered(&self, fs: Vec<Box<dyn FnOnce() -> u64 + Send>>) -> u64 {
+        channel_unordered(self, fs)
+    }
+}
+
+struct TokioSpawn(tokio::runtime::Runtime);
+impl Exec for TokioSpawn {
+    type Handle = tokio::task::JoinHandle<u64>;
+    fn spawn(&self, f: impl FnOnce() -> u64 + Send + 'static) -> Self::Handle {
+        self.0.spawn(async move { f() })
+    }
+    fn join(&self, h: Self::Handle) -> u64 {
+        self.0.block_on(h).unwrap()
+    }
+    fn join_all(&self, hs: Vec<Self::Handle>) -> u64 {
+        self.0.block_on(async {
+            let mut sum = 0;
+            for h in hs {
+                sum += h.await.unwrap();
+            }
+            sum
+        })
+    }
+    fn unordered(&self, fs: Vec<Box<dyn FnOnce() -> u64 + Send>>) -> u64 {
+        self.0.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for f in fs {
+                set.spawn(async move { f() });
+            }
+            let mut sum = 0;
+            while let Some(r) = set.join_next().await {
+                sum += r.unwrap();
+            }
+            sum
+        })
+    }
+}
+
+struct TokioBlocking(tokio::runtime::Runtime);
+impl Exec for TokioBlocking {
+    type Handle = tokio::task::JoinHandle<u64>;
+    fn spawn(&self, f: impl FnOnce() -> u64 + Send + 'static) -> Self::Handle {
+        self.0.spawn_blocking(f)
+    }
+    fn join(&self, h: Self::Handle) -> u64 {
+        self.0.block_on(h).unwrap()
+    }
+    fn join_all(&self, hs: Vec<Self::Handle>) -> u64 {
+        self.0.block_on(async {
+            let mut sum = 0;
+            for h in hs {
+                sum += h.await.unwrap();
+            }
+            sum
+        })
+    }
+    fn unordered(&self, fs: Vec<Box<dyn FnOnce() -> u64 + Send>>) -> u64 {
+        self.0.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for f in fs {
+                set.spawn_blocking(f);
+            }
+            let mut sum = 0;
+            while let Some(r) = set.join_next().await {
+                sum += r.unwrap();
+            }
+            sum
+        })
+    }
+}
+
+struct ThreadPoolCrate(threadpool::ThreadPool);
+impl Exec for ThreadPoolCrate {
+    type Handle = oneshot::Receiver<u64>;
+    fn spawn(&self, f: impl FnOnce() -> u64 + Send + 'static) -> Self::Handle {
+        let (tx, rx) = oneshot::channel();
+        self.0.execute(move || {
+            let _ = tx.send(f());
+        });
+        rx
+    }
+    fn join(&self, h: Self::Handle) -> u64 {
+        h.recv().unwrap()
+    }
+    fn unordered(&self, fs: Vec<Box<dyn FnOnce() -> u64 + Send>>) -> u64 {
+        channel_unordered(self, fs)
+    }
+}
+
+struct FuturesPool(futures::executor::ThreadPool);
+impl Exec for FuturesPool {
+    type Handle = futures::future::RemoteHandle<u64>;
+    fn spawn(&self, f: impl FnOnce() -> u64 + Send + 'static) -> Self::Handle {
+        self.0.spawn_with_handle(async move { f() }).unwrap()
+    }
+    fn join(&self, h: Self::Handle) -> u64 {
+        futures::executor::block_on(h)
+    }
+    fn join_all(&self, hs: Vec<Self::Handle>) -> u64 {
+        futures::executor::block_on(async {
+            let mut sum = 0;
+            for h in hs {
+                sum += h.await;
+            }
+            sum
+        })
+    }
+    fn unordered(&self, fs: Vec<Box<dyn FnOnce() -> u64 + Send>>) -> u64 {
+        use futures::stream::{FuturesUnordered, StreamExt};
+        let set: FuturesUnordered<_> = fs.into_iter().map(|f| self.spawn(f)).collect();
+        futures::executor::block_on(set.fold(0, |a, b| async move { a + b }))
+    }
+}
+
+/// The pool a user writes by hand: crossbeam-channel workers and a oneshot per task.
+struct CrossbeamPool {
+    tx: Option<crossbeam_channel::Sender<Box<dyn FnOnce() + Send>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+impl CrossbeamPool {
+    fn new(n: usize) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded::<Box<dyn FnOnce() + Send>>();
+        let threads = (0..n)
+            .map(|_| {
+                let rx = rx.clone();
+                std::thread::spawn(move || rx.iter().for_each(|job| job()))
+            })
+            .collect();
+        CrossbeamPool {
+            tx: Some(tx),
+            threads,
+        }
+    }
+}
+impl Drop for CrossbeamPool {
+    fn drop(&mut self) {
+        self.tx.take();
+        self.threads.drain(..).for_each(|t| t.join().unwrap());
+    }
+}
+impl Exec for CrossbeamPool {
+    type Handle = oneshot::Receiver<u64>;
+    fn spawn(&self, f: impl FnOnce() -> u64 + Send + 'static) -> Self::Handle {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.as_ref().unwrap().send(Box::new(move || {
+            let _ = tx.send(f());
+        }));
+        rx
+    }
+    fn join(&self, h: Self::Handle) -> u64 {
+        h.recv().unwrap()
+    }
+    fn unordered(&self, fs: Vec<Box<dyn FnOnce() -> u64 + Send>>) -> u64 {
+        channel_unordered(self, fs)
+    }
+}
+
+const PEERS: [&str; 7] = [
+    "concurrent-futures",
+    "rayon + oneshot",
+    "tokio spawn",
+    "tokio spawn_blocking",
+    "threadpool + oneshot",
+    "futures ThreadPool",
+    "crossbeam pool + oneshot",
+];
+
+// The workloads are generic over `Exec`; this macro instantiates one for peer `i`.
+macro_rules! on_peer {
+    ($i:expr, $cores:expr, |$e:ident| $body:expr) => {{
+        let cores = $cores;
+        match $i {
+            0 => {
+                let $e = &Ours(ThreadPoolExecutor::builder().max_workers(cores).build().unwrap());
+                $body
+            }
+            1 => {
+                let $e = &Rayon(rayon::ThreadPoolBuilder::new().num_threads(cores).build().unwrap());
+                $body
+            }
+            2 => {
+                let $e = &TokioSpawn(
+                    tokio::runtime::Builder::new_multi_thread().worker_threads(cores).build().unwrap(),
+                );
+                $body
+            }
+            3 => {
+                let $e = &TokioBlocking(
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(1)
+                        .max_blocking_threads(cores)
+                        .build()
+                        .unwrap(),
+                );
+                $body
+            }
+            4 => {
+                let $e = &ThreadPoolCrate(threadpool::ThreadPool::new(cores));
+                $body
+            }
+            5 => {
+                let $e = &FuturesPool(futures::executor::ThreadPool::builder().pool_size(cores).create().unwrap());
+                $body
+            }
+            _ => {
+                let $e = &CrossbeamPool::new(cores);
+                $body
+            }
+        }
+    }};
+}
+
+// ---------------------------------------------------------------------------------------
+// Workloads, written once against `Exec`.
+
+/// A: submit `n` empty tasks, then collect every result. Returns tasks per second.
+fn submit_collect<E: Exec>(e: &E, n: u64) -> f64 {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..n).map(|i| e.spawn(move || i)).collect();
+    let sum = e.join_all(handles);
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(sum, n * (n - 1) / 2);
+    n as f64 / secs
+}
+
+/// Spins for about `iters` loop iterations (calibrated to microseconds by `calibrate`).
+fn spin(iters: u64) -> u64 {
+    let mut x = 0u64;
+    for i in 0..iters {
+        x = black_box(x.wrapping_mul(31).wrapping_add(i));
+    }
+    x
+}
+
+/// Loop iterations per microsecond on this machine.
+fn calibrate() -> f64 {
+    let iters = 20_000_000;
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let start = Instant::now();
+        black_box(spin(iters));
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    iters as f64 / (best * 1e6)
+}
+
+/// B: `n` tasks of about 1 µs each. Returns efficiency: ideal all-cores time / actual.
+fn tiny_tasks<E: Exec>(e: &E, n: u64, per_us: f64, cores: usize) -> f64 {
+    let iters = per_us.round() as u64;
+    let start = Instant::now();
+    let handles: Vec<_> = (0..n).map(|_| e.spawn(move || spin(iters))).collect();
+    black_box(e.join_all(handles));
+    let actual = start.elapsed().as_secs_f64();
+    let ideal = n as f64 * iters as f64 / per_us / 1e6 / cores as f64;
+    100.0 * ideal / actual
+}
+
+/// C: one task's round trip, `n` times in sequence. Returns (p50, p99) in microseconds.
+fn round_trip<E: Exec>(e: &E, n: usize) -> (f64, f64) {
+    for i in 0..1000 {
+        black_box(e.join(e.spawn(move || i))); // warm up threads and caches
+    }
+    let mut samples: Vec<f64> = (0..n as u64)
+        .map(|i| {
+            let start = Instant::now();
+            black_box(e.join(e.spawn(move || i)));
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    (samples[n / 2], samples[n * 99 / 100])
+}
+
+/// D: `n` tasks of 0-50 µs (fixed pseudo-random), consumed in completion order. Returns
+/// efficiency: ideal all-cores time / actual.
+fn completion_order<E: Exec>(e: &E, n: usize, per_us: f64, cores: usize) -> f64 {
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let work: Vec<u64> = (0..n)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed % 51) as f64 * per_us) as u64
+        })
+        .collect();
+    let total_us: f64 = work.iter().map(|&w| w as f64 / per_us).sum();
+    let tasks: Vec<Box<dyn FnOnce() -> u64 + Send>> = work
+        .into_iter()
+        .map(|w| Box::new(move || spin(w)) as Box<_>)
+        .collect();
+    let start = Instant::now();
+    black_box(e.unordered(tasks));
+    let actual = start.elapsed().as_secs_f64();
+    100.0 * total_us / 1e6 / cores as f64 / actual
+}
+
+/// E: live heap bytes and resident memory per pending task, with `n` tasks queued behind
+/// workers that are all blocked. Runs in a child process (see `main`).
+fn pending_memory<E: Exec>(e: &E, n: u64, cores: usize) -> (f64, f64) {
+    let gate = Arc::new(Event::new());
+    let blockers: Vec<_> = (0..cores * 2)
+        .map(|_| {
+            let g = gate.clone();
+            e.spawn(move || {
+                g.wait();
+                0
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100)); // let the blockers take every worker
+    let rss_before = rss_bytes();
+    LIVE.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    let handles: Vec<_> = (0..n).map(|i| e.spawn(move || i)).collect();
+    let live = LIVE.load(Ordering::SeqCst);
+    COUNTING.store(false, Ordering::SeqCst);
+    let rss = rss_bytes() - rss_before;
+    gate.set();
+    e.join_all(blockers);
+    e.join_all(handles);
+    (live as f64 / n as f64, rss as f64 / n as f64)
+}
+
+fn rss_bytes() -> i64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: i64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// F: map `n` items through `x * 2 + 1`. Returns items per second.
+fn map_ours(pool: &ThreadPoolExecutor, n: u64, buffer: usize) -> f64 {
+    let start = Instant::now();
+    let sum: u64 = pool
+        .map(|x: u64| x * 2 + 1, 0..n)
+        .buffer_size(buffer)
+        .map(Result::unwrap)
+        .sum();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(sum, n * n);
+    n as f64 / secs
+}
+
+fn map_rayon(pool: &rayon::ThreadPool, n: u64) -> f64 {
+    use rayon::prelude::*;
+    let start = Instant::now();
+    let out: Vec<u64> = pool.install(|| (0..n).into_par_iter().map(|x| x * 2 + 1).collect());
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(out.iter().sum::<u64>(), n * n);
+    n as f64 / secs
+}
+
+// ---------------------------------------------------------------------------------------
+// Reporting.
+
+struct Figure {
+    peer: String,
+    samples: Vec<f64>,
+}
+
+impl Figure {
+    fn median(&self) -> f64 {
+        let mut s = self.samples.clone();
+        s.sort_by(f64::total_cmp);
+        s[s.len() / 2]
+    }
+}
+
+/// Prints one workload's table. `higher` says whether a larger figure is better.
+fn report(title: &str, unit: &str, higher: bool, figures: &[Figure]) {
+    println!("\n{title}");
+    println!("| peer | {unit} (median) | spread (min..max) | vs best peer |");
+    println!("| --- | ---: | ---: | ---: |");
+    let best_peer = figures
+        .iter()
+        .filter(|f| f.peer != PEERS[0])
+        .map(Figure::median)
+        .reduce(|a, b| if (a > b) == higher { a } else { b });
+    for f in figures {
+        let m = f.median();
+        let (lo, hi) = f
+            .samples
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let ratio = best_peer.map_or(String::from("-"), |b| {
+            format!("{:.2}x", if higher { m / b } else { b / m })
+        });
+        println!(
+            "| {} | {} | {}..{} | {ratio} |",
+            f.peer,
+            fmt(m),
+            fmt(lo),
+            fmt(hi)
+        );
+    }
+}
+
+fn fmt(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else if x >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// Runs `f` `runs` times on each peer in `peers`, collecting one figure per peer.
+fn measure(peers: &[usize], runs: usize, mut f: impl FnMut(usize) -> f64) -> Vec<Figure> {
+    peers
+        .iter()
+        .map(|&i| Figure {
+            peer: PEERS[i].to_string(),
+            samples: (0..runs).map(|_| f(i)).collect(),
+        })
+        .collect()
+}
+
+/// Python's own executors, measured by benches/peers.py when python3 is on the PATH.
+/// Lines look like `A<TAB>python ThreadPoolExecutor<TAB>v1,v2,v3`.
+fn python_figures(workloads: &[String]) -> Vec<(String, Figure)> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers.py");
+    let Ok(out) = Command::new("python3").arg(script).args(workloads).output() else {
+        println!("(python3 not found: no Python rows)");
+        return Vec::new();
+    };
+    if !out.status.success() {
+        println!(
+            "(benches/peers.py failed: {})",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return Vec::new();
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split('\t');
+            let (w, peer, vals) = (parts.next()?, parts.next()?, parts.next()?);
+            let samples = vals.split(',').filter_map(|v| v.parse().ok()).collect();
+            Some((
+                w.to_string(),
+                Figure {
+                    peer: peer.to_string(),
+                    samples,
+                },
+            ))
+        })
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--bench"))
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+
+    // Child mode for workload E: one peer per process, so allocations and RSS are its own.
+    if args.first().map(String::as_str) == Some("--memory") {
+        let i: usize = args[1].parse().unwrap();
+        let (heap, rss) = on_peer!(i, cores, |e| pending_memory(e, 1_000_000, cores));
+        println!("{heap} {rss}");
+        return;
+    }
+
+    let all = ["A", "B", "C", "D", "E", "F"];
+    let wanted: Vec<String> = if args.is_empty() {
+        all.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.iter().map(|a| a.to_uppercase()).collect()
+    };
+    let want = |w: &str| wanted.iter().any(|a| a == w);
+    let python = python_figures(&wanted);
+    let py = |w: &'static str| {
+        python
+            .iter()
+            .filter(move |(k, _)| k == w)
+            .map(|(_, f)| Figure {
+                peer: f.peer.clone(),
+                samples: f.samples.clone(),
+            })
+    };
+    let everyone: Vec<usize> = (0..PEERS.len()).collect();
+    let per_us = calibrate();
+    println!(
+        "# concurrent-futures vs peers: {cores} cores, {per_us:.0} spin iterations per microsecond"
+    );
+
+    if want("A") {
+        let mut figs = measure(&everyone, 5, |i| {
+            on_peer!(i, cores, |e| submit_collect(e, 1_000_000)) / 1e6
+        });
+        figs.extend(py("A"));
+        report(
+            "## A: submit 1,000,000 empty tasks, then collect every result",
+            "M tasks/s",
+            true,
+            &figs,
+        );
+    }
+    if want("B") {
+        let figs = measure(&everyone, 5, |i| {
+            on_peer!(i, cores, |e| tiny_tasks(e, 100_000, per_us, cores))
+        });
+        report(
+            "## B: 100,000 tasks of ~1 µs: efficiency against all cores busy",
+            "% of ideal",
+            true,
+            &figs,
+        );
+    }
+    if want("C") {
+        let mut p50s = Vec::new();
+        let mut p99s = Vec::new();
+        for &i in &everyone {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for _ in 0..5 {
+                let (p50, p99) = on_peer!(i, cores, |e| round_trip(e, 100_000));
+                a.push(p50);
+                b.push(p99);
+            }
+            p50s.push(Figure {
+                peer: PEERS[i].to_string(),
+                samples: a,
+            });
+            p99s.push(Figure {
+                peer: PEERS[i].to_string(),
+                samples: b,
+            });
+        }
+        for (w, f) in python.iter().filter(|(k, _)| k == "C50" || k == "C99") {
+            let target = if w == "C50" { &mut p50s } else { &mut p99s };
+            target.push(Figure {
+                peer: f.peer.clone(),
+                samples: f.samples.clone(),
+            });
+        }
+        report(
+            "## C: round trip of one task, submit then wait (p50)",
+            "µs",
+            false,
+            &p50s,
+        );
+        report(
+            "## C: round trip of one task, submit then wait (p99)",
+            "µs",
+            false,
+            &p99s,
+        );
+    }
+    if want("D") {
+        let figs = measure(&everyone, 5, |i| {
+            on_peer!(i, cores, |e| completion_order(e, 100_000, per_us, cores))
+        });
+        report(
+            "## D: 100,000 tasks of 0-50 µs, consumed in completion order",
+            "% of ideal",
+            true,
+            &figs,
+        );
+    }
+    if want("E") {
+        let exe = std::env::current_exe().unwrap();
+        let mut heap = Vec::new();
+        let mut rss = Vec::new();
+        for &i in &everyone {
+            let (mut h, mut r) = (Vec::new(), Vec::new());
+            for _ in 0..3 {
+                let out = Command::new(&exe)
+                    .args(["--memory", &i.to_string()])
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout);
+                let mut it = text.split_whitespace().map(|v| v.parse::<f64>().unwrap());
+                h.push(it.next().unwrap());
+                r.push(it.next().unwrap());
+            }
+            heap.push(Figure {
+                peer: PEERS[i].to_string(),
+                samples: h,
+            });
+            rss.push(Figure {
+                peer: PEERS[i].to_string(),
+                samples: r,
+            });
+        }
+        report(
+            "## E: heap bytes per pending task (1,000,000 queued, counting allocator)",
+            "bytes",
+            false,
+            &heap,
+        );
+        report(
+            "## E: resident memory per pending task (same run, RSS growth)",
+            "bytes",
+            false,
+            &rss,
+        );
+    }
+    if want("F") {
+        let pool = ThreadPoolExecutor::builder()
+            .max_workers(cores)
+            .build()
+            .unwrap();
+        let rayon = rayon::ThreadPoolBuilder::new()
+            .num_threads(cores)
+            .build()
+            .unwrap();
+        let mut figs = vec![
+            Figure {
+                peer: format!("{} map, buffer {}", PEERS[0], 2 * cores),
+                samples: (0..5)
+                    .map(|_| map_ours(&pool, 1_000_000, 2 * cores) / 1e6)
+                    .collect(),
+            },
+            Figure {
+                peer: format!("{} map, buffer 1024", PEERS[0]),
+                samples: (0..5)
+                    .map(|_| map_ours(&pool, 1_000_000, 1024) / 1e6)
+                    .collect(),
+            },
+            Figure {
+                peer: "rayon par_iter".to_string(),
+                samples: (0..5).map(|_| map_rayon(&rayon, 1_000_000) / 1e6).collect(),
+            },
+        ];
+        figs.extend(py("F"));
+        report("## F: map over 1,000,000 items", "M items/s", true, &figs);
+    }
+}
