@@ -1,4 +1,7 @@
-//! The task cell behind every [`Future`]: state word, result slot, waiter list, closure.
+//! The task cell behind every [`Future`]: state word, closure or result, waiter list.
+//!
+//! One allocation per task: [`Task`] holds the closure until it runs, then its outcome, in
+//! one `Stage` under one mutex, next to the list of waiters.
 //!
 //! # State machine
 //!
@@ -19,16 +22,16 @@
 //! 3. Waiters are notified after the lock is released: first the wake-ups (parked threads,
 //!    wakers, collectors), then the callbacks in the order they were added. A panicking
 //!    callback is caught and logged; the next one still runs.
-//! 4. Only the thread that moved the state out of PENDING touches the closure: the claimer
-//!    takes it to run it, the canceller or failer drops it. Nobody else ever locks `func`, so
-//!    that lock is never contended.
-//! 5. The value is moved out of the slot only by the single owner of the [`Future`]
-//!    (`result(self)`) or once into a [`SharedFuture`](super::SharedFuture)'s cell; errors stay
-//!    in the slot so that `exception()` keeps working.
+//! 4. The closure leaves `Stage::Pending` only with the transition out of PENDING: the claimer
+//!    takes it to run it, the canceller or failer drops it (outside the lock).
+//! 5. The value is moved out only by the single owner of the [`Future`] (`result(self)`) or
+//!    once into a [`SharedFuture`](super::SharedFuture)'s cell; errors stay in place so that
+//!    `exception()` keeps working.
 
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
 
@@ -37,9 +40,6 @@ use crossbeam_utils::CachePadded;
 use super::collector::Collector;
 use super::{Future, State};
 use crate::error::TaskError;
-use std::sync::atomic::AtomicIsize;
-use std::sync::Arc;
-
 use crate::sync::{self, AtomicU32, AtomicUsize, Mutex, Thread};
 
 pub(crate) const PENDING: u32 = 0;
@@ -64,25 +64,52 @@ pub(crate) fn is_done(word: u32) -> bool {
     word & STATE_MASK >= FINISHED
 }
 
-/// The shared part of every task, whatever its closure.
-pub(crate) struct Core<T> {
+/// What a task runs. Closures are jobs; a [`Promised`] task has none and is completed by hand.
+pub(crate) trait Job<T>: Send + 'static {
+    /// False for promises: nothing to run.
+    const RUNNABLE: bool = true;
+    fn call(self) -> T;
+}
+
+impl<T, F: FnOnce() -> T + Send + 'static> Job<T> for F {
+    fn call(self) -> T {
+        self()
+    }
+}
+
+/// The job of a [`Promise`](super::Promise): there is none.
+#[derive(Debug)]
+pub(crate) struct Promised;
+
+impl<T> Job<T> for Promised {
+    const RUNNABLE: bool = false;
+    fn call(self) -> T {
+        unreachable!("a promise is completed by its owner, never run")
+    }
+}
+
+/// A task: one allocation holding the closure, then the outcome, and the waiters.
+pub(crate) struct Task<T, F> {
     /// State bits (`PENDING`..`CANCELLED`, plus `FAILED`), mirrored from `inner` (rule 1).
     state: AtomicU32,
     /// The pool that runs the task, 0 for none: a worker of that pool waiting on the task
     /// while it is still queued runs it inline instead of deadlocking.
     owner: u32,
-    inner: Mutex<Inner<T>>,
+    inner: Mutex<Inner<T, F>>,
 }
 
-struct Inner<T> {
-    slot: Slot<T>,
+struct Inner<T, F> {
+    stage: Stage<T, F>,
     waiters: Waiters<T>,
 }
 
-enum Slot<T> {
-    Empty,
+enum Stage<T, F> {
+    Pending(F),
+    Running,
     Value(T),
-    Error(TaskError),
+    /// Boxed: errors are rare, and a small stage keeps every task small.
+    Error(Box<TaskError>),
+    Cancelled,
     Taken,
 }
 
@@ -101,153 +128,174 @@ pub(crate) enum Waiter<T> {
     Callback(Callback<T>),
 }
 
-/// Most futures have zero or one waiter: keep that one inline.
-enum Waiters<T> {
-    None,
-    One(Waiter<T>),
-    Many(Vec<Waiter<T>>),
+/// The waiters, newest first, as a singly linked list: one pointer in every task, and an
+/// allocation only for a task that somebody actually waits on.
+struct Waiters<T>(Option<Box<Node<T>>>);
+
+struct Node<T> {
+    waiter: Waiter<T>,
+    next: Waiters<T>,
 }
 
 impl<T> Waiters<T> {
+    const NONE: Waiters<T> = Waiters(None);
+
     fn push(&mut self, waiter: Waiter<T>) {
-        *self = match std::mem::replace(self, Waiters::None) {
-            Waiters::None => Waiters::One(waiter),
-            Waiters::One(first) => Waiters::Many(vec![first, waiter]),
-            Waiters::Many(mut all) => {
-                all.push(waiter);
-                Waiters::Many(all)
-            }
-        };
+        let next = std::mem::replace(self, Waiters::NONE);
+        self.0 = Some(Box::new(Node { waiter, next }));
+    }
+
+    /// Oldest first.
+    fn into_vec(mut self) -> Vec<Waiter<T>> {
+        let mut all = Vec::new();
+        while let Some(node) = self.0.take() {
+            let Node { waiter, next } = *node;
+            all.push(waiter);
+            self = next;
+        }
+        all.reverse();
+        all
     }
 
     fn retain(&mut self, mut keep: impl FnMut(&Waiter<T>) -> bool) {
-        match self {
-            Waiters::None => {}
-            Waiters::One(w) => {
-                if !keep(w) {
-                    *self = Waiters::None;
-                }
-            }
-            Waiters::Many(all) => all.retain(keep),
+        let all = std::mem::replace(self, Waiters::NONE).into_vec();
+        for waiter in all.into_iter().filter(|w| keep(w)) {
+            self.push(waiter);
         }
     }
 
-    /// Replaces the waker of the owner's `.await` if there is one; returns false if not.
+    /// Refreshes the owner's waker if one is registered; false if none is.
     fn replace_waker(&mut self, waker: &Waker) -> bool {
-        let mut slot = None;
-        match self {
-            Waiters::None => {}
-            Waiters::One(w) => slot = Some(w),
-            Waiters::Many(all) => slot = all.iter_mut().find(|w| matches!(w, Waiter::Waker(_))),
-        }
-        match slot {
-            Some(Waiter::Waker(old)) => {
+        let mut node = &mut self.0;
+        while let Some(n) = node {
+            if let Waiter::Waker(old) = &mut n.waiter {
                 if !old.will_wake(waker) {
                     old.clone_from(waker);
                 }
-                true
+                return true;
             }
-            _ => false,
+            node = &mut n.next.0;
         }
-    }
-
-    fn into_vec(self) -> Vec<Waiter<T>> {
-        match self {
-            Waiters::None => Vec::new(),
-            Waiters::One(w) => vec![w],
-            Waiters::Many(all) => all,
-        }
+        false
     }
 }
 
-impl<T> Core<T> {
-    pub(crate) fn new(owner: u32) -> Self {
-        Core {
+impl<T: Send + 'static, F: Job<T>> Task<T, F> {
+    pub(crate) fn new(job: F, owner: u32) -> Arc<Self> {
+        Arc::new(Task {
             state: AtomicU32::new(PENDING),
             owner,
             inner: Mutex::new(Inner {
-                slot: Slot::Empty,
-                waiters: Waiters::None,
+                stage: Stage::Pending(job),
+                waiters: Waiters::NONE,
             }),
-        }
+        })
     }
 
-    #[inline]
-    pub(crate) fn word(&self) -> u32 {
-        // ORDERING: Acquire pairs with the Release store in `transition`, so a reader that
-        // sees FINISHED also sees the slot written before it (the slot is read under the lock
-        // anyway; this makes the lock-free `done()` agree with it).
-        self.state.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn owner(&self) -> u32 {
-        self.owner
-    }
-
-    /// A lock-free look: is the task still pending (claimable)? Only a hint.
-    pub(crate) fn claim_peek(&self) -> bool {
-        self.word() == PENDING
-    }
-
-    /// PENDING -> RUNNING. Returns false if the task was cancelled or already claimed.
-    pub(crate) fn claim(&self) -> bool {
-        let inner = self.inner.lock();
-        if self.word() != PENDING {
-            return false;
-        }
-        self.state.store(RUNNING, Ordering::Release); // rule 1
-        drop(inner);
-        true
-    }
-
-    /// PENDING or RUNNING -> FINISHED with `outcome`, then notifies (rules 2 and 3).
-    /// Gives the outcome back if the future was already done.
-    pub(crate) fn finish(
-        &self,
-        outcome: Result<T, TaskError>,
-        fut: &Future<T>,
-    ) -> Result<(), Result<T, TaskError>> {
+    /// PENDING -> RUNNING, handing out the job (rule 4). `None` if not pending.
+    fn claim(&self) -> Option<F> {
         let mut inner = self.inner.lock();
-        if is_done(self.word()) {
-            return Err(outcome);
+        if self.word() != PENDING {
+            return None;
         }
-        let word = match outcome {
-            Ok(value) => {
-                inner.slot = Slot::Value(value);
-                FINISHED
-            }
-            Err(err) => {
-                inner.slot = Slot::Error(err);
-                FINISHED | FAILED
-            }
+        let Stage::Pending(job) = std::mem::replace(&mut inner.stage, Stage::Running) else {
+            unreachable!("a PENDING task holds its job (rule 4)")
         };
-        self.state.store(word, Ordering::Release);
-        let waiters = std::mem::replace(&mut inner.waiters, Waiters::None);
-        drop(inner);
-        notify(waiters, fut);
-        Ok(())
+        self.state.store(RUNNING, Ordering::Release); // rule 1
+        Some(job)
     }
 
-    /// PENDING -> CANCELLED, then notifies. True if the future is (now or already) cancelled.
-    /// `on_cancel` runs after the transition and before the waiters are told (rule 4: the
-    /// canceller drops the closure).
-    pub(crate) fn cancel(&self, fut: &Future<T>, on_cancel: impl FnOnce()) -> bool {
+    /// PENDING -> CANCELLED; the job comes back to be dropped outside the lock, or `None`
+    /// if the task was not pending. `already` reports a task that was cancelled before.
+    fn cancel_take(&self, fut: &Future<T>) -> Result<Option<F>, bool> {
         let mut inner = self.inner.lock();
         match self.word() & STATE_MASK {
             PENDING => {}
-            CANCELLED => return true,
-            _ => return false,
+            CANCELLED => return Err(true),
+            _ => return Err(false),
         }
+        let job = match std::mem::replace(&mut inner.stage, Stage::Cancelled) {
+            Stage::Pending(job) => Some(job),
+            _ => None,
+        };
         self.state.store(CANCELLED, Ordering::Release);
-        let waiters = std::mem::replace(&mut inner.waiters, Waiters::None);
+        let waiters = std::mem::replace(&mut inner.waiters, Waiters::NONE);
         drop(inner);
-        on_cancel();
         notify(waiters, fut);
-        true
+        Ok(job)
     }
 
+    /// Takes the closure back if the task is still pending, cancelling it: the way a
+    /// refused submit returns the closure to the caller after a shutdown race.
+    pub(crate) fn reclaim(self: &Arc<Self>) -> Option<F> {
+        let fut = Future::from_task(self.clone());
+        self.cancel_take(&fut).ok().flatten()
+    }
+}
+
+/// The type-erased face of a task that a [`Future`] holds.
+pub(crate) trait Handle<T>: Send + Sync {
+    /// The state word (rule 1).
+    fn word(&self) -> u32;
+    fn owner(&self) -> u32;
     /// Queues `waiter` unless the future is done, in which case it is handed back (rule 2).
-    pub(crate) fn add_waiter(&self, waiter: Waiter<T>) -> Result<(), Waiter<T>> {
+    fn add_waiter(&self, waiter: Waiter<T>) -> Result<(), Waiter<T>>;
+    /// Registers or refreshes the owner's waker. False if the future is done.
+    fn register_waker(&self, waker: &Waker) -> bool;
+    /// Removes the waiters `remove` picks (a timed-out thread, a finished collector).
+    fn remove_waiters(&self, remove: &dyn Fn(&Waiter<T>) -> bool);
+    /// Moves the outcome out (rule 5). The future must be done.
+    fn take(&self) -> Result<T, TaskError>;
+    /// The error of a done future, if it has one. `None` while not done.
+    fn error(&self) -> Option<TaskError>;
+    /// PENDING -> CANCELLED, dropping the job. True if cancelled now or before.
+    fn cancel(&self, fut: &Future<T>) -> bool;
+    /// PENDING -> RUNNING without a job (a promise). False if not pending.
+    fn set_running(&self) -> bool;
+    /// PENDING or RUNNING -> FINISHED with `outcome`, then notifies (rules 2 and 3).
+    /// Gives the outcome back if the future was already done.
+    fn finish(
+        &self,
+        outcome: Result<T, TaskError>,
+        fut: &Future<T>,
+    ) -> Result<(), Result<T, TaskError>>;
+    /// Claims and runs the task if it is still pending. `ctx` counts it; a worker's
+    /// `mark_idle` runs before the result is published, so that the caller's next submit
+    /// finds the worker idle rather than starting a thread.
+    fn run(&self, fut: &Future<T>, ctx: Option<&RunCtx<'_>>) -> Ran;
+}
+
+/// Where a task runs: the worker's counters, and how it marks itself idle.
+pub(crate) struct RunCtx<'a> {
+    pub(crate) counters: &'a WorkerCounters,
+    pub(crate) mark_idle: Option<&'a dyn Fn()>,
+}
+
+/// What became of a request to run a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Ran {
+    /// This call ran it.
+    Here,
+    /// It was cancelled (or failed) before it could start.
+    Cancelled,
+    /// Someone else claimed it first (a worker, or an inline run).
+    Elsewhere,
+}
+
+impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
+    #[inline]
+    fn word(&self) -> u32 {
+        // ORDERING: Acquire pairs with the Release stores made under the lock, so a reader
+        // that sees a final state agrees with what the lock-holder wrote (rule 1).
+        self.state.load(Ordering::Acquire)
+    }
+
+    fn owner(&self) -> u32 {
+        self.owner
+    }
+
+    fn add_waiter(&self, waiter: Waiter<T>) -> Result<(), Waiter<T>> {
         let mut inner = self.inner.lock();
         if is_done(self.word()) {
             return Err(waiter);
@@ -256,8 +304,7 @@ impl<T> Core<T> {
         Ok(())
     }
 
-    /// Registers or refreshes the owner's waker. Returns false if the future is done.
-    pub(crate) fn register_waker(&self, waker: &Waker) -> bool {
+    fn register_waker(&self, waker: &Waker) -> bool {
         let mut inner = self.inner.lock();
         if is_done(self.word()) {
             return false;
@@ -268,77 +315,139 @@ impl<T> Core<T> {
         true
     }
 
-    pub(crate) fn remove_thread(&self, thread: &Thread) {
-        let id = thread.id();
-        self.inner
-            .lock()
-            .waiters
-            .retain(|w| !matches!(w, Waiter::Thread(t) if t.id() == id));
+    fn remove_waiters(&self, remove: &dyn Fn(&Waiter<T>) -> bool) {
+        self.inner.lock().waiters.retain(|w| !remove(w));
     }
 
-    pub(crate) fn remove_collector(&self, collector: &Arc<Collector>) {
-        self.inner
-            .lock()
-            .waiters
-            .retain(|w| !matches!(w, Waiter::Collector(c, _) if Arc::ptr_eq(c, collector)));
-    }
-
-    /// Moves the outcome out (rule 5). The future must be done.
-    pub(crate) fn take(&self) -> Result<T, TaskError> {
+    fn take(&self) -> Result<T, TaskError> {
         let mut inner = self.inner.lock();
-        match self.word() & STATE_MASK {
-            CANCELLED => Err(TaskError::Cancelled),
-            FINISHED => match std::mem::replace(&mut inner.slot, Slot::Taken) {
-                Slot::Value(value) => Ok(value),
-                Slot::Error(err) => {
-                    inner.slot = Slot::Error(err.clone());
-                    Err(err)
-                }
-                Slot::Empty | Slot::Taken => {
-                    unreachable!("a finished future's value is taken once, by its owner")
-                }
-            },
-            _ => unreachable!("take() on a future that is not done"),
+        match std::mem::replace(&mut inner.stage, Stage::Taken) {
+            Stage::Value(value) => Ok(value),
+            Stage::Error(err) => {
+                let out = (*err).clone();
+                inner.stage = Stage::Error(err);
+                Err(out)
+            }
+            Stage::Cancelled => {
+                inner.stage = Stage::Cancelled;
+                Err(TaskError::Cancelled)
+            }
+            _ => unreachable!("take() on a future that is not done, or taken twice (rule 5)"),
         }
     }
 
-    /// The error of a done future, if it has one. `None` while not done.
-    pub(crate) fn error(&self) -> Option<TaskError> {
-        let inner = self.inner.lock();
-        match self.word() & STATE_MASK {
-            CANCELLED => Some(TaskError::Cancelled),
-            FINISHED => match &inner.slot {
-                Slot::Error(err) => Some(err.clone()),
-                _ => None,
-            },
+    fn error(&self) -> Option<TaskError> {
+        match &self.inner.lock().stage {
+            Stage::Error(err) => Some((**err).clone()),
+            Stage::Cancelled => Some(TaskError::Cancelled),
             _ => None,
         }
     }
 
-    /// Blocks until the future is done or `deadline` passes; true if done.
-    pub(crate) fn block_until(&self, deadline: Option<Instant>) -> bool {
+    fn cancel(&self, fut: &Future<T>) -> bool {
+        match self.cancel_take(fut) {
+            Ok(job) => {
+                drop(job); // rule 4, outside the lock: it may run arbitrary drops
+                true
+            }
+            Err(already) => already,
+        }
+    }
+
+    fn set_running(&self) -> bool {
+        // For promises the "job" is a marker; dropping it does nothing.
+        self.claim().is_some()
+    }
+
+    fn finish(
+        &self,
+        outcome: Result<T, TaskError>,
+        fut: &Future<T>,
+    ) -> Result<(), Result<T, TaskError>> {
+        let mut inner = self.inner.lock();
         if is_done(self.word()) {
-            return true;
+            return Err(outcome);
         }
-        let me = sync::current();
-        if self.add_waiter(Waiter::Thread(me.clone())).is_err() {
-            return true;
+        let (stage, word) = match outcome {
+            Ok(value) => (Stage::Value(value), FINISHED),
+            Err(err) => (Stage::Error(Box::new(err)), FINISHED | FAILED),
+        };
+        let job = std::mem::replace(&mut inner.stage, stage);
+        self.state.store(word, Ordering::Release);
+        let waiters = std::mem::replace(&mut inner.waiters, Waiters::NONE);
+        drop(inner);
+        drop(job); // a pending job failed by a broken executor (rule 4)
+        notify(waiters, fut);
+        Ok(())
+    }
+
+    fn run(&self, fut: &Future<T>, ctx: Option<&RunCtx<'_>>) -> Ran {
+        if !F::RUNNABLE {
+            return Ran::Elsewhere;
         }
-        loop {
-            // Spurious unparks (a stale token from an earlier wait) just loop.
-            if is_done(self.word()) {
+        let Some(job) = self.claim() else {
+            return match self.word() & STATE_MASK {
+                CANCELLED => Ran::Cancelled,
+                _ => Ran::Elsewhere,
+            };
+        };
+        if let Some(ctx) = ctx {
+            ctx.counters.started.fetch_add(1, Ordering::Relaxed);
+        }
+        let outcome =
+            panic::catch_unwind(AssertUnwindSafe(|| job.call())).map_err(TaskError::from_panic);
+        if let Some(ctx) = ctx {
+            ctx.counters.completed.fetch_add(1, Ordering::Relaxed);
+            if let Some(mark_idle) = ctx.mark_idle {
+                mark_idle();
+            }
+        }
+        // Only this thread can finish a RUNNING task, so this cannot fail.
+        let _ = self.finish(outcome, fut);
+        Ran::Here
+    }
+}
+
+/// Blocks until the future is done or `deadline` passes; true if done.
+pub(crate) fn block_until<T>(task: &dyn Handle<T>, deadline: Option<Instant>) -> bool {
+    if is_done(task.word()) {
+        return true;
+    }
+    // Spin and yield briefly first: a result that is microseconds away is cheaper to catch
+    // awake than to be woken for (waking a parked thread can cost tens of microseconds on a
+    // virtual machine). Loom has no use for spinning.
+    #[cfg(not(concurrent_futures_loom))]
+    {
+        let backoff = crossbeam_utils::Backoff::new();
+        while !backoff.is_completed() {
+            backoff.snooze();
+            if is_done(task.word()) {
                 return true;
             }
-            match deadline {
-                None => sync::park(),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        self.remove_thread(&me);
-                        return is_done(self.word());
-                    }
-                    sync::park_timeout(deadline - now);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+        }
+    }
+    let me = sync::current();
+    if task.add_waiter(Waiter::Thread(me.clone())).is_err() {
+        return true;
+    }
+    loop {
+        // Spurious unparks (a stale token from an earlier wait) just loop.
+        if is_done(task.word()) {
+            return true;
+        }
+        match deadline {
+            None => sync::park(),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    let id = me.id();
+                    task.remove_waiters(&|w| matches!(w, Waiter::Thread(t) if t.id() == id));
+                    return is_done(task.word());
                 }
+                sync::park_timeout(deadline - now);
             }
         }
     }
@@ -346,6 +455,9 @@ impl<T> Core<T> {
 
 /// Tells every waiter, wake-ups first, then callbacks in order (rule 3).
 fn notify<T>(waiters: Waiters<T>, fut: &Future<T>) {
+    if waiters.0.is_none() {
+        return;
+    }
     let mut callbacks = Vec::new();
     for waiter in waiters.into_vec() {
         match waiter {
@@ -371,152 +483,44 @@ pub(crate) fn run_callback<T>(callback: Callback<T>, fut: &Future<T>) {
     }
 }
 
-/// The type-erased face of a task that a [`Future`] holds.
-pub(crate) trait Handle<T>: Send + Sync {
-    fn core(&self) -> &Core<T>;
-
-    /// Claims and runs the task if it is still pending, counting it in `counters`. A
-    /// `worker` run also marks its thread idle before publishing the result, so that the
-    /// caller's next submit finds it idle rather than starting a thread.
-    fn run(&self, fut: &Future<T>, counters: Option<&Counters>, worker: bool) -> Ran;
-
-    /// Cancels the task if it is still pending, dropping its closure.
-    fn cancel(&self, fut: &Future<T>) -> bool;
-}
-
-/// What became of a request to run a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub(crate) enum Ran {
-    /// This call ran it.
-    Here,
-    /// It was cancelled (or failed) before it could start.
-    Cancelled,
-    /// Someone else claimed it first (a worker, or an inline run).
-    Elsewhere,
-}
-
-/// A task with its closure, as queued in an executor: one allocation per task.
-pub(crate) struct Task<T, F> {
-    core: Core<T>,
-    /// Taken by whoever moves the state out of PENDING (rule 4).
-    func: Mutex<Option<F>>,
-}
-
-impl<T, F> Task<T, F>
-where
-    T: Send + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    pub(crate) fn new(func: F, owner: u32) -> Arc<Self> {
-        Arc::new(Task {
-            core: Core::new(owner),
-            func: Mutex::new(Some(func)),
-        })
-    }
-
-    /// Takes the closure back if the task is still pending, cancelling it: the way a
-    /// refused submit returns the closure to the caller after a shutdown race.
-    pub(crate) fn reclaim(self: &Arc<Self>) -> Option<F> {
-        let fut = Future::from_task(self.clone());
-        let mut func = None;
-        self.core.cancel(&fut, || func = self.func.lock().take());
-        func
-    }
-}
-
-impl<T, F> Handle<T> for Task<T, F>
-where
-    T: Send + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    fn core(&self) -> &Core<T> {
-        &self.core
-    }
-
-    fn run(&self, fut: &Future<T>, counters: Option<&Counters>, worker: bool) -> Ran {
-        if !self.core.claim() {
-            return match self.core.word() & STATE_MASK {
-                CANCELLED => Ran::Cancelled,
-                _ => Ran::Elsewhere,
-            };
-        }
-        if let Some(c) = counters {
-            c.started.fetch_add(1, Ordering::Relaxed);
-        }
-        let func = self
-            .func
-            .lock()
-            .take()
-            .expect("claimed task has its closure (rule 4)");
-        let outcome = panic::catch_unwind(AssertUnwindSafe(func)).map_err(TaskError::from_panic);
-        if let Some(c) = counters {
-            c.completed.fetch_add(1, Ordering::Relaxed);
-            if worker {
-                c.surplus.fetch_add(1, Ordering::AcqRel); // idle again
-            }
-        }
-        // Only this thread can finish a RUNNING task, so this cannot fail.
-        let _ = self.core.finish(outcome, fut);
-        Ran::Here
-    }
-
-    fn cancel(&self, fut: &Future<T>) -> bool {
-        self.core.cancel(fut, || drop(self.func.lock().take()))
-    }
-}
-
 /// What a queue holds: a task with its result type erased.
 pub(crate) trait Runnable: Send + Sync {
-    /// Claims and runs the task on a worker, counting it in `counters`. After `Ran::Here`
-    /// the worker is already counted idle again in `counters.surplus`.
-    fn run(self: Arc<Self>, counters: &Counters) -> Ran;
+    /// Claims and runs the task on a worker. After `Ran::Here` the worker has already
+    /// marked itself idle (see [`Handle::run`]).
+    fn run(self: Arc<Self>, ctx: &RunCtx<'_>) -> Ran;
     /// Cancels the task if it is still pending.
     fn cancel(self: Arc<Self>) -> bool;
     /// Finishes a still-pending task with `err` (a broken executor); false if not pending.
     fn fail(self: Arc<Self>, err: TaskError) -> bool;
 }
 
-impl<T, F> Runnable for Task<T, F>
-where
-    T: Send + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    fn run(self: Arc<Self>, counters: &Counters) -> Ran {
-        let fut = Future::from_task(self.clone());
-        Handle::run(&*self, &fut, Some(counters), true)
+impl<T: Send + 'static, F: Job<T>> Runnable for Task<T, F> {
+    fn run(self: Arc<Self>, ctx: &RunCtx<'_>) -> Ran {
+        let fut = Future::from_task(self);
+        fut.task.run(&fut, Some(ctx))
     }
 
     fn cancel(self: Arc<Self>) -> bool {
-        let fut = Future::from_task(self.clone());
-        Handle::cancel(&*self, &fut)
+        let fut = Future::from_task(self);
+        fut.task.cancel(&fut)
     }
 
     fn fail(self: Arc<Self>, err: TaskError) -> bool {
-        if !self.core.claim() {
-            return false;
-        }
-        drop(self.func.lock().take()); // rule 4
-        let fut = Future::from_task(self.clone());
-        self.core.finish(Err(err), &fut).is_ok()
+        let fut = Future::from_task(self);
+        fut.task.finish(Err(err), &fut).is_ok()
     }
 }
 
-/// Counters of an executor's tasks, updated by its workers and by inline runs.
+/// One worker's task counts, on its own cache line: only that thread writes them.
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) submitted: CachePadded<AtomicUsize>,
+pub(crate) struct WorkerCounters {
     pub(crate) started: CachePadded<AtomicUsize>,
     pub(crate) completed: CachePadded<AtomicUsize>,
-    /// Cancelled or failed tasks that left the queue without running.
-    pub(crate) discarded: CachePadded<AtomicUsize>,
-    /// Idle workers minus queued tasks (see `thread`'s module docs).
-    pub(crate) surplus: CachePadded<AtomicIsize>,
 }
 
 thread_local! {
     /// The pool this thread is a worker of, and its counters; `None` on other threads.
-    static WORKER_OF: RefCell<Option<(u32, std::sync::Arc<Counters>)>> = const { RefCell::new(None) };
+    static WORKER_OF: RefCell<Option<(u32, Arc<WorkerCounters>)>> = const { RefCell::new(None) };
 }
 
 /// Marks the current thread as a worker of pool `id` until dropped.
@@ -524,7 +528,7 @@ thread_local! {
 pub(crate) struct WorkerGuard(());
 
 impl WorkerGuard {
-    pub(crate) fn enter(id: u32, counters: std::sync::Arc<Counters>) -> WorkerGuard {
+    pub(crate) fn enter(id: u32, counters: Arc<WorkerCounters>) -> WorkerGuard {
         WORKER_OF.with(|w| *w.borrow_mut() = Some((id, counters)));
         WorkerGuard(())
     }
@@ -544,13 +548,21 @@ pub(crate) fn is_worker_of(id: u32) -> bool {
 /// If the current thread is a worker of the pool that owns the task, runs it inline while it
 /// is still pending, so that a worker waiting on its own pool's queued task cannot deadlock
 /// the pool. True if it ran here.
-pub(crate) fn help<T>(handle: &dyn Handle<T>, fut: &Future<T>) -> bool {
-    let owner = handle.core().owner();
-    if owner == 0 || !handle.core().claim_peek() {
+pub(crate) fn help<T>(task: &dyn Handle<T>, fut: &Future<T>) -> bool {
+    let owner = task.owner();
+    if owner == 0 || task.word() != PENDING {
         return false;
     }
-    WORKER_OF.with(|w| match &*w.borrow() {
-        Some((id, counters)) if *id == owner => handle.run(fut, Some(counters), false) == Ran::Here,
-        _ => false,
-    })
+    let counters = WORKER_OF.with(|w| match &*w.borrow() {
+        Some((id, counters)) if *id == owner => Some(counters.clone()),
+        _ => None,
+    });
+    let Some(counters) = counters else {
+        return false;
+    };
+    let ctx = RunCtx {
+        counters: &counters,
+        mark_idle: None, // this thread is busy with the task that waits
+    };
+    task.run(fut, Some(&ctx)) == Ran::Here
 }

@@ -109,16 +109,12 @@ impl fmt::Display for State {
 /// ```
 #[must_use = "a future does nothing unless its result is read or it is waited on"]
 pub struct Future<T> {
-    task: Arc<dyn Handle<T>>,
+    pub(crate) task: Arc<dyn Handle<T>>,
 }
 
 impl<T: Send + 'static> Future<T> {
     pub(crate) fn from_task(task: Arc<impl Handle<T> + 'static>) -> Future<T> {
         Future { task }
-    }
-
-    fn core(&self) -> &self::core::Core<T> {
-        self.task.core()
     }
 
     /// The current state.
@@ -133,7 +129,7 @@ impl<T: Send + 'static> Future<T> {
     /// assert_eq!(future.state(), State::Finished);
     /// ```
     pub fn state(&self) -> State {
-        self::core::state_of(self.core().word())
+        self::core::state_of(self.task.word())
     }
 
     /// Attempts to cancel the task. Returns `false` if it is running or finished (it will
@@ -194,7 +190,7 @@ impl<T: Send + 'static> Future<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn done(&self) -> bool {
-        self::core::is_done(self.core().word())
+        self::core::is_done(self.task.word())
     }
 
     /// Blocks until the future is done.
@@ -207,7 +203,7 @@ impl<T: Send + 'static> Future<T> {
     /// See [`done`](Self::done).
     pub fn wait(&self) {
         if !self.done() && !self::core::help(&*self.task, self) {
-            self.core().block_until(None);
+            self::core::block_until(&*self.task, None);
         }
     }
 
@@ -238,7 +234,7 @@ impl<T: Send + 'static> Future<T> {
     /// assert!(future.wait_deadline(Instant::now() + Duration::from_secs(1)));
     /// ```
     pub fn wait_deadline(&self, deadline: Instant) -> bool {
-        self.core().block_until(Some(deadline))
+        self::core::block_until(&*self.task, Some(deadline))
     }
 
     /// Blocks until the task is done and returns its value, moved out of the future.
@@ -260,7 +256,7 @@ impl<T: Send + 'static> Future<T> {
     /// ```
     pub fn result(self) -> Result<T, TaskError> {
         self.wait();
-        self.core().take()
+        self.task.take()
     }
 
     /// Like [`result`](Self::result), but gives up after `timeout`. A timeout does not
@@ -302,7 +298,7 @@ impl<T: Send + 'static> Future<T> {
     /// ```
     pub fn result_deadline(self, deadline: Instant) -> Result<T, ResultTimeoutError<T>> {
         if self.wait_deadline(deadline) {
-            Ok(self.core().take()?)
+            Ok(self.task.take()?)
         } else {
             Err(ResultTimeoutError::Timeout(self))
         }
@@ -329,7 +325,7 @@ impl<T: Send + 'static> Future<T> {
     /// ```
     pub fn try_result(self) -> Result<T, TryResultError<T>> {
         if self.done() {
-            Ok(self.core().take()?)
+            Ok(self.task.take()?)
         } else {
             Err(TryResultError::NotDone(self))
         }
@@ -349,7 +345,7 @@ impl<T: Send + 'static> Future<T> {
     /// ```
     pub fn exception(&self) -> Option<TaskError> {
         self.wait();
-        self.core().error()
+        self.task.error()
     }
 
     /// Like [`exception`](Self::exception), giving up after `timeout`: `Err(TimeoutError)` if
@@ -372,7 +368,7 @@ impl<T: Send + 'static> Future<T> {
         timeout: Duration,
     ) -> Result<Option<TaskError>, crate::TimeoutError> {
         if self.wait_timeout(timeout) {
-            Ok(self.core().error())
+            Ok(self.task.error())
         } else {
             Err(crate::TimeoutError)
         }
@@ -405,7 +401,7 @@ impl<T: Send + 'static> Future<T> {
     /// ```
     pub fn add_done_callback(&self, callback: impl FnOnce(&Future<T>) + Send + 'static) {
         if let Err(Waiter::Callback(callback)) =
-            self.core().add_waiter(Waiter::Callback(Box::new(callback)))
+            self.task.add_waiter(Waiter::Callback(Box::new(callback)))
         {
             self::core::run_callback(callback, self);
         }
@@ -431,17 +427,18 @@ impl<T: Send + 'static> Future<T> {
     /// Registers a collector to be told `key` when the future is done. False if the future
     /// is already done (nothing is registered).
     pub(crate) fn watch(&self, collector: &Arc<Collector>, key: usize) -> bool {
-        self.core()
+        self.task
             .add_waiter(Waiter::Collector(collector.clone(), key))
             .is_ok()
     }
 
     pub(crate) fn unwatch(&self, collector: &Arc<Collector>) {
-        self.core().remove_collector(collector);
+        self.task
+            .remove_waiters(&|w| matches!(w, Waiter::Collector(c, _) if Arc::ptr_eq(c, collector)));
     }
 
     pub(crate) fn word(&self) -> u32 {
-        self.core().word()
+        self.task.word()
     }
 
     /// Runs the task inline if this thread is a worker of its pool and it is still queued.
@@ -466,16 +463,16 @@ impl<T: Send + 'static> std::future::Future for Future<T> {
 
     /// Resolves when the task is done, without blocking a thread.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if !self.done() && self.core().register_waker(cx.waker()) {
+        if !self.done() && self.task.register_waker(cx.waker()) {
             return Poll::Pending;
         }
-        Poll::Ready(self.core().take())
+        Poll::Ready(self.task.take())
     }
 }
 
 impl<T> fmt::Debug for Future<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let word = self.task.core().word();
+        let word = self.task.word();
         f.debug_struct("Future")
             .field("state", &self::core::state_of(word))
             .finish_non_exhaustive()

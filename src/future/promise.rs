@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::core::{Core, Counters, Handle, Ran};
+use super::core::{Handle, Promised, Task};
 use super::{Future, State};
 use crate::error::{InvalidStateError, TaskError};
 
@@ -29,25 +29,7 @@ use crate::error::{InvalidStateError, TaskError};
 /// # Ok::<(), concurrent_futures::TaskError>(())
 /// ```
 pub struct Promise<T: Send + 'static> {
-    cell: Arc<PromiseCell<T>>,
-}
-
-struct PromiseCell<T> {
-    core: Core<T>,
-}
-
-impl<T: Send + 'static> Handle<T> for PromiseCell<T> {
-    fn core(&self) -> &Core<T> {
-        &self.core
-    }
-
-    fn run(&self, _: &Future<T>, _: Option<&Counters>, _: bool) -> Ran {
-        Ran::Elsewhere // a promise is completed by its owner, never run
-    }
-
-    fn cancel(&self, fut: &Future<T>) -> bool {
-        self.core.cancel(fut, || {})
-    }
+    task: Arc<Task<T, Promised>>,
 }
 
 impl<T: Send + 'static> Promise<T> {
@@ -57,13 +39,13 @@ impl<T: Send + 'static> Promise<T> {
     ///
     /// See [`Promise`].
     pub fn new() -> (Promise<T>, Future<T>) {
-        let cell = Arc::new(PromiseCell { core: Core::new(0) });
-        let future = Future::from_task(cell.clone());
-        (Promise { cell }, future)
+        let task = Task::new(Promised, 0);
+        let future = Future::from_task(task.clone());
+        (Promise { task }, future)
     }
 
     fn future(&self) -> Future<T> {
-        Future::from_task(self.cell.clone())
+        Future::from_task(self.task.clone())
     }
 
     /// Marks the future running unless it was cancelled: `true` if it is now running (or
@@ -79,7 +61,7 @@ impl<T: Send + 'static> Promise<T> {
     /// assert!(!promise.set_running_or_notify_cancel());
     /// ```
     pub fn set_running_or_notify_cancel(&self) -> bool {
-        self.cell.core.claim() || self.state() == State::Running
+        self.task.set_running() || self.state() == State::Running
     }
 
     /// Completes the future with `value`, waking its waiters and running its callbacks.
@@ -97,8 +79,7 @@ impl<T: Send + 'static> Promise<T> {
     /// assert_eq!(future.result().unwrap(), "done");
     /// ```
     pub fn set_result(&self, value: T) -> Result<(), InvalidStateError<T>> {
-        self.cell
-            .core
+        self.task
             .finish(Ok(value), &self.future())
             .map_err(|outcome| match outcome {
                 Ok(value) => InvalidStateError {
@@ -149,8 +130,7 @@ impl<T: Send + 'static> Promise<T> {
     /// assert!(future.result().unwrap_err().is_panic());
     /// ```
     pub fn set_error(&self, error: TaskError) -> Result<(), InvalidStateError<TaskError>> {
-        self.cell
-            .core
+        self.task
             .finish(Err(error), &self.future())
             .map_err(|outcome| match outcome {
                 Err(value) => InvalidStateError {
@@ -171,7 +151,7 @@ impl<T: Send + 'static> Promise<T> {
     /// assert_eq!(promise.state(), State::Pending);
     /// ```
     pub fn state(&self) -> State {
-        super::core::state_of(self.cell.core.word())
+        super::core::state_of(self.task.word())
     }
 
     /// Returns `true` if the future was cancelled, so the work need not be done.
@@ -191,11 +171,8 @@ impl<T: Send + 'static> Promise<T> {
 
 impl<T: Send + 'static> Drop for Promise<T> {
     fn drop(&mut self) {
-        if !super::core::is_done(self.cell.core.word()) {
-            let _ = self
-                .cell
-                .core
-                .finish(Err(TaskError::Abandoned), &self.future());
+        if !super::core::is_done(self.task.word()) {
+            let _ = self.task.finish(Err(TaskError::Abandoned), &self.future());
         }
     }
 }

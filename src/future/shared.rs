@@ -60,7 +60,7 @@ impl<T: Send + 'static> SharedFuture<T> {
     fn outcome(&self) -> &Result<T, TaskError> {
         self.inner
             .outcome
-            .get_or_init(|| self.inner.future.core().take())
+            .get_or_init(|| self.inner.future.task.take())
     }
 
     fn outcome_ref(&self) -> Result<&T, TaskError> {

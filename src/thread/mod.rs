@@ -23,15 +23,16 @@
 mod builder;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
 
 pub use self::builder::{InitResult, ThreadPoolBuilder};
 use crate::error::{SubmitError, TaskError};
-use crate::future::core::{Counters, Ran, Runnable, Task, WorkerGuard};
+use crate::future::core::{Ran, RunCtx, Runnable, Task, WorkerCounters, WorkerGuard};
 use crate::future::Future;
 use crate::map::{Map, MapUnordered, Source};
 
@@ -78,8 +79,13 @@ pub(crate) struct Shared {
     id: u32,
     tx: Sender<Message>,
     rx: Receiver<Message>,
-    /// Task counts, and `surplus`: idle workers minus queued tasks (see the module docs).
-    counters: Arc<Counters>,
+    /// Idle workers minus queued tasks (see the module docs).
+    surplus: CachePadded<AtomicIsize>,
+    /// Set once `max_workers` threads run and none can retire (no keep-alive): no submit
+    /// needs to start a thread any more, so `surplus` is no longer kept.
+    saturated: AtomicBool,
+    /// Stop messages sent and not yet received, so `queued()` does not count them.
+    stops: AtomicUsize,
     status: AtomicU8,
     control: Mutex<Control>,
     /// Signalled when a worker exits.
@@ -88,6 +94,9 @@ pub(crate) struct Shared {
 }
 
 struct Control {
+    /// Each live worker's counters; a retiring worker folds its own into `retired`.
+    workers: Vec<Arc<WorkerCounters>>,
+    retired: (usize, usize),
     threads: usize,
     spawned: usize,
     shutdown: bool,
@@ -138,9 +147,13 @@ impl ThreadPoolExecutor {
                 id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
                 tx,
                 rx,
-                counters: Arc::default(),
+                surplus: CachePadded::new(AtomicIsize::new(0)),
+                saturated: AtomicBool::new(false),
+                stops: AtomicUsize::new(0),
                 status: AtomicU8::new(RUNNING),
                 control: Mutex::new(Control {
+                    workers: Vec::new(),
+                    retired: (0, 0),
                     threads: 0,
                     spawned: 0,
                     shutdown: false,
@@ -338,12 +351,8 @@ impl ThreadPoolExecutor {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn queued(&self) -> usize {
-        let c = &self.shared.counters;
-        // Read the later stages first, so a task moving along is never counted twice.
-        let discarded = c.discarded.load(Ordering::Acquire);
-        let started = c.started.load(Ordering::Acquire);
-        let submitted = c.submitted.load(Ordering::Acquire);
-        submitted.saturating_sub(started + discarded)
+        let stops = self.shared.stops.load(Ordering::Acquire);
+        self.shared.rx.len().saturating_sub(stops)
     }
 
     /// Tasks running now.
@@ -363,9 +372,7 @@ impl ThreadPoolExecutor {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn running(&self) -> usize {
-        let c = &self.shared.counters;
-        let completed = c.completed.load(Ordering::Acquire);
-        let started = c.started.load(Ordering::Acquire);
+        let (started, completed) = self.shared.counts();
         started.saturating_sub(completed)
     }
 
@@ -382,7 +389,7 @@ impl ThreadPoolExecutor {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn completed(&self) -> usize {
-        self.shared.counters.completed.load(Ordering::Acquire)
+        self.shared.counts().1
     }
 
     /// Worker threads alive now (they start lazily and may retire when idle).
@@ -422,6 +429,28 @@ impl ThreadPoolExecutor {
 }
 
 impl Shared {
+    /// Tasks started and completed, summed over the workers, live and retired.
+    fn counts(&self) -> (usize, usize) {
+        let control = self.control.lock();
+        // Completed first: a task moving along is then never counted completed but not started.
+        control.workers.iter().fold(control.retired, |(s, c), w| {
+            let done = w.completed.load(Ordering::Acquire);
+            (s + w.started.load(Ordering::Acquire), c + done)
+        })
+    }
+
+    /// A worker is idle (rule 1's other half), unless `surplus` is no longer kept.
+    fn mark_idle(&self) {
+        if !self.saturated.load(Ordering::Relaxed) {
+            self.surplus.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn send_stop(&self) {
+        self.stops.fetch_add(1, Ordering::AcqRel);
+        let _ = self.tx.send(None);
+    }
+
     fn refusal<F>(&self, task: F) -> SubmitError<F> {
         let control = self.control.lock();
         match &control.broken {
@@ -442,7 +471,6 @@ impl Shared {
             return Err(self.refusal(func));
         }
         let task = Task::new(func, self.id);
-        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
         // The channel is never disconnected: `Shared` owns both ends.
         let _ = self.tx.send(Some(task.clone()));
         // Rule 3: re-read the status after the push; a concurrent shutdown's stop messages
@@ -451,7 +479,9 @@ impl Shared {
             if let Some(func) = task.reclaim() {
                 return Err(self.refusal(func));
             }
-        } else if self.counters.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
+        } else if !self.saturated.load(Ordering::Relaxed)
+            && self.surplus.fetch_sub(1, Ordering::AcqRel) < 1
+        {
             // Rule 1: no idle worker to count on.
             if let Err(error) = self.spawn_worker() {
                 if self.control.lock().threads == 0 {
@@ -488,27 +518,38 @@ impl Shared {
             builder = builder.stack_size(size);
         }
         let shared = self.clone();
-        builder.spawn(move || shared.work())?;
+        let counters = Arc::new(WorkerCounters::default());
+        let mine = counters.clone();
+        builder.spawn(move || shared.work(mine))?;
+        control.workers.push(counters);
         control.threads += 1;
         control.spawned += 1;
+        if control.threads == self.config.max_workers && self.config.keep_alive.is_none() {
+            self.saturated.store(true, Ordering::Relaxed);
+        }
         if control.shutdown {
-            let _ = self.tx.send(None);
+            self.send_stop();
         }
         Ok(())
     }
 
     /// The worker thread's body.
-    fn work(self: Arc<Self>) {
-        let _worker = WorkerGuard::enter(self.id, self.counters.clone());
+    fn work(self: Arc<Self>, counters: Arc<WorkerCounters>) {
+        let _worker = WorkerGuard::enter(self.id, counters.clone());
         if let Some(init) = &self.config.initializer {
             if let Err(reason) = init() {
                 log::error!(target: "concurrent_futures", "thread pool initializer failed: {reason}");
                 self.break_pool(reason);
-                self.exit();
+                self.exit(&counters);
                 return;
             }
         }
-        self.counters.surplus.fetch_add(1, Ordering::AcqRel); // idle
+        let mark_idle = || self.mark_idle();
+        let ctx = RunCtx {
+            counters: &counters,
+            mark_idle: Some(&mark_idle),
+        };
+        self.mark_idle();
         loop {
             let message = match self.config.keep_alive {
                 None => self.rx.recv().expect("the pool owns both channel ends"),
@@ -516,8 +557,8 @@ impl Shared {
                     Ok(message) => message,
                     Err(RecvTimeoutError::Timeout) => {
                         // Rule 2: retire unless that leaves a queued task without a worker.
-                        if self.counters.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
-                            self.counters.surplus.fetch_add(1, Ordering::AcqRel);
+                        if self.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
+                            self.surplus.fetch_add(1, Ordering::AcqRel);
                             continue;
                         }
                         break;
@@ -526,26 +567,30 @@ impl Shared {
                 },
             };
             match message {
-                Some(task) => match task.run(&self.counters) {
-                    Ran::Here => {} // counted idle again before the result was published
-                    ran => {
-                        if ran == Ran::Cancelled {
-                            self.counters.discarded.fetch_add(1, Ordering::Relaxed);
-                        }
-                        self.counters.surplus.fetch_add(1, Ordering::AcqRel);
+                // After `Ran::Here` the worker already marked itself idle, before it
+                // published the result.
+                Some(task) => {
+                    if task.run(&ctx) != Ran::Here {
+                        self.mark_idle();
                     }
-                },
+                }
                 None => {
-                    self.counters.surplus.fetch_sub(1, Ordering::AcqRel);
+                    self.stops.fetch_sub(1, Ordering::AcqRel);
+                    if !self.saturated.load(Ordering::Relaxed) {
+                        self.surplus.fetch_sub(1, Ordering::AcqRel);
+                    }
                     break;
                 }
             }
         }
-        self.exit();
+        self.exit(&counters);
     }
 
-    fn exit(&self) {
+    fn exit(&self, counters: &Arc<WorkerCounters>) {
         let mut control = self.control.lock();
+        control.retired.0 += counters.started.load(Ordering::Acquire);
+        control.retired.1 += counters.completed.load(Ordering::Acquire);
+        control.workers.retain(|w| !Arc::ptr_eq(w, counters));
         control.threads -= 1;
         drop(control);
         self.exited.notify_all();
@@ -567,11 +612,11 @@ impl Shared {
             match message {
                 Some(task) => {
                     task.fail(TaskError::BrokenExecutor(reason.clone()));
-                    self.counters.discarded.fetch_add(1, Ordering::Relaxed);
                 }
                 None => stops += 1,
             }
         }
+        // Put back the stop messages drained with the tasks.
         for _ in 0..stops {
             let _ = self.tx.send(None);
         }
@@ -588,7 +633,7 @@ impl Shared {
                 self.cancel_queued();
             }
             for _ in 0..control.threads {
-                let _ = self.tx.send(None);
+                self.send_stop();
             }
         } else if cancel_futures {
             self.cancel_queued();
@@ -608,11 +653,11 @@ impl Shared {
             match message {
                 Some(task) => {
                     task.cancel();
-                    self.counters.discarded.fetch_add(1, Ordering::Relaxed);
                 }
                 None => stops += 1,
             }
         }
+        // Put back the stop messages drained with the tasks.
         for _ in 0..stops {
             let _ = self.tx.send(None);
         }
