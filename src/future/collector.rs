@@ -10,13 +10,18 @@ use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use crate::sync::{Condvar, Mutex};
+use std::sync::atomic::Ordering;
+
+use crate::sync::{AtomicUsize, Condvar, Mutex};
 
 #[derive(Debug)]
 // Public in name only (the module is private): it appears in the sealed `Watch` trait.
 pub struct Collector {
     ready: Mutex<Ready>,
     cv: Condvar,
+    /// Keys in `ready`, readable without the lock, so a spinning consumer does not contend
+    /// with the completing threads.
+    len: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +35,7 @@ impl Collector {
         Collector {
             ready: Mutex::new(Ready::default()),
             cv: Condvar::new(),
+            len: AtomicUsize::new(0),
         }
     }
 
@@ -37,6 +43,7 @@ impl Collector {
     pub(crate) fn notify(&self, key: usize) {
         let mut ready = self.ready.lock();
         ready.keys.push_back(key);
+        self.len.fetch_add(1, Ordering::Release);
         let waker = ready.waker.take();
         drop(ready);
         self.cv.notify_one();
@@ -47,14 +54,41 @@ impl Collector {
 
     /// Pops the next completed key without blocking.
     pub(crate) fn try_pop(&self) -> Option<usize> {
-        self.ready.lock().keys.pop_front()
+        // ORDERING: Acquire pairs with the Release increment in `notify`; a zero may be
+        // stale, which only means one more look later.
+        if self.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.take(&mut self.ready.lock())
+    }
+
+    fn take(&self, ready: &mut Ready) -> Option<usize> {
+        let key = ready.keys.pop_front()?;
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        Some(key)
     }
 
     /// Pops the next completed key, blocking until one arrives or `deadline` passes.
     pub(crate) fn pop(&self, deadline: Option<Instant>) -> Option<usize> {
+        // Spin and yield briefly before sleeping, as `block_until` does: when completions
+        // come every few microseconds, a consumer that stays awake spares every completing
+        // thread a wake-up call.
+        #[cfg(not(concurrent_futures_loom))]
+        {
+            let backoff = crossbeam_utils::Backoff::new();
+            while !backoff.is_completed() {
+                if let Some(key) = self.try_pop() {
+                    return Some(key);
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return None;
+                }
+                backoff.snooze();
+            }
+        }
         let mut ready = self.ready.lock();
         loop {
-            if let Some(key) = ready.keys.pop_front() {
+            if let Some(key) = self.take(&mut ready) {
                 return Some(key);
             }
             match deadline {
@@ -72,7 +106,7 @@ impl Collector {
     /// Pops the next completed key, or registers the task's waker and returns `Pending`.
     pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<usize> {
         let mut ready = self.ready.lock();
-        match ready.keys.pop_front() {
+        match self.take(&mut ready) {
             Some(key) => Poll::Ready(key),
             None => {
                 match &mut ready.waker {
