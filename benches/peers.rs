@@ -459,11 +459,12 @@ fn rss_bytes() -> i64 {
 }
 
 /// F: map `n` items through `x * 2 + 1`. Returns items per second.
-fn map_ours(pool: &ThreadPoolExecutor, n: u64, buffer: usize) -> f64 {
+fn map_ours(pool: &ThreadPoolExecutor, n: u64, buffer: usize, chunk: usize) -> f64 {
     let start = Instant::now();
     let sum: u64 = pool
         .map(|x: u64| x * 2 + 1, 0..n)
         .buffer_size(buffer)
+        .chunk_size(chunk)
         .map(Result::unwrap)
         .sum();
     let secs = start.elapsed().as_secs_f64();
@@ -736,19 +737,17 @@ fn main() {
             .num_threads(cores)
             .build()
             .unwrap();
+        let ours = |buffer: usize, chunk: usize| Figure {
+            peer: format!("{} map, buffer {buffer}, chunk {chunk}", PEERS[0]),
+            samples: (0..5)
+                .map(|_| map_ours(&pool, 1_000_000, buffer, chunk) / 1e6)
+                .collect(),
+        };
         let mut figs = vec![
-            Figure {
-                peer: format!("{} map, buffer {}", PEERS[0], 2 * cores),
-                samples: (0..5)
-                    .map(|_| map_ours(&pool, 1_000_000, 2 * cores) / 1e6)
-                    .collect(),
-            },
-            Figure {
-                peer: format!("{} map, buffer 1024", PEERS[0]),
-                samples: (0..5)
-                    .map(|_| map_ours(&pool, 1_000_000, 1024) / 1e6)
-                    .collect(),
-            },
+            ours(2 * cores, 1),
+            ours(1024, 1),
+            ours(2 * cores, 1000),
+            ours(2 * cores, 10_000),
             Figure {
                 peer: "rayon par_iter".to_string(),
                 samples: (0..5).map(|_| map_rayon(&rayon, 1_000_000) / 1e6).collect(),

@@ -1,29 +1,45 @@
-//! [`Map`] and [`MapUnordered`]: lazy, bounded maps over an executor, with a deadline.
+//! [`Map`] and [`MapUnordered`]: lazy, bounded, chunked maps over an executor, with a deadline.
 //!
-//! Both pull their input through a [`Source`]: a closure that takes the next item and
-//! submits it, so one implementation serves every executor. At most `buffer` tasks are in
-//! flight; each item taken from the front is replaced before the iterator blocks on it, so
-//! the workers stay busy while the caller consumes.
+//! Both pull their input through a [`Source`]: a closure that takes the next chunk of items
+//! and submits it as one task, so one implementation serves every executor. At most
+//! `buffer` chunks are in flight; each chunk taken from the front is replaced before the
+//! iterator blocks on it, so the workers stay busy while the caller consumes. Nothing is
+//! submitted before the first `next()`, so `buffer_size` and `chunk_size` apply to every
+//! task; the deadline counts from the call that made the map.
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::MapError;
+use crate::error::{MapError, TaskError};
 use crate::future::{deadline_after, Future};
 use crate::wait::{as_completed, AsCompleted};
 use crate::ResultTimeoutError;
 
-/// Pulls the next input item and submits it: `None` when the input is exhausted, `Err` with
-/// a reason when the executor refused the task.
-pub(crate) type Source<'a, T> = Box<dyn FnMut() -> Option<Result<Future<T>, Arc<str>>> + Send + 'a>;
+/// The results of one chunk, one per item: a panic fails its own item only.
+pub(crate) type Chunk<T> = Vec<Result<T, TaskError>>;
+
+/// Pulls up to `n` input items and submits them as one task: `None` when the input is
+/// exhausted, `Err` with a reason when the executor refused the task.
+pub(crate) type Source<'a, T> =
+    Box<dyn FnMut(usize) -> Option<Result<Future<Chunk<T>>, Arc<str>>> + Send + 'a>;
+
+/// Applies `f` to every item of a chunk, catching each item's panic separately.
+pub(crate) fn run_chunk<A, T>(f: &(impl Fn(A) -> T + ?Sized), items: Vec<A>) -> Chunk<T> {
+    items
+        .into_iter()
+        .map(|x| panic::catch_unwind(AssertUnwindSafe(|| f(x))).map_err(TaskError::from_panic))
+        .collect()
+}
 
 /// The input side shared by both maps.
 struct Feed<'a, T> {
     source: Source<'a, T>,
     exhausted: bool,
     buffer: usize,
+    chunk: usize,
     start: Instant,
     deadline: Option<Instant>,
     finished: bool,
@@ -35,17 +51,18 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
             source,
             exhausted: false,
             buffer: buffer.max(1),
+            chunk: 1,
             start: Instant::now(),
             deadline: None,
             finished: false,
         }
     }
 
-    /// Submits items until `in_flight` reaches the buffer size or the input ends.
-    fn fill(&mut self, in_flight: usize, mut push: impl FnMut(Result<Future<T>, Arc<str>>)) {
+    /// Submits chunks until `in_flight` reaches the buffer size or the input ends.
+    fn fill(&mut self, in_flight: usize, mut push: impl FnMut(Result<Future<Chunk<T>>, Arc<str>>)) {
         let mut in_flight = in_flight;
         while !self.exhausted && in_flight < self.buffer {
-            match (self.source)() {
+            match (self.source)(self.chunk) {
                 None => self.exhausted = true,
                 Some(Ok(fut)) => {
                     push(Ok(fut));
@@ -72,7 +89,7 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
 /// The ordered results of [`ThreadPoolExecutor::map`](crate::ThreadPoolExecutor::map).
 ///
 /// Yields `Ok(value)` or `Err(MapError)` per input item, in input order. See `map` for
-/// buffering, timeout and cancellation.
+/// buffering, chunking, timeout and cancellation.
 ///
 /// # Examples
 ///
@@ -90,22 +107,26 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
 /// ```
 pub struct Map<'a, T: Send + 'static> {
     feed: Feed<'a, T>,
-    in_flight: VecDeque<Result<Future<T>, Arc<str>>>,
+    in_flight: VecDeque<Result<Future<Chunk<T>>, Arc<str>>>,
+    /// Results of the chunk at the front, not yet yielded.
+    ready: std::vec::IntoIter<Result<T, TaskError>>,
 }
 
 impl<'a, T: Send + 'static> Map<'a, T> {
     pub(crate) fn new(source: Source<'a, T>, buffer: usize) -> Self {
-        let mut map = Map {
+        Map {
             feed: Feed::new(source, buffer),
             in_flight: VecDeque::new(),
-        };
-        map.fill();
-        map
+            ready: Vec::new().into_iter(),
+        }
     }
 
-    fn fill(&mut self) {
+    /// Refills the window; `waiting` counts a task already taken off the front but not yet
+    /// yielded, which still counts against the buffer (as Python's `buffersize` does).
+    fn fill(&mut self, waiting: usize) {
         let in_flight = &mut self.in_flight;
-        self.feed.fill(in_flight.len(), |f| in_flight.push_back(f));
+        self.feed
+            .fill(in_flight.len() + waiting, |f| in_flight.push_back(f));
     }
 
     /// Gives up `timeout` after the call to `map` (not after this call, nor per item): the
@@ -119,8 +140,8 @@ impl<'a, T: Send + 'static> Map<'a, T> {
         self
     }
 
-    /// How many tasks to keep in flight (at least 1). Default: twice the pool's
-    /// `max_workers`. The tasks submitted when `map` was called stay in flight.
+    /// How many tasks (chunks) may be submitted and not yet yielded, at least 1 (Python
+    /// 3.14's `buffersize`). Default: twice the pool's `max_workers`.
     ///
     /// # Examples
     ///
@@ -135,6 +156,24 @@ impl<'a, T: Send + 'static> Map<'a, T> {
         self
     }
 
+    /// How many items each task takes, at least 1 (Python's `chunksize`). Default 1. Larger
+    /// chunks spread the per-task cost over many items, for cheap functions over long inputs.
+    /// A panic still fails only its own item; a chunk that fails as a whole (cancelled, or a
+    /// broken executor) yields one error for the chunk.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// let sum: u64 = pool.map(|x: u64| x * 2, 0..100_000).chunk_size(1000).map(Result::unwrap).sum();
+    /// assert_eq!(sum, 99_999 * 100_000);
+    /// ```
+    pub fn chunk_size(mut self, items: usize) -> Self {
+        self.feed.chunk = items.max(1);
+        self
+    }
+
     fn cancel_all(&mut self) {
         for fut in self.in_flight.drain(..).flatten() {
             fut.cancel();
@@ -146,32 +185,41 @@ impl<T: Send + 'static> Iterator for Map<'_, T> {
     type Item = Result<T, MapError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.feed.finished {
-            return None;
+        loop {
+            if let Some(item) = self.ready.next() {
+                return Some(item.map_err(MapError::Task));
+            }
+            if self.feed.finished {
+                return None;
+            }
+            self.fill(0);
+            let Some(front) = self.in_flight.pop_front() else {
+                self.feed.finished = true;
+                return None;
+            };
+            self.fill(1); // keep the workers busy while we wait
+            let fut = match front {
+                Ok(fut) => fut,
+                Err(reason) => return Some(Err(MapError::Refused(reason))),
+            };
+            let chunk = match self.feed.deadline {
+                None => fut.result(),
+                Some(deadline) => match fut.result_deadline(deadline) {
+                    Ok(chunk) => Ok(chunk),
+                    Err(ResultTimeoutError::Failed(err)) => Err(err),
+                    Err(ResultTimeoutError::Timeout(fut)) => {
+                        fut.cancel();
+                        self.cancel_all();
+                        self.feed.finished = true;
+                        return Some(Err(MapError::Timeout));
+                    }
+                },
+            };
+            match chunk {
+                Ok(chunk) => self.ready = chunk.into_iter(),
+                Err(err) => return Some(Err(MapError::Task(err))),
+            }
         }
-        let Some(front) = self.in_flight.pop_front() else {
-            self.feed.finished = true;
-            return None;
-        };
-        self.fill(); // keep the workers busy while we wait
-        let fut = match front {
-            Ok(fut) => fut,
-            Err(reason) => return Some(Err(MapError::Refused(reason))),
-        };
-        let outcome = match self.feed.deadline {
-            None => fut.result().map_err(MapError::Task),
-            Some(deadline) => match fut.result_deadline(deadline) {
-                Ok(value) => Ok(value),
-                Err(ResultTimeoutError::Failed(err)) => Err(MapError::Task(err)),
-                Err(ResultTimeoutError::Timeout(fut)) => {
-                    fut.cancel();
-                    self.cancel_all();
-                    self.feed.finished = true;
-                    Err(MapError::Timeout)
-                }
-            },
-        };
-        Some(outcome)
     }
 }
 
@@ -189,13 +237,15 @@ impl<T: Send + 'static> fmt::Debug for Map<'_, T> {
         f.debug_struct("Map")
             .field("in_flight", &self.in_flight.len())
             .field("buffer", &self.feed.buffer)
+            .field("chunk", &self.feed.chunk)
             .field("deadline", &self.feed.deadline)
             .finish_non_exhaustive()
     }
 }
 
 /// The results of [`ThreadPoolExecutor::map_unordered`](crate::ThreadPoolExecutor::map_unordered),
-/// in completion order: Python's `imap_unordered`.
+/// in completion order: Python's `imap_unordered`. (With chunks, a chunk's items come
+/// together, in input order, when the chunk completes.)
 ///
 /// # Examples
 ///
@@ -212,19 +262,19 @@ impl<T: Send + 'static> fmt::Debug for Map<'_, T> {
 /// ```
 pub struct MapUnordered<'a, T: Send + 'static> {
     feed: Feed<'a, T>,
-    in_flight: AsCompleted<Future<T>>,
+    in_flight: AsCompleted<Future<Chunk<T>>>,
     refused: Option<Arc<str>>,
+    ready: std::vec::IntoIter<Result<T, TaskError>>,
 }
 
 impl<'a, T: Send + 'static> MapUnordered<'a, T> {
     pub(crate) fn new(source: Source<'a, T>, buffer: usize) -> Self {
-        let mut map = MapUnordered {
+        MapUnordered {
             feed: Feed::new(source, buffer),
             in_flight: as_completed(Vec::new()),
             refused: None,
-        };
-        map.fill();
-        map
+            ready: Vec::new().into_iter(),
+        }
     }
 
     fn fill(&mut self) {
@@ -268,6 +318,20 @@ impl<'a, T: Send + 'static> MapUnordered<'a, T> {
         self
     }
 
+    /// As [`Map::chunk_size`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// assert_eq!(pool.map_unordered(|x: u32| x, 0..1000).chunk_size(100).count(), 1000);
+    /// ```
+    pub fn chunk_size(mut self, items: usize) -> Self {
+        self.feed.chunk = items.max(1);
+        self
+    }
+
     fn cancel_all(&mut self) {
         for fut in self.in_flight.release() {
             fut.cancel();
@@ -279,26 +343,34 @@ impl<T: Send + 'static> Iterator for MapUnordered<'_, T> {
     type Item = Result<T, MapError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.feed.finished {
-            return None;
-        }
-        self.fill();
-        if let Some(reason) = self.refused.take() {
-            return Some(Err(MapError::Refused(reason)));
-        }
-        if self.in_flight.remaining() == 0 {
-            self.feed.finished = true;
-            return None;
-        }
-        match self.in_flight.next_until(self.feed.deadline) {
-            Some(fut) => {
-                self.fill();
-                Some(fut.result().map_err(MapError::Task))
+        loop {
+            if let Some(item) = self.ready.next() {
+                return Some(item.map_err(MapError::Task));
             }
-            None => {
-                self.cancel_all();
+            if self.feed.finished {
+                return None;
+            }
+            self.fill();
+            if let Some(reason) = self.refused.take() {
+                return Some(Err(MapError::Refused(reason)));
+            }
+            if self.in_flight.remaining() == 0 {
                 self.feed.finished = true;
-                Some(Err(MapError::Timeout))
+                return None;
+            }
+            match self.in_flight.next_until(self.feed.deadline) {
+                Some(fut) => {
+                    self.fill();
+                    match fut.result() {
+                        Ok(chunk) => self.ready = chunk.into_iter(),
+                        Err(err) => return Some(Err(MapError::Task(err))),
+                    }
+                }
+                None => {
+                    self.cancel_all();
+                    self.feed.finished = true;
+                    return Some(Err(MapError::Timeout));
+                }
             }
         }
     }
@@ -318,6 +390,7 @@ impl<T: Send + 'static> fmt::Debug for MapUnordered<'_, T> {
         f.debug_struct("MapUnordered")
             .field("in_flight", &self.in_flight.remaining())
             .field("buffer", &self.feed.buffer)
+            .field("chunk", &self.feed.chunk)
             .field("deadline", &self.feed.deadline)
             .finish_non_exhaustive()
     }

@@ -131,32 +131,42 @@ fn no_more_than_buffer_size_tasks_are_in_flight() {
         .max_workers(8)
         .build()
         .unwrap();
-    let gate = Gate::new();
     let live = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
-    let (g, l, p) = (gate.clone(), live.clone(), peak.clone());
+    let (l, p) = (live.clone(), peak.clone());
     let it = pool
         .map(
             move |i: usize| {
                 let now = l.fetch_add(1, Ordering::SeqCst) + 1;
                 p.fetch_max(now, Ordering::SeqCst);
-                if i == 0 {
-                    g.pass();
-                }
+                thread::sleep(Duration::from_micros(200));
                 l.fetch_sub(1, Ordering::SeqCst);
                 i
             },
-            0..100,
+            0..200,
         )
         .buffer_size(3);
-    thread::sleep(Duration::from_millis(20));
+    assert_eq!(it.map(Result::unwrap).sum::<usize>(), 19_900);
+    let peak = peak.load(Ordering::SeqCst);
     assert!(
-        pool.queued() + pool.running() <= 16,
-        "the default buffer bounds the first fill"
+        (1..=3).contains(&peak),
+        "{peak} tasks ran at once with a buffer of 3"
     );
-    gate.open();
-    assert_eq!(it.map(Result::unwrap).sum::<usize>(), 4950);
-    assert!(peak.load(Ordering::SeqCst) <= 16);
+}
+
+#[test]
+fn nothing_is_submitted_before_iteration_starts() {
+    let pool = ThreadPoolExecutor::new();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let it = pool.map(
+        move |x: u32| r.fetch_add(1, Ordering::SeqCst) + x as usize,
+        0..10,
+    );
+    thread::sleep(Duration::from_millis(20));
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    assert_eq!(it.count(), 10);
+    assert_eq!(ran.load(Ordering::SeqCst), 10);
 }
 
 #[test]
@@ -168,22 +178,103 @@ fn dropping_the_iterator_cancels_queued_tasks() {
     let ran = Arc::new(AtomicUsize::new(0));
     let gate = Gate::new();
     let (r, g) = (ran.clone(), gate.clone());
-    let it = pool
+    let mut it = pool
         .map(
-            move |_: u32| {
+            move |i: u32| {
                 r.fetch_add(1, Ordering::SeqCst);
-                g.pass();
+                if i > 0 {
+                    g.pass();
+                }
             },
             0..20,
         )
         .buffer_size(20);
-    drop(it);
+    assert_eq!(it.next(), Some(Ok(())));
+    drop(it); // item 1 may be running (blocked on the gate); items 2.. are queued
     gate.open();
     pool.shutdown();
     assert!(
-        ran.load(Ordering::SeqCst) <= 1,
-        "at most the one already running ran"
+        ran.load(Ordering::SeqCst) <= 2,
+        "queued items were cancelled"
     );
+}
+
+#[test]
+fn chunks_keep_order_and_per_item_errors() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
+    for chunk in [1, 2, 7, 100, 5000] {
+        let out: Vec<_> = pool
+            .map(
+                |i: u32| {
+                    if i % 50 == 3 {
+                        panic!("item {i}")
+                    } else {
+                        i * 2
+                    }
+                },
+                0..1000,
+            )
+            .chunk_size(chunk)
+            .collect();
+        assert_eq!(out.len(), 1000, "chunk {chunk}");
+        for (i, r) in out.iter().enumerate() {
+            if i % 50 == 3 {
+                assert!(
+                    matches!(r, Err(MapError::Task(e)) if e.panic_message() == Some(&*format!("item {i}")))
+                );
+            } else {
+                assert_eq!(*r, Ok(i as u32 * 2), "chunk {chunk}, item {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn chunked_unordered_yields_every_item() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
+    let mut all: Vec<u32> = pool
+        .map_unordered(|i: u32| i, 0..10_000)
+        .chunk_size(64)
+        .buffer_size(4)
+        .map(Result::unwrap)
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..10_000).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_chunk_cancelled_by_the_timeout_ends_the_map() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let out: Vec<_> = pool
+        .map(
+            move |i: u32| {
+                if i >= 10 {
+                    g.pass();
+                    i
+                } else {
+                    i
+                }
+            },
+            0..100,
+        )
+        .chunk_size(10)
+        .timeout(Duration::from_millis(50))
+        .collect();
+    gate.open();
+    assert_eq!(out.len(), 11, "{out:?}");
+    assert!(out[..10].iter().all(Result::is_ok));
+    assert_eq!(out[10], Err(MapError::Timeout));
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub use self::builder::{InitResult, ThreadPoolBuilder};
 use crate::error::{SubmitError, TaskError};
 use crate::future::core::{Ran, RunCtx, Runnable, Task, WorkerCounters, WorkerGuard};
 use crate::future::Future;
-use crate::map::{Map, MapUnordered, Source};
+use crate::map::{run_chunk, Map, MapUnordered, Source};
 
 const RUNNING: u8 = 0;
 const SHUTDOWN: u8 = 1;
@@ -197,7 +197,10 @@ impl ThreadPoolExecutor {
     ///
     /// - The input is read lazily: at most [`buffer_size`](Map::buffer_size) tasks are in
     ///   flight (default: twice `max_workers`), so an endless iterator works (Python 3.14's
-    ///   `buffersize`).
+    ///   `buffersize`). Tasks are submitted from the first `next()` on, so the settings apply
+    ///   to all of them (Python submits at the call).
+    /// - [`chunk_size`](Map::chunk_size) batches items per task (Python's `chunksize`, which
+    ///   its thread pool ignores) for cheap functions over long inputs.
     /// - Each item is a `Result`: a panic fails that item only, the rest still run
     ///   (CPython's map stops at the first error, python/cpython#108518).
     /// - [`Map::timeout`] sets a deadline measured from this call; when it passes, the tasks
@@ -269,12 +272,15 @@ impl ThreadPoolExecutor {
         let shared = self.shared.clone();
         let f = Arc::new(f);
         let mut items = items.into_iter();
-        Box::new(move || {
-            let item = items.next()?;
+        Box::new(move |chunk| {
+            let batch: Vec<_> = items.by_ref().take(chunk).collect();
+            if batch.is_empty() {
+                return None;
+            }
             let f = f.clone();
             Some(
                 shared
-                    .submit(move || f(item))
+                    .submit(move || run_chunk(&*f, batch))
                     .map_err(|e| Arc::from(e.to_string())),
             )
         })
