@@ -392,12 +392,12 @@ impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
             };
         };
         if let Some(ctx) = ctx {
-            ctx.counters.started.fetch_add(1, Ordering::Relaxed);
+            ctx.counters.bump(&ctx.counters.started);
         }
         let outcome =
             panic::catch_unwind(AssertUnwindSafe(|| job.call())).map_err(TaskError::from_panic);
         if let Some(ctx) = ctx {
-            ctx.counters.completed.fetch_add(1, Ordering::Relaxed);
+            ctx.counters.bump(&ctx.counters.completed);
             if let Some(mark_idle) = ctx.mark_idle {
                 mark_idle();
             }
@@ -516,6 +516,15 @@ impl<T: Send + 'static, F: Job<T>> Runnable for Task<T, F> {
 pub(crate) struct WorkerCounters {
     pub(crate) started: CachePadded<AtomicUsize>,
     pub(crate) completed: CachePadded<AtomicUsize>,
+}
+
+impl WorkerCounters {
+    /// Adds one. Only the worker that owns these counters writes them, so a plain store
+    /// suffices (no locked read-modify-write); readers may see the old value a moment longer.
+    #[inline]
+    pub(crate) fn bump(&self, counter: &AtomicUsize) {
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Release);
+    }
 }
 
 thread_local! {
