@@ -48,6 +48,17 @@ pub enum TaskError {
     /// The [`Promise`](crate::Promise) was dropped without a result.
     #[error("promise dropped without a result")]
     Abandoned,
+    /// The worker process running the task died (a crash, `abort`, `exit`, a kill, the OOM
+    /// killer); the text says how. Only this task fails; the pool replaces the worker.
+    #[error("worker process died: {0}")]
+    WorkerDied(Arc<str>),
+    /// The task ran past its time limit; its worker process was killed and replaced.
+    #[error("task timed out")]
+    TimedOut,
+    /// The task or its result could not be carried between processes (serialization, or a
+    /// corrupt or oversized frame).
+    #[error("task could not be carried between processes: {0}")]
+    Transport(Arc<str>),
 }
 
 impl TaskError {
@@ -197,6 +208,13 @@ pub enum BuildError {
     /// `max_workers` was 0 (Python raises `ValueError`).
     #[error("max_workers must be greater than 0")]
     ZeroWorkers,
+    /// A process pool was built without [`init`](crate::init) having run at the start of
+    /// `main`: its workers, which re-run this program, would run `main` again.
+    #[error("call concurrent_futures::init() first thing in main before building a process pool")]
+    NotInitialized,
+    /// The first worker process could not be started or failed its handshake.
+    #[error("worker process failed to start: {0}")]
+    WorkerStart(String),
     /// The thread name prefix holds a NUL byte, which no thread name may contain.
     #[error("thread name prefix contains a NUL byte")]
     InvalidThreadName,
@@ -390,7 +408,10 @@ fn task_error_eq(a: &TaskError, b: &TaskError) -> bool {
         (TaskError::Cancelled, TaskError::Cancelled)
         | (TaskError::Abandoned, TaskError::Abandoned) => true,
         (TaskError::Panicked(a), TaskError::Panicked(b)) => a == b,
-        (TaskError::BrokenExecutor(a), TaskError::BrokenExecutor(b)) => a == b,
+        (TaskError::BrokenExecutor(a), TaskError::BrokenExecutor(b))
+        | (TaskError::WorkerDied(a), TaskError::WorkerDied(b))
+        | (TaskError::Transport(a), TaskError::Transport(b)) => a == b,
+        (TaskError::TimedOut, TaskError::TimedOut) => true,
         (TaskError::Failed(a), TaskError::Failed(b)) => Arc::ptr_eq(a, b),
         _ => false,
     }

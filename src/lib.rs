@@ -85,6 +85,8 @@ mod error;
 mod future;
 pub mod lock;
 mod map;
+#[cfg(unix)]
+mod process;
 mod sync;
 mod thread;
 mod wait;
@@ -100,6 +102,8 @@ pub use crate::error::{
 };
 pub use crate::future::{Future, Promise, SharedFuture, State};
 pub use crate::map::{Map, MapUnordered};
+#[cfg(unix)]
+pub use crate::process::{init, FnSubmit, ProcessPoolBuilder, ProcessPoolExecutor};
 pub use crate::thread::{InitResult, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use crate::wait::{
     as_completed, wait, AsCompleted, AsCompletedStream, AsCompletedTimeout, ReturnWhen, Waitable,

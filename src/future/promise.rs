@@ -141,6 +141,21 @@ impl<T: Send + 'static> Promise<T> {
             })
     }
 
+    /// Cancels the future if it has not started (Python's `Future.cancel()` from the
+    /// executor's side): true if it is cancelled now or was already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::{Promise, TaskError};
+    /// let (promise, future) = Promise::<u8>::new();
+    /// assert!(promise.cancel());
+    /// assert_eq!(future.result(), Err(TaskError::Cancelled));
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.task.cancel(&self.future())
+    }
+
     /// The future's state.
     ///
     /// # Examples

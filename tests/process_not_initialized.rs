@@ -1,0 +1,11 @@
+//! A program that forgot `init()` gets a typed error, never a fork bomb or a second `main`.
+#![cfg(unix)]
+
+use concurrent_futures::{BuildError, ProcessPoolExecutor};
+
+#[test]
+fn building_without_init_is_refused() {
+    let err = ProcessPoolExecutor::new().unwrap_err();
+    assert_eq!(err, BuildError::NotInitialized);
+    assert!(err.to_string().contains("concurrent_futures::init()"));
+}

@@ -1,0 +1,404 @@
+//! `ProcessPoolExecutor`: results, panics, real crashes, time limits, recycling, shutdown,
+//! and no orphans. Crashes are real: a null write, `abort`, `exit`, SIGKILL.
+#![cfg(unix)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::HANG;
+use concurrent_futures::{
+    as_completed, wait, MapError, ProcessPoolExecutor, ReturnWhen, SubmitError, TaskError,
+};
+use serde::{Deserialize, Serialize};
+
+concurrent_futures::worker_test!();
+
+fn pool(workers: usize) -> ProcessPoolExecutor {
+    concurrent_futures::init();
+    ProcessPoolExecutor::builder()
+        .max_workers(workers)
+        .build()
+        .unwrap()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Image {
+    name: String,
+    pixels: Vec<u8>,
+}
+
+fn brightness(img: Image) -> (String, u64) {
+    (img.name, img.pixels.iter().map(|&p| u64::from(p)).sum())
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn pid(_: ()) -> u32 {
+    std::process::id()
+}
+
+fn boom(msg: String) -> u8 {
+    panic!("{msg}")
+}
+
+#[allow(unsafe_code)]
+fn segfault(_: ()) -> u8 {
+    // SAFETY: none; this deliberately writes through a null pointer to crash the worker
+    // with SIGSEGV, which is exactly what the test checks the pool survives.
+    unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
+    0
+}
+
+fn abort(_: ()) -> u8 {
+    std::process::abort()
+}
+
+fn exit3(_: ()) -> u8 {
+    std::process::exit(3)
+}
+
+fn sleep_ms(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+fn big(n: usize) -> Vec<u8> {
+    vec![7; n]
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+fn eventually(mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + HANG;
+    while !cond() {
+        assert!(Instant::now() < end, "condition never held");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn runs_functions_over_serde_data() {
+    let pool = pool(2);
+    let img = Image {
+        name: "a.png".into(),
+        pixels: vec![1, 2, 3],
+    };
+    assert_eq!(
+        pool.submit(brightness, img).unwrap().result(),
+        Ok(("a.png".into(), 6))
+    );
+    assert_eq!(pool.apply(square, 12).unwrap().result(), Ok(144));
+    let closure: fn(i32) -> i32 = |x| x - 1; // non-capturing closures work too
+    assert_eq!(pool.submit(closure, 1).unwrap().result(), Ok(0));
+    assert_ne!(
+        pool.submit(pid, ()).unwrap().result().unwrap(),
+        std::process::id()
+    );
+}
+
+#[test]
+fn a_panic_is_a_value_and_the_worker_lives_on() {
+    let pool = pool(1);
+    let before = pool.submit(pid, ()).unwrap().result().unwrap();
+    let err = pool
+        .submit(boom, "bad pixel".to_string())
+        .unwrap()
+        .result()
+        .unwrap_err();
+    assert_eq!(err, TaskError::Panicked("bad pixel".into()));
+    assert_eq!(
+        pool.submit(pid, ()).unwrap().result().unwrap(),
+        before,
+        "same worker"
+    );
+}
+
+fn crash_fails_only_that_task(task: fn(()) -> u8, expected: &str) {
+    let pool = pool(2);
+    let others: Vec<_> = (0..20u64)
+        .map(|i| pool.submit(square, i).unwrap())
+        .collect();
+    let crash = pool.submit(task, ()).unwrap();
+    let more: Vec<_> = (20..40u64)
+        .map(|i| pool.submit(square, i).unwrap())
+        .collect();
+    match crash.result() {
+        Err(TaskError::WorkerDied(how)) => assert!(how.contains(expected), "{how}"),
+        other => panic!("expected a dead worker, got {other:?}"),
+    }
+    for (i, f) in others.into_iter().chain(more).enumerate() {
+        assert_eq!(
+            f.result(),
+            Ok((i as u64) * (i as u64)),
+            "every other task completes"
+        );
+    }
+    assert!(!pool.is_broken());
+    assert_eq!(
+        pool.submit(square, 9).unwrap().result(),
+        Ok(81),
+        "the pool keeps serving"
+    );
+}
+
+#[test]
+fn a_segfault_fails_only_its_task() {
+    crash_fails_only_that_task(segfault, "SIGSEGV");
+}
+
+#[test]
+fn an_abort_fails_only_its_task() {
+    crash_fails_only_that_task(abort, "SIGABRT");
+}
+
+#[test]
+fn an_exit_fails_only_its_task() {
+    crash_fails_only_that_task(exit3, "exited with code 3");
+}
+
+#[test]
+fn a_worker_killed_from_outside_fails_only_its_task() {
+    let pool = pool(1);
+    let victim = pool.submit(pid, ()).unwrap().result().unwrap();
+    let running = pool.submit(sleep_ms, 60_000).unwrap();
+    while !running.running() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let status = Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    match running.result_timeout(HANG) {
+        Err(concurrent_futures::ResultTimeoutError::Failed(TaskError::WorkerDied(how))) => {
+            assert!(how.contains("SIGKILL"), "{how}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let replacement = pool.submit(pid, ()).unwrap().result().unwrap();
+    assert_ne!(replacement, victim);
+}
+
+#[test]
+fn a_hung_task_is_killed_at_its_time_limit() {
+    let pool = pool(1);
+    let hung = pool
+        .submit_with_timeout(sleep_ms, 60_000, Duration::from_millis(200))
+        .unwrap();
+    assert_eq!(
+        hung.result_timeout(HANG).unwrap_err().to_string(),
+        "task timed out"
+    );
+    assert_eq!(
+        pool.submit(square, 3).unwrap().result(),
+        Ok(9),
+        "a new worker took its place"
+    );
+}
+
+#[test]
+fn builder_time_limit_applies_to_every_task() {
+    concurrent_futures::init();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .task_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert_eq!(
+        pool.submit(sleep_ms, 60_000).unwrap().result(),
+        Err(TaskError::TimedOut)
+    );
+    assert!(pool.submit(sleep_ms, 1).unwrap().result().is_ok());
+}
+
+#[test]
+fn map_keeps_order_and_chunks() {
+    let pool = pool(2);
+    for chunk in [1, 7, 1000] {
+        let out: Vec<u64> = pool
+            .map(square, 0..500u64)
+            .chunk_size(chunk)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            out,
+            (0..500u64).map(|x| x * x).collect::<Vec<_>>(),
+            "chunk {chunk}"
+        );
+    }
+    let mut un: Vec<u64> = pool
+        .map_unordered(square, 0..100u64)
+        .map(Result::unwrap)
+        .collect();
+    un.sort_unstable();
+    assert_eq!(un, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+#[test]
+fn map_reports_a_panicking_item_and_keeps_going() {
+    let pool = pool(2);
+    let msgs = ["ok".to_string(), "fail".to_string(), "ok".to_string()];
+    fn check(s: String) -> usize {
+        assert_ne!(s, "fail", "item failed");
+        s.len()
+    }
+    let out: Vec<_> = pool.map(check, msgs).chunk_size(2).collect();
+    assert_eq!(out[0], Ok(2));
+    assert!(
+        matches!(&out[1], Err(MapError::Task(TaskError::Panicked(m))) if m.contains("item failed"))
+    );
+    assert_eq!(out[2], Ok(2));
+}
+
+#[test]
+fn as_completed_and_wait_work_on_process_futures() {
+    let pool = pool(2);
+    let futs: Vec<_> = [300u64, 10, 100]
+        .iter()
+        .map(|&ms| pool.submit(sleep_ms, ms).unwrap())
+        .collect();
+    let (done, not_done) = wait(&futs, Some(HANG), ReturnWhen::FirstCompleted);
+    assert!(!done.is_empty() && done.len() + not_done.len() == 3);
+    assert_eq!(as_completed(futs).count(), 3);
+}
+
+#[test]
+fn a_queued_task_can_be_cancelled() {
+    let pool = pool(1);
+    let busy = pool.submit(sleep_ms, 300).unwrap();
+    let queued = pool.submit(square, 5).unwrap();
+    assert!(queued.cancel());
+    assert_eq!(queued.result(), Err(TaskError::Cancelled));
+    assert!(busy.result().is_ok());
+}
+
+#[test]
+fn workers_are_recycled_after_max_tasks_per_child() {
+    concurrent_futures::init();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_tasks_per_child(3)
+        .build()
+        .unwrap();
+    let pids: Vec<u32> = (0..9)
+        .map(|_| pool.submit(pid, ()).unwrap().result().unwrap())
+        .collect();
+    let distinct: std::collections::BTreeSet<_> = pids.iter().collect();
+    assert_eq!(distinct.len(), 3, "{pids:?}");
+}
+
+#[test]
+fn oversized_arguments_and_results_fail_only_their_task() {
+    concurrent_futures::init();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_frame_bytes(1 << 16)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        pool.submit(big, 1 << 20).unwrap().result(),
+        Err(TaskError::Transport(_))
+    ));
+    let arg = vec![0u8; 1 << 20];
+    fn len(v: Vec<u8>) -> usize {
+        v.len()
+    }
+    assert!(matches!(
+        pool.submit(len, arg).unwrap().result(),
+        Err(TaskError::Transport(_))
+    ));
+    assert_eq!(pool.submit(big, 10).unwrap().result().unwrap().len(), 10);
+}
+
+#[test]
+fn shutdown_leaves_no_worker_behind_and_hands_tasks_back() {
+    let pool = pool(2);
+    let futs: Vec<_> = (0..10u64)
+        .map(|i| pool.submit(square, i).unwrap())
+        .collect();
+    let pids = pool.worker_pids();
+    pool.shutdown();
+    assert!(futs.iter().all(|f| f.done()));
+    assert!(pool.worker_pids().is_empty());
+    for p in pids {
+        assert!(!alive(p), "worker {p} is still there");
+    }
+    match pool.submit(square, 4) {
+        Err(SubmitError::Shutdown((f, arg))) => assert_eq!(f(arg), 16),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn terminate_kills_running_work() {
+    let pool = pool(1);
+    let running = pool.submit(sleep_ms, 60_000).unwrap();
+    while !running.running() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let queued = pool.submit(square, 2).unwrap();
+    let pids = pool.worker_pids();
+    pool.terminate();
+    assert!(matches!(running.result(), Err(TaskError::WorkerDied(_))));
+    assert_eq!(queued.result(), Err(TaskError::Cancelled));
+    for p in pids {
+        assert!(!alive(p));
+    }
+}
+
+/// Run by `no_orphans_when_the_parent_is_killed` in a child process of its own.
+#[test]
+fn orphan_helper() {
+    if std::env::var_os("CF_ORPHAN_HELPER").is_none() {
+        return;
+    }
+    let pool = pool(2);
+    let _busy = pool.submit(sleep_ms, 60_000).unwrap(); // keep one worker busy
+    std::thread::sleep(Duration::from_millis(100));
+    println!("PIDS {:?}", pool.worker_pids());
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn no_orphans_when_the_parent_is_killed() {
+    use std::io::{BufRead, BufReader};
+    let mut parent = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "orphan_helper",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CF_ORPHAN_HELPER", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pids = Vec::new();
+    for line in BufReader::new(parent.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(list) = line.strip_prefix("PIDS ") {
+            pids = list
+                .trim_matches(|c| c == '[' || c == ']')
+                .split(", ")
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect();
+            break;
+        }
+    }
+    assert!(!pids.is_empty(), "the helper reported its workers");
+    parent.kill().unwrap(); // SIGKILL: no destructor, no shutdown runs in the parent
+    parent.wait().unwrap();
+    for p in pids {
+        eventually(|| !alive(p));
+    }
+}
