@@ -82,6 +82,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod executor;
 mod future;
 pub mod lock;
 mod map;
@@ -100,10 +101,11 @@ pub use crate::error::{
     BuildError, InvalidStateError, MapError, ResultTimeoutError, SubmitError, TaskError,
     TimeoutError, TryResultError,
 };
+pub use crate::executor::{Executor, FnSubmit};
 pub use crate::future::{Future, Promise, SharedFuture, State};
 pub use crate::map::{Map, MapUnordered};
 #[cfg(unix)]
-pub use crate::process::{init, FnSubmit, ProcessPoolBuilder, ProcessPoolExecutor};
+pub use crate::process::{init, ProcessPoolBuilder, ProcessPoolExecutor};
 pub use crate::thread::{InitResult, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use crate::wait::{
     as_completed, wait, AsCompleted, AsCompletedStream, AsCompletedTimeout, ReturnWhen, Waitable,

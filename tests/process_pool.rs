@@ -402,3 +402,24 @@ fn no_orphans_when_the_parent_is_killed() {
         eventually(|| !alive(p));
     }
 }
+
+fn total_len<E: concurrent_futures::Executor>(pool: &E) -> usize {
+    fn len(s: String) -> usize {
+        s.len()
+    }
+    let words = vec!["a".to_string(), "bb".to_string(), "ccc".to_string()];
+    let mapped: usize = pool.map_fn(len, words.clone()).map(Result::unwrap).sum();
+    let applied: usize = words
+        .into_iter()
+        .map(|w| pool.apply(len, w).unwrap().result().unwrap())
+        .sum();
+    mapped + applied
+}
+
+#[test]
+fn the_same_generic_code_runs_on_threads_and_on_processes() {
+    let processes = pool(2);
+    let threads = concurrent_futures::ThreadPoolExecutor::new();
+    assert_eq!(total_len(&processes), 12);
+    assert_eq!(total_len(&threads), 12);
+}

@@ -50,12 +50,9 @@ use self::frame::FrameError;
 use self::shipping::Trampoline;
 pub use self::worker::init;
 use crate::error::{BuildError, SubmitError, TaskError};
-use crate::future::{Future, Promise};
+use crate::executor::FnSubmit;
+use crate::future::Promise;
 use crate::map::{Chunk, Map, MapUnordered, Source};
-
-/// What submitting a `fn(A) -> R` with its argument returns: the future, or the refusal with
-/// the function and argument handed back.
-pub type FnSubmit<A, R> = Result<Future<R>, SubmitError<(fn(A) -> R, A)>>;
 
 /// The largest frame either side accepts unless the builder says otherwise: 64 MiB.
 pub(crate) const DEFAULT_FRAME_LIMIT: usize = 64 << 20;

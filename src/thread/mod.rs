@@ -192,6 +192,51 @@ impl ThreadPoolExecutor {
         self.shared.submit(task)
     }
 
+    /// Runs `f(arg)` on a worker thread: the same call as
+    /// [`ProcessPoolExecutor::apply`](crate::ProcessPoolExecutor::apply), so code that uses
+    /// `apply` and `map` with plain functions switches between threads and processes by
+    /// changing one line (Python's `Pool.apply_async`).
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit), with `(f, arg)` handed back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// fn double(x: i32) -> i32 { x * 2 }
+    /// let pool = ThreadPoolExecutor::new();
+    /// assert_eq!(pool.apply(double, 21)?.result()?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> crate::FnSubmit<A, R>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+    {
+        // A cell lets a refused task hand the argument back, as the process pool does.
+        let slot = Arc::new(parking_lot::Mutex::new(Some(arg)));
+        let s = slot.clone();
+        match self.submit(move || f(s.lock().take().expect("the task runs once"))) {
+            Ok(fut) => Ok(fut),
+            Err(e) => {
+                let arg = slot.lock().take().expect("a refused task did not run");
+                Err(match e {
+                    SubmitError::Shutdown(_) => SubmitError::Shutdown((f, arg)),
+                    SubmitError::Broken { reason, .. } => SubmitError::Broken {
+                        task: (f, arg),
+                        reason,
+                    },
+                    SubmitError::Spawn { error, .. } => SubmitError::Spawn {
+                        task: (f, arg),
+                        error,
+                    },
+                })
+            }
+        }
+    }
+
     /// Applies `f` to every item and yields the results in input order: Python's
     /// `executor.map(fn, iterable)`, lazy and bounded.
     ///

@@ -1,0 +1,132 @@
+//! [`Executor`]: what both pools can do, for code that takes either.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::future::Future;
+use crate::map::{Map, MapUnordered};
+use crate::{SubmitError, ThreadPoolExecutor};
+
+/// What submitting a `fn(A) -> R` with its argument returns: the future, or the refusal with
+/// the function and argument handed back.
+pub type FnSubmit<A, R> = Result<Future<R>, SubmitError<(fn(A) -> R, A)>>;
+
+/// The operations both pools share, over plain functions and serializable data: generic code
+/// written against it runs on threads or on processes, as Python code switches between
+/// `multiprocessing.dummy.Pool` and `multiprocessing.Pool`.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Executor, ThreadPoolExecutor};
+///
+/// fn word_lengths(pool: &impl Executor, words: Vec<String>) -> Vec<usize> {
+///     fn len(w: String) -> usize {
+///         w.len()
+///     }
+///     pool.map_fn(len, words).map(Result::unwrap).collect()
+/// }
+///
+/// let threads = ThreadPoolExecutor::new();
+/// assert_eq!(word_lengths(&threads, vec!["a".into(), "bcd".into()]), [1, 3]);
+/// // With processes: word_lengths(&ProcessPoolExecutor::new()?, ...) — the same call.
+/// ```
+pub trait Executor {
+    /// Runs `f(arg)` and returns its future (Python's `apply_async` / `submit(fn, arg)`).
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError`] with `(f, arg)` handed back if the pool refuses the task.
+    fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> FnSubmit<A, R>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Maps `f` over `items`, results in input order (lazy, bounded, chunkable).
+    fn map_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Map<'a, R>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a;
+
+    /// Maps `f` over `items`, results in completion order.
+    fn map_unordered_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> MapUnordered<'a, R>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a;
+
+    /// Stops accepting tasks and waits for the queued ones.
+    fn shutdown(&self);
+}
+
+impl Executor for ThreadPoolExecutor {
+    fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> FnSubmit<A, R>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        ThreadPoolExecutor::apply(self, f, arg)
+    }
+
+    fn map_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Map<'a, R>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        self.map(f, items)
+    }
+
+    fn map_unordered_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> MapUnordered<'a, R>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        self.map_unordered(f, items)
+    }
+
+    fn shutdown(&self) {
+        ThreadPoolExecutor::shutdown(self);
+    }
+}
+
+#[cfg(unix)]
+impl Executor for crate::ProcessPoolExecutor {
+    fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> FnSubmit<A, R>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        crate::ProcessPoolExecutor::apply(self, f, arg)
+    }
+
+    fn map_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Map<'a, R>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        self.map(f, items)
+    }
+
+    fn map_unordered_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> MapUnordered<'a, R>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        self.map_unordered(f, items)
+    }
+
+    fn shutdown(&self) {
+        crate::ProcessPoolExecutor::shutdown(self);
+    }
+}
