@@ -46,12 +46,21 @@ def map_rate(ex, n, **kw):
     return n / secs / 1e6
 
 
+def pool_rate(pool, n):
+    start = time.perf_counter()
+    res = [pool.apply_async(noop, (i,)) for i in range(n)]
+    total = sum(r.get() for r in res)
+    secs = time.perf_counter() - start
+    assert total == n * (n - 1) // 2
+    return n / secs / 1e3
+
+
 def emit(workload, peer, samples):
     print(f"{workload}\t{peer}\t{','.join(f'{s:.6g}' for s in samples)}", flush=True)
 
 
 def main(argv):
-    wanted = {a.upper() for a in argv} or {"A", "C", "F"}
+    wanted = {a.upper() for a in argv} or {"A", "C", "F", "P"}
     with ThreadPoolExecutor(max_workers=CORES) as ex:
         if "A" in wanted:
             emit("A", "python ThreadPoolExecutor", [submit_collect(ex, 100_000) for _ in range(RUNS)])
@@ -61,6 +70,24 @@ def main(argv):
             emit("C99", "python ThreadPoolExecutor", [r[1] for r in runs])
         if "F" in wanted:
             emit("F", "python ThreadPoolExecutor.map", [map_rate(ex, 100_000) for _ in range(RUNS)])
+    if "P" in wanted:
+        import multiprocessing
+        with ProcessPoolExecutor(max_workers=CORES) as ex:
+            runs = [round_trip(ex, 2_000) for _ in range(RUNS)]
+            emit("P50", "python ProcessPoolExecutor", [r[0] for r in runs])
+            emit("P99", "python ProcessPoolExecutor", [r[1] for r in runs])
+            emit("PT", "python ProcessPoolExecutor", [submit_collect(ex, 10_000) * 1e3 for _ in range(RUNS)])
+            emit("PM", "python ProcessPoolExecutor.map(chunksize=1000)",
+                 [map_rate(ex, 1_000_000, chunksize=1000) for _ in range(RUNS)])
+        with multiprocessing.Pool(CORES) as pool:
+            emit("PT", "python multiprocessing.Pool.apply_async", [pool_rate(pool, 20_000) for _ in range(RUNS)])
+            start_rates = []
+            for _ in range(RUNS):
+                start = time.perf_counter()
+                total = sum(pool.imap(noop, range(1_000_000), chunksize=1000))
+                start_rates.append(1_000_000 / (time.perf_counter() - start) / 1e6)
+                assert total == 1_000_000 * 999_999 // 2
+            emit("PM", "python multiprocessing.Pool.imap(chunksize=1000)", start_rates)
 
 
 if __name__ == "__main__":

@@ -579,7 +579,51 @@ fn python_figures(workloads: &[String]) -> Vec<(String, Figure)> {
         .collect()
 }
 
+fn double_plus_one(x: u64) -> u64 {
+    x * 2 + 1
+}
+
+/// P: the process pool. Returns (round trip p50 µs, p99 µs, tasks/s, chunked map items/s).
+fn process_pool(cores: usize) -> (f64, f64, f64, f64) {
+    let pool = concurrent_futures::ProcessPoolExecutor::builder()
+        .max_workers(cores)
+        .build()
+        .unwrap();
+    for i in 0..200 {
+        black_box(pool.submit(double_plus_one, i).unwrap().result().unwrap());
+    }
+    let n = 20_000;
+    let mut rt: Vec<f64> = (0..n as u64)
+        .map(|i| {
+            let start = Instant::now();
+            black_box(pool.submit(double_plus_one, i).unwrap().result().unwrap());
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    rt.sort_by(f64::total_cmp);
+    let tasks = 100_000u64;
+    let start = Instant::now();
+    let futs: Vec<_> = (0..tasks)
+        .map(|i| pool.submit(double_plus_one, i).unwrap())
+        .collect();
+    let sum: u64 = futs.into_iter().map(|f| f.result().unwrap()).sum();
+    assert_eq!(sum, tasks * tasks);
+    let rate = tasks as f64 / start.elapsed().as_secs_f64();
+    let items = 1_000_000u64;
+    let start = Instant::now();
+    let sum: u64 = pool
+        .map(double_plus_one, 0..items)
+        .chunk_size(1000)
+        .map(Result::unwrap)
+        .sum();
+    assert_eq!(sum, items * items);
+    let map_rate = items as f64 / start.elapsed().as_secs_f64();
+    (rt[n / 2], rt[n * 99 / 100], rate, map_rate)
+}
+
 fn main() {
+    // Workers of the process pool (workload P) re-run this binary and start here.
+    concurrent_futures::init();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--bench"))
@@ -594,7 +638,7 @@ fn main() {
         return;
     }
 
-    let all = ["A", "B", "C", "D", "E", "F"];
+    let all = ["A", "B", "C", "D", "E", "F", "P"];
     let wanted: Vec<String> = if args.is_empty() {
         all.iter().map(|s| s.to_string()).collect()
     } else {
@@ -755,5 +799,57 @@ fn main() {
         ];
         figs.extend(py("F"));
         report("## F: map over 1,000,000 items", "M items/s", true, &figs);
+    }
+    if want("P") {
+        let runs: Vec<_> = (0..3).map(|_| process_pool(cores)).collect();
+        let ours = |pick: fn(&(f64, f64, f64, f64)) -> f64, label: &str| Figure {
+            peer: label.to_string(),
+            samples: runs.iter().map(pick).collect(),
+        };
+        let peer_rows = |w: &str| {
+            python
+                .iter()
+                .filter(|(k, _)| k == w)
+                .map(|(_, f)| Figure {
+                    peer: f.peer.clone(),
+                    samples: f.samples.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut rt50 = vec![ours(|r| r.0, "concurrent-futures ProcessPoolExecutor")];
+        rt50.extend(peer_rows("P50"));
+        let mut rt99 = vec![ours(|r| r.1, "concurrent-futures ProcessPoolExecutor")];
+        rt99.extend(peer_rows("P99"));
+        let mut rate = vec![ours(
+            |r| r.2 / 1e3,
+            "concurrent-futures ProcessPoolExecutor",
+        )];
+        rate.extend(peer_rows("PT"));
+        let mut map = vec![ours(|r| r.3 / 1e6, "concurrent-futures map, chunk 1000")];
+        map.extend(peer_rows("PM"));
+        report(
+            "## P: process pool, round trip of one task (p50)",
+            "µs",
+            false,
+            &rt50,
+        );
+        report(
+            "## P: process pool, round trip of one task (p99)",
+            "µs",
+            false,
+            &rt99,
+        );
+        report(
+            "## P: process pool, submit 100,000 tasks then collect",
+            "K tasks/s",
+            true,
+            &rate,
+        );
+        report(
+            "## P: process pool, map over 1,000,000 items, chunks of 1000",
+            "M items/s",
+            true,
+            &map,
+        );
     }
 }

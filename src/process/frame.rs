@@ -92,6 +92,38 @@ pub(crate) fn read(r: &mut impl Read, limit: usize) -> Result<(u8, Vec<u8>), Fra
     Ok((kind, payload))
 }
 
+/// Reads a frame, first polling briefly (spinning, then yielding) before blocking: an answer
+/// that is microseconds away is far cheaper to catch awake than to be woken for, which on
+/// virtual machines can cost tens of microseconds.
+pub(crate) fn read_polled(
+    socket: &mut std::os::unix::net::UnixStream,
+    limit: usize,
+) -> Result<(u8, Vec<u8>), FrameError> {
+    match first_byte(socket) {
+        Some(b) => read(&mut [b].as_slice().chain(&mut *socket), limit),
+        None => read(socket, limit),
+    }
+}
+
+/// The first byte of the next frame if it arrives while polling; `None` to block instead.
+fn first_byte(socket: &mut std::os::unix::net::UnixStream) -> Option<u8> {
+    socket.set_nonblocking(true).ok()?;
+    let backoff = crossbeam_utils::Backoff::new();
+    let mut byte = [0u8; 1];
+    let got = loop {
+        match socket.read(&mut byte) {
+            Ok(1) => break Some(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !backoff.is_completed() => {
+                backoff.snooze();
+            }
+            // End of stream, an error, or polling is over: the blocking read decides.
+            _ => break None,
+        }
+    };
+    let _ = socket.set_nonblocking(false);
+    got
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -986,7 +986,7 @@ impl Shared {
             return Alive::No;
         }
         let _ = w.socket.set_read_timeout(job.timeout);
-        match frame::read(&mut w.socket, limit) {
+        match frame::read_polled(&mut w.socket, limit) {
             Ok((frame::DONE, bytes)) => job.sink.done(&bytes),
             Ok((frame::PANICKED, msg)) => job
                 .sink

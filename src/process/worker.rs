@@ -103,7 +103,7 @@ fn serve(path: &std::ffi::OsStr) -> i32 {
         return 70;
     }
     loop {
-        let (kind, payload) = match frame::read(&mut socket, limit) {
+        let (kind, payload) = match frame::read_polled(&mut socket, limit) {
             Ok(f) => f,
             Err(_) => return 0, // the parent is gone or let go of us
         };
