@@ -423,3 +423,47 @@ fn the_same_generic_code_runs_on_threads_and_on_processes() {
     assert_eq!(total_len(&processes), 12);
     assert_eq!(total_len(&threads), 12);
 }
+
+static LOADED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn load() {
+    LOADED.store(42, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn loaded(_: ()) -> u64 {
+    LOADED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn failing_init() {
+    panic!("no model file");
+}
+
+#[test]
+fn the_initializer_runs_in_every_worker_before_tasks() {
+    concurrent_futures::init();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .initializer(load)
+        .build()
+        .unwrap();
+    let got: Vec<u64> = (0..6)
+        .map(|_| pool.submit(loaded, ()).unwrap().result().unwrap())
+        .collect();
+    assert!(got.iter().all(|&v| v == 42), "{got:?}");
+    assert_eq!(
+        LOADED.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "not in the parent"
+    );
+}
+
+#[test]
+fn a_failing_initializer_is_a_clear_build_error() {
+    concurrent_futures::init();
+    let err = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .initializer(failing_init)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("exited with code 71"), "{err}");
+}

@@ -121,6 +121,7 @@ struct Config {
     frame_limit: usize,
     start_timeout: Duration,
     max_start_failures: u32,
+    initializer: Option<fn()>,
 }
 
 /// Settings for a [`ProcessPoolExecutor`].
@@ -154,6 +155,7 @@ impl fmt::Debug for Config {
             .field("task_timeout", &self.task_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("frame_limit", &self.frame_limit)
+            .field("initializer", &self.initializer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -182,6 +184,7 @@ impl ProcessPoolBuilder {
                 frame_limit: DEFAULT_FRAME_LIMIT,
                 start_timeout: Duration::from_secs(20),
                 max_start_failures: 3,
+                initializer: None,
             },
         }
     }
@@ -227,6 +230,31 @@ impl ProcessPoolBuilder {
     /// See [`ProcessPoolBuilder`].
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.config.idle_timeout = Some(idle);
+        self
+    }
+
+    /// Runs `init` in every worker process before it takes any task (Python's
+    /// `initializer`), e.g. to open a connection or load a model into a `static`. If it
+    /// panics the worker never starts: for the first worker that fails [`build`](Self::build)
+    /// with [`BuildError::WorkerStart`]; later, repeated failures break the pool.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use concurrent_futures::ProcessPoolExecutor;
+    /// use std::sync::OnceLock;
+    ///
+    /// static TABLE: OnceLock<Vec<u64>> = OnceLock::new();
+    /// fn load() { TABLE.get_or_init(|| (0..1000).collect()); }
+    /// fn lookup(i: usize) -> u64 { TABLE.get().map_or(0, |t| t[i]) }
+    ///
+    /// concurrent_futures::init();
+    /// let pool = ProcessPoolExecutor::builder().initializer(load).build()?;
+    /// assert_eq!(pool.submit(lookup, 7)?.result()?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn initializer(mut self, init: fn()) -> Self {
+        self.config.initializer = Some(init);
         self
     }
 
@@ -815,7 +843,14 @@ impl Shared {
     fn spawn_and_accept(&self, listener: &UnixListener, path: &PathBuf) -> Result<Worker, String> {
         let exe =
             std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        if let Some(init) = self.config.initializer {
+            command.env(
+                worker::INIT_ENV,
+                shipping::offset(init as usize).to_string(),
+            );
+        }
+        let mut child = command
             // In a test binary these arguments run only the worker test; in a program they
             // are never looked at, because `init()` runs first and does not return.
             .args([
@@ -880,6 +915,20 @@ impl Shared {
                             .into(),
                     ));
                 }
+            }
+            Err(FrameError::Io(_)) => {
+                // The worker hung up (or timed out) before saying hello. Kill first, so a
+                // hung worker cannot block the wait; a worker that already exited keeps its
+                // own status (a signal to a zombie changes nothing).
+                let _ = child.kill();
+                let how = match child.wait() {
+                    Ok(status) => describe(status),
+                    Err(e) => format!("could not be reaped ({e})"),
+                };
+                return Err(format!(
+                    "the worker {how} during start-up (if it has an initializer, did it \
+                     panic? its message is on stderr)"
+                ));
             }
             _ => {
                 return Err(kill_with(

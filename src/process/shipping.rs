@@ -105,6 +105,17 @@ pub(crate) fn trampoline_at(offset: i64) -> Trampoline {
     unsafe { std::mem::transmute::<usize, Trampoline>(addr) }
 }
 
+/// Turns a shipped initializer distance back into the `fn()` it was.
+#[allow(unsafe_code)]
+pub(crate) fn initializer_at(offset: i64) -> fn() {
+    let addr = (base() + offset as isize) as usize;
+    // SAFETY: the parent took this distance from a `fn()` (the builder's initializer); the
+    // worker checks nothing before running it, but it only runs in a worker started from
+    // `current_exe()`, which `build` requires to be this same program, and the handshake
+    // that follows would reject a different build before any task is sent.
+    unsafe { std::mem::transmute::<usize, fn()>(addr) }
+}
+
 pub(crate) fn function_at(offset: i64) -> usize {
     (base() + offset as isize) as usize
 }

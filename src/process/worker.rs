@@ -14,6 +14,8 @@ pub(crate) const WORKER_ENV: &str = "CONCURRENT_FUTURES_WORKER";
 pub(crate) const PARENT_ENV: &str = "CONCURRENT_FUTURES_PARENT";
 /// The frame size limit the parent chose.
 pub(crate) const LIMIT_ENV: &str = "CONCURRENT_FUTURES_FRAME_LIMIT";
+/// The distance of the pool's initializer from the anchor, when it has one.
+pub(crate) const INIT_ENV: &str = "CONCURRENT_FUTURES_INITIALIZER";
 /// The test that `worker_test!` defines, which test binaries' workers run.
 pub(crate) const WORKER_TEST: &str = "concurrent_futures_worker";
 
@@ -95,6 +97,16 @@ fn serve(path: &std::ffi::OsStr) -> i32 {
         }
     };
     watch_parent();
+    if let Some(offset) = std::env::var(INIT_ENV).ok().and_then(|o| o.parse().ok()) {
+        let init = shipping::initializer_at(offset);
+        if let Err(p) = std::panic::catch_unwind(init) {
+            eprintln!(
+                "concurrent_futures worker: initializer panicked: {}",
+                crate::error::panic_message(&*p)
+            );
+            return 71; // no HELLO: the parent counts a failed start
+        }
+    }
     let hello = [
         shipping::fingerprint().to_le_bytes(),
         shipping::layout().to_le_bytes(),
