@@ -60,7 +60,7 @@ pub(crate) const DEFAULT_FRAME_LIMIT: usize = 64 << 20;
 static NEXT_POOL: AtomicU32 = AtomicU32::new(1);
 
 /// A pool of worker processes that runs plain functions over serializable data and hands back
-/// a [`Future`] for each: Python's `ProcessPoolExecutor` and `multiprocessing.Pool`.
+/// a [`Future`](crate::Future) for each: Python's `ProcessPoolExecutor` and `multiprocessing.Pool`.
 ///
 /// In Rust, threads already run CPU work in parallel; processes add *isolation*. A task that
 /// segfaults, aborts, exits, leaks or hangs fails alone: its worker is replaced and the pool
@@ -431,7 +431,7 @@ impl ProcessPoolExecutor {
         ProcessPoolBuilder::new()
     }
 
-    /// Runs `f(arg)` in a worker process and returns a [`Future`] for the result: Python's
+    /// Runs `f(arg)` in a worker process and returns a [`Future`](crate::Future) for the result: Python's
     /// `executor.submit(fn, arg)`. Use a tuple or struct for several arguments.
     ///
     /// A panic in `f` is [`TaskError::Panicked`] (the worker lives on); a worker that dies
@@ -917,14 +917,9 @@ impl Shared {
                 }
             }
             Err(FrameError::Io(_)) => {
-                // The worker hung up (or timed out) before saying hello. Kill first, so a
-                // hung worker cannot block the wait; a worker that already exited keeps its
-                // own status (a signal to a zombie changes nothing).
-                let _ = child.kill();
-                let how = match child.wait() {
-                    Ok(status) => describe(status),
-                    Err(e) => format!("could not be reaped ({e})"),
-                };
+                // The worker hung up (or timed out) before saying hello: give it a moment to
+                // finish exiting so that its own status is reported, then kill it.
+                let how = describe(reap_within(&mut child, Duration::from_secs(2)));
                 return Err(format!(
                     "the worker {how} during start-up (if it has an initializer, did it \
                      panic? its message is on stderr)"
@@ -1119,6 +1114,22 @@ fn kill(w: &mut Worker) {
     let mut child = w.child.lock();
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Waits up to `grace` for `child` to exit by itself, then kills it; returns how it ended.
+fn reap_within(child: &mut Child, grace: Duration) -> ExitStatus {
+    let deadline = Instant::now() + grace;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            _ => {
+                let _ = child.kill();
+                // If even waiting fails, report the kill we just sent.
+                return child.wait().unwrap_or_else(|_| ExitStatus::from_raw(9));
+            }
+        }
+    }
 }
 
 fn kill_with(child: &mut Child, why: String) -> String {
