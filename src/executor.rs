@@ -62,71 +62,45 @@ pub trait Executor {
     fn shutdown(&self);
 }
 
-impl Executor for ThreadPoolExecutor {
-    fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> FnSubmit<A, R>
-    where
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        ThreadPoolExecutor::apply(self, f, arg)
-    }
+/// Both pools have inherent methods of the same shape; the trait forwards to them.
+macro_rules! forward_executor {
+    ($pool:ty) => {
+        impl Executor for $pool {
+            fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> FnSubmit<A, R>
+            where
+                A: Serialize + DeserializeOwned + Send + 'static,
+                R: Serialize + DeserializeOwned + Send + 'static,
+            {
+                <$pool>::apply(self, f, arg)
+            }
 
-    fn map_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Map<'a, R>
-    where
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'a,
-    {
-        self.map(f, items)
-    }
+            fn map_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Map<'a, R>
+            where
+                A: Serialize + DeserializeOwned + Send + 'static,
+                R: Serialize + DeserializeOwned + Send + 'static,
+                I: IntoIterator<Item = A>,
+                I::IntoIter: Send + 'a,
+            {
+                self.map(f, items)
+            }
 
-    fn map_unordered_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> MapUnordered<'a, R>
-    where
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'a,
-    {
-        self.map_unordered(f, items)
-    }
+            fn map_unordered_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> MapUnordered<'a, R>
+            where
+                A: Serialize + DeserializeOwned + Send + 'static,
+                R: Serialize + DeserializeOwned + Send + 'static,
+                I: IntoIterator<Item = A>,
+                I::IntoIter: Send + 'a,
+            {
+                self.map_unordered(f, items)
+            }
 
-    fn shutdown(&self) {
-        ThreadPoolExecutor::shutdown(self);
-    }
+            fn shutdown(&self) {
+                <$pool>::shutdown(self);
+            }
+        }
+    };
 }
 
+forward_executor!(ThreadPoolExecutor);
 #[cfg(unix)]
-impl Executor for crate::ProcessPoolExecutor {
-    fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> FnSubmit<A, R>
-    where
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        crate::ProcessPoolExecutor::apply(self, f, arg)
-    }
-
-    fn map_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Map<'a, R>
-    where
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'a,
-    {
-        self.map(f, items)
-    }
-
-    fn map_unordered_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> MapUnordered<'a, R>
-    where
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'a,
-    {
-        self.map_unordered(f, items)
-    }
-
-    fn shutdown(&self) {
-        crate::ProcessPoolExecutor::shutdown(self);
-    }
-}
+forward_executor!(crate::ProcessPoolExecutor);
