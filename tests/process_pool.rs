@@ -363,12 +363,17 @@ fn orphan_helper() {
         return;
     }
     let pool = pool(2);
+    fn shout(_: ()) {
+        println!("HELLO FROM WORKER {}", std::process::id());
+    }
+    pool.submit(shout, ()).unwrap().result().unwrap();
     let _busy = pool.submit(sleep_ms, 60_000).unwrap(); // keep one worker busy
     std::thread::sleep(Duration::from_millis(100));
     println!("PIDS {:?}", pool.worker_pids());
     std::thread::sleep(Duration::from_secs(60));
 }
 
+/// Also checks that a task's stdout reaches the parent's stdout.
 #[test]
 fn no_orphans_when_the_parent_is_killed() {
     use std::io::{BufRead, BufReader};
@@ -384,8 +389,10 @@ fn no_orphans_when_the_parent_is_killed() {
         .spawn()
         .unwrap();
     let mut pids = Vec::new();
+    let mut worker_spoke = false;
     for line in BufReader::new(parent.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
+        worker_spoke |= line.starts_with("HELLO FROM WORKER");
         if let Some(list) = line.strip_prefix("PIDS ") {
             pids = list
                 .trim_matches(|c| c == '[' || c == ']')
@@ -396,6 +403,10 @@ fn no_orphans_when_the_parent_is_killed() {
         }
     }
     assert!(!pids.is_empty(), "the helper reported its workers");
+    assert!(
+        worker_spoke,
+        "a task's println! reached the parent's stdout"
+    );
     parent.kill().unwrap(); // SIGKILL: no destructor, no shutdown runs in the parent
     parent.wait().unwrap();
     for p in pids {

@@ -20,7 +20,7 @@
 //! (none) --job arrives--> STARTING --HELLO ok--> READY --TASK--> BUSY --DONE--> READY
 //! STARTING --exit / bad HELLO / timeout--> (none)      start failures in a row >= limit: BROKEN pool
 //! BUSY --EOF (crash, abort, exit, kill)--> (none)      the task fails with WorkerDied(how)
-//! BUSY --time limit--> killed --> (none)               the task fails with TimedOut
+//! BUSY --time limit--> SIGTERM, grace, SIGKILL --> (none)   the task fails with TimedOut
 //! READY --max_tasks_per_child / idle timeout / shutdown--> STOP frame --> exited
 //! ```
 //!
@@ -122,6 +122,7 @@ struct Config {
     start_timeout: Duration,
     max_start_failures: u32,
     initializer: Option<fn()>,
+    kill_grace: Duration,
 }
 
 /// Settings for a [`ProcessPoolExecutor`].
@@ -185,6 +186,7 @@ impl ProcessPoolBuilder {
                 start_timeout: Duration::from_secs(20),
                 max_start_failures: 3,
                 initializer: None,
+                kill_grace: Duration::from_secs(1),
             },
         }
     }
@@ -212,7 +214,8 @@ impl ProcessPoolBuilder {
     }
 
     /// The default time limit of every task; a task over it fails with
-    /// [`TaskError::TimedOut`] and its worker is killed and replaced. Per task:
+    /// [`TaskError::TimedOut`] and its worker is stopped (SIGTERM, then SIGKILL after the
+    /// [`kill_grace`](Self::kill_grace)) and replaced. Per task:
     /// [`ProcessPoolExecutor::submit_with_timeout`].
     ///
     /// # Examples
@@ -220,6 +223,19 @@ impl ProcessPoolBuilder {
     /// See [`ProcessPoolBuilder`].
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.config.task_timeout = Some(limit);
+        self
+    }
+
+    /// How long a worker past its time limit gets between SIGTERM and SIGKILL (default 1 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let b = concurrent_futures::ProcessPoolBuilder::new().kill_grace(Duration::from_millis(100));
+    /// ```
+    pub fn kill_grace(mut self, grace: Duration) -> Self {
+        self.config.kill_grace = grace;
         self
     }
 
@@ -1057,7 +1073,7 @@ impl Shared {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                kill(w);
+                terminate_then_kill(w, self.config.kill_grace);
                 job.sink.fail(TaskError::TimedOut);
                 return Alive::No;
             }
@@ -1107,6 +1123,22 @@ impl Refusal {
 enum Alive {
     Yes,
     No,
+}
+
+/// Asks a worker past its time limit to stop (SIGTERM), gives it `grace` to exit, then kills
+/// it (SIGKILL), and reaps it.
+fn terminate_then_kill(w: &mut Worker, grace: Duration) {
+    let mut child = w.child.lock();
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: `kill` has no memory-safety preconditions. The pid is our own child's and
+        // it has not been reaped (we hold its `Child` and only reap below), so the pid cannot
+        // have been reused by another process.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    let _ = reap_within(&mut child, grace);
 }
 
 /// Kills and reaps a worker (a hung or untrustworthy one).
