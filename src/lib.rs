@@ -59,6 +59,9 @@
 //! | `ex.shutdown(wait=True, cancel_futures=False)` | [`pool.shutdown()`](ThreadPoolExecutor::shutdown), [`shutdown_with(wait, cancel)`](ThreadPoolExecutor::shutdown_with), or drop |
 //! | `CancelledError`, `BrokenExecutor`, an exception in the task | [`TaskError::Cancelled`], [`TaskError::BrokenExecutor`], [`TaskError::Panicked`] |
 //! | `threading.Lock`, `RLock`, `Condition`, `Semaphore`, `Event`, `Barrier` | the [`lock`] module |
+//! | `ProcessPoolExecutor(max_workers=4)`, `if __name__ == "__main__":` | `ProcessPoolExecutor::builder().max_workers(4).build()?` after `init()` first in `main` (Unix) |
+//! | `pex.submit(fn, x)`, `Pool.apply_async(fn, (x,))`, `Pool.imap(fn, xs, chunksize)` | `pex.submit(fn, x)?`, `pex.apply(fn, x)?`, `pex.map(fn, xs).chunk_size(n)` |
+//! | `multiprocessing.dummy` vs `multiprocessing` | the [`Executor`] trait: the same `apply` / `map_fn` on either pool |
 //!
 //! # Where this crate differs from CPython, on purpose
 //!
@@ -72,6 +75,13 @@
 //!   done-callback is logged through the [`log`] facade and the other callbacks still run.
 //! - Timeouts never consume what they wait on: [`Future::result_timeout`] hands the future
 //!   back, and [`AsCompletedTimeout::into_remaining`] returns the unfinished futures.
+//!
+//! # Threads or processes
+//!
+//! Rust threads already run CPU work in parallel, so [`ThreadPoolExecutor`] is the default.
+//! [`ProcessPoolExecutor`] adds isolation: a task that crashes, aborts, leaks or hangs fails
+//! alone ([`TaskError::WorkerDied`], [`TaskError::TimedOut`]) and its worker is replaced,
+//! where CPython breaks the whole pool.
 //!
 //! # Sharing results
 //!
