@@ -29,6 +29,11 @@ fn public_types_cross_threads() {
     send_sync::<BoundedSemaphore>();
     send_sync::<Event>();
     send_sync::<Barrier>();
+    #[cfg(unix)]
+    {
+        send_sync::<ProcessPoolExecutor>();
+        send_sync::<ProcessPoolBuilder>();
+    }
 }
 
 /// A future of a `Send` but not `Sync` value is still `Sync`: only its owner moves the value.
