@@ -351,62 +351,44 @@ trait Sink: Send {
     fn done(self: Box<Self>, bytes: &[u8]);
 }
 
-struct One<R: Send + 'static>(Promise<R>);
+/// A promise with the way to decode the worker's answer into its value.
+struct PromiseSink<T: Send + 'static> {
+    promise: Promise<T>,
+    decode: fn(&[u8]) -> Result<T, TaskError>,
+}
 
-impl<R: DeserializeOwned + Send + 'static> Sink for One<R> {
+impl<T: Send + 'static> Sink for PromiseSink<T> {
     fn start(&self) -> bool {
-        self.0.set_running_or_notify_cancel()
+        self.promise.set_running_or_notify_cancel()
     }
     fn cancel(&self) -> bool {
-        self.0.cancel()
+        self.promise.cancel()
     }
     fn fail(self: Box<Self>, err: TaskError) {
-        let _ = self.0.set_error(err);
+        let _ = self.promise.set_error(err);
     }
     fn done(self: Box<Self>, bytes: &[u8]) {
-        let _ = match postcard::from_bytes::<R>(bytes) {
-            Ok(value) => self.0.set_result(value).map_err(drop),
-            Err(e) => self
-                .0
-                .set_error(TaskError::Transport(
-                    format!("cannot decode the result: {e}").into(),
-                ))
-                .map_err(drop),
+        let _ = match (self.decode)(bytes) {
+            Ok(value) => self.promise.set_result(value).map_err(drop),
+            Err(err) => self.promise.set_error(err).map_err(drop),
         };
     }
 }
 
-struct Many<R: Send + 'static>(Promise<Chunk<R>>);
+/// One task's result.
+fn decode_one<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, TaskError> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| TaskError::Transport(format!("cannot decode the result: {e}").into()))
+}
 
-impl<R: DeserializeOwned + Send + 'static> Sink for Many<R> {
-    fn start(&self) -> bool {
-        self.0.set_running_or_notify_cancel()
-    }
-    fn cancel(&self) -> bool {
-        self.0.cancel()
-    }
-    fn fail(self: Box<Self>, err: TaskError) {
-        let _ = self.0.set_error(err);
-    }
-    fn done(self: Box<Self>, bytes: &[u8]) {
-        let _ = match postcard::from_bytes::<Vec<Result<R, String>>>(bytes) {
-            Ok(items) => self
-                .0
-                .set_result(
-                    items
-                        .into_iter()
-                        .map(|r| r.map_err(|m| TaskError::Panicked(m.into())))
-                        .collect(),
-                )
-                .map_err(drop),
-            Err(e) => self
-                .0
-                .set_error(TaskError::Transport(
-                    format!("cannot decode the results: {e}").into(),
-                ))
-                .map_err(drop),
-        };
-    }
+/// A chunk's results, each item's panic message becoming that item's error.
+fn decode_chunk<R: DeserializeOwned>(bytes: &[u8]) -> Result<Chunk<R>, TaskError> {
+    let items: Vec<Result<R, String>> = postcard::from_bytes(bytes)
+        .map_err(|e| TaskError::Transport(format!("cannot decode the results: {e}").into()))?;
+    Ok(items
+        .into_iter()
+        .map(|r| r.map_err(|m| TaskError::Panicked(m.into())))
+        .collect())
 }
 
 struct Job {
@@ -526,7 +508,10 @@ impl ProcessPoolExecutor {
             function,
             args,
             timeout,
-            sink: Box::new(One(promise)),
+            sink: Box::new(PromiseSink {
+                promise,
+                decode: decode_one::<R>,
+            }),
         };
         match self.shared.push(job) {
             Ok(()) => Ok(future),
@@ -630,7 +615,10 @@ impl ProcessPoolExecutor {
                         function,
                         args,
                         timeout: shared.config.task_timeout,
-                        sink: Box::new(Many(promise)),
+                        sink: Box::new(PromiseSink {
+                            promise,
+                            decode: decode_chunk::<R>,
+                        }),
                     };
                     if let Err(refusal) = shared.push(job) {
                         return Some(Err(Arc::from(refusal.into_error(()).to_string())));
