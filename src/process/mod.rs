@@ -845,8 +845,8 @@ impl Shared {
     }
 
     fn spawn_and_accept(&self, listener: &UnixListener, path: &PathBuf) -> Result<Worker, String> {
-        let exe =
-            std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+        let exe = shipping::worker_executable()
+            .map_err(|e| format!("cannot find this executable: {e}"))?;
         let mut command = Command::new(exe);
         if let Some(init) = self.config.initializer {
             command.env(

@@ -6,10 +6,11 @@
 //! [`trampoline`] monomorphized for `A` and `R`, which decodes the argument, calls the
 //! function and encodes the result.
 //!
-//! This is sound only in an identical binary. The handshake proves it: the worker reports the
-//! executable's [`fingerprint`] (its size and modification time) and a [`layout`] probe (the
-//! distance between two functions of this crate and the standard library); the parent
-//! refuses a worker that differs.
+//! This is sound only in an identical binary. Workers are started from
+//! [`worker_executable`] (on Linux the very file the parent runs), and the handshake checks
+//! it: the worker reports its executable's [`fingerprint`] (device, inode, size, modification
+//! time) and a [`layout`] probe (the distance between two functions of this crate and the
+//! standard library); the parent refuses a worker that differs.
 
 use std::panic::{self, AssertUnwindSafe};
 
@@ -120,13 +121,33 @@ pub(crate) fn function_at(offset: i64) -> usize {
     (base() + offset as isize) as usize
 }
 
-/// Identifies the executable on disk: size and modification time.
+/// The executable to start workers from: on Linux `/proc/self/exe`, which is always the very
+/// file this process runs, even if the path was replaced by a rebuild since; elsewhere the
+/// path of the current executable.
+pub(crate) fn worker_executable() -> std::io::Result<std::path::PathBuf> {
+    let proc_self = std::path::Path::new("/proc/self/exe");
+    if proc_self.exists() {
+        Ok(proc_self.to_path_buf())
+    } else {
+        std::env::current_exe()
+    }
+}
+
+/// Identifies the executable this process runs: its device and inode (which a rebuild that
+/// replaces the file changes), size and modification time, and this crate's version.
 pub(crate) fn fingerprint() -> u64 {
     use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    if let Ok(meta) = std::env::current_exe().and_then(std::fs::metadata) {
-        meta.len().hash(&mut h);
-        meta.modified().ok().hash(&mut h);
+    if let Ok(meta) = worker_executable().and_then(std::fs::metadata) {
+        (
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+        )
+            .hash(&mut h);
     }
     env!("CARGO_PKG_VERSION").hash(&mut h);
     h.finish()
