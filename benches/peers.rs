@@ -130,6 +130,17 @@ impl Exec for Rayon {
     }
 }
 
+/// Awaits every handle inside the runtime, as tokio code would (one `block_on`, not one each).
+fn tokio_join_all(rt: &tokio::runtime::Runtime, hs: Vec<tokio::task::JoinHandle<u64>>) -> u64 {
+    rt.block_on(async {
+        let mut sum = 0;
+        for h in hs {
+            sum += h.await.unwrap();
+        }
+        sum
+    })
+}
+
 struct TokioSpawn(tokio::runtime::Runtime);
 impl Exec for TokioSpawn {
     type Handle = tokio::task::JoinHandle<u64>;
@@ -140,13 +151,7 @@ impl Exec for TokioSpawn {
         self.0.block_on(h).unwrap()
     }
     fn join_all(&self, hs: Vec<Self::Handle>) -> u64 {
-        self.0.block_on(async {
-            let mut sum = 0;
-            for h in hs {
-                sum += h.await.unwrap();
-            }
-            sum
-        })
+        tokio_join_all(&self.0, hs)
     }
     fn unordered(&self, fs: Vec<Box<dyn FnOnce() -> u64 + Send>>) -> u64 {
         self.0.block_on(async {
@@ -173,13 +178,7 @@ impl Exec for TokioBlocking {
         self.0.block_on(h).unwrap()
     }
     fn join_all(&self, hs: Vec<Self::Handle>) -> u64 {
-        self.0.block_on(async {
-            let mut sum = 0;
-            for h in hs {
-                sum += h.await.unwrap();
-            }
-            sum
-        })
+        tokio_join_all(&self.0, hs)
     }
     fn unordered(&self, fs: Vec<Box<dyn FnOnce() -> u64 + Send>>) -> u64 {
         self.0.block_on(async {

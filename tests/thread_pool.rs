@@ -539,3 +539,17 @@ fn results_reach_the_caller_from_many_submitting_threads() {
     }
     assert_eq!(*seen.lock().unwrap(), 4000);
 }
+
+#[test]
+fn apply_after_shutdown_hands_the_function_and_argument_back() {
+    fn len(s: String) -> usize {
+        s.len()
+    }
+    let pool = ThreadPoolExecutor::new();
+    assert_eq!(pool.apply(len, "abc".to_string()).unwrap().result(), Ok(3));
+    pool.shutdown();
+    match pool.apply(len, "abcd".to_string()) {
+        Err(SubmitError::Shutdown((f, arg))) => assert_eq!(f(arg), 4),
+        other => panic!("expected Shutdown, got {other:?}"),
+    }
+}

@@ -77,6 +77,19 @@ impl<T, F: FnOnce() -> T + Send + 'static> Job<T> for F {
     }
 }
 
+/// `f(arg)` as a job: unlike a closure, a refused one can give back its function and argument.
+#[derive(Debug)]
+pub(crate) struct Call<A, R> {
+    pub(crate) f: fn(A) -> R,
+    pub(crate) arg: A,
+}
+
+impl<A: Send + 'static, R: 'static> Job<R> for Call<A, R> {
+    fn call(self) -> R {
+        (self.f)(self.arg)
+    }
+}
+
 /// The job of a [`Promise`](super::Promise): there is none.
 #[derive(Debug)]
 pub(crate) struct Promised;
@@ -259,28 +272,17 @@ pub(crate) trait Handle<T>: Send + Sync {
         outcome: Result<T, TaskError>,
         fut: &Future<T>,
     ) -> Result<(), Result<T, TaskError>>;
-    /// Claims and runs the task if it is still pending. `ctx` counts it; a worker's
+    /// Claims and runs the task if it is still pending; true if this call ran it (false if
+    /// it was cancelled, failed, or claimed elsewhere first). `ctx` counts it; a worker's
     /// `mark_idle` runs before the result is published, so that the caller's next submit
     /// finds the worker idle rather than starting a thread.
-    fn run(&self, fut: &Future<T>, ctx: Option<&RunCtx<'_>>) -> Ran;
+    fn run(&self, fut: &Future<T>, ctx: Option<&RunCtx<'_>>) -> bool;
 }
 
 /// Where a task runs: the worker's counters, and how it marks itself idle.
 pub(crate) struct RunCtx<'a> {
     pub(crate) counters: &'a WorkerCounters,
     pub(crate) mark_idle: Option<&'a dyn Fn()>,
-}
-
-/// What became of a request to run a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub(crate) enum Ran {
-    /// This call ran it.
-    Here,
-    /// It was cancelled (or failed) before it could start.
-    Cancelled,
-    /// Someone else claimed it first (a worker, or an inline run).
-    Elsewhere,
 }
 
 impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
@@ -381,15 +383,12 @@ impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
         Ok(())
     }
 
-    fn run(&self, fut: &Future<T>, ctx: Option<&RunCtx<'_>>) -> Ran {
+    fn run(&self, fut: &Future<T>, ctx: Option<&RunCtx<'_>>) -> bool {
         if !F::RUNNABLE {
-            return Ran::Elsewhere;
+            return false;
         }
         let Some(job) = self.claim() else {
-            return match self.word() & STATE_MASK {
-                CANCELLED => Ran::Cancelled,
-                _ => Ran::Elsewhere,
-            };
+            return false;
         };
         if let Some(ctx) = ctx {
             ctx.counters.bump(&ctx.counters.started);
@@ -404,7 +403,7 @@ impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
         }
         // Only this thread can finish a RUNNING task, so this cannot fail.
         let _ = self.finish(outcome, fut);
-        Ran::Here
+        true
     }
 }
 
@@ -485,9 +484,9 @@ pub(crate) fn run_callback<T>(callback: Callback<T>, fut: &Future<T>) {
 
 /// What a queue holds: a task with its result type erased.
 pub(crate) trait Runnable: Send + Sync {
-    /// Claims and runs the task on a worker. After `Ran::Here` the worker has already
-    /// marked itself idle (see [`Handle::run`]).
-    fn run(self: Arc<Self>, ctx: &RunCtx<'_>) -> Ran;
+    /// Claims and runs the task on a worker; true if it ran here, in which case the worker
+    /// has already marked itself idle (see [`Handle::run`]).
+    fn run(self: Arc<Self>, ctx: &RunCtx<'_>) -> bool;
     /// Cancels the task if it is still pending.
     fn cancel(self: Arc<Self>) -> bool;
     /// Finishes a still-pending task with `err` (a broken executor); false if not pending.
@@ -495,7 +494,7 @@ pub(crate) trait Runnable: Send + Sync {
 }
 
 impl<T: Send + 'static, F: Job<T>> Runnable for Task<T, F> {
-    fn run(self: Arc<Self>, ctx: &RunCtx<'_>) -> Ran {
+    fn run(self: Arc<Self>, ctx: &RunCtx<'_>) -> bool {
         let fut = Future::from_task(self);
         fut.task.run(&fut, Some(ctx))
     }
@@ -573,5 +572,5 @@ pub(crate) fn help<T>(task: &dyn Handle<T>, fut: &Future<T>) -> bool {
         counters: &counters,
         mark_idle: None, // this thread is busy with the task that waits
     };
-    task.run(fut, Some(&ctx)) == Ran::Here
+    task.run(fut, Some(&ctx))
 }

@@ -489,9 +489,8 @@ impl ProcessPoolExecutor {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        if let Some(refusal) = self.shared.refusal() {
-            return Err(refusal.into_error((f, arg)));
-        }
+        // `push` decides refusal under the pool's lock; `arg` is only borrowed until then,
+        // so a refused submit still hands it back.
         let (promise, future) = Promise::new();
         let args = match postcard::to_stdvec(&arg) {
             Ok(bytes) => bytes,
@@ -603,9 +602,6 @@ impl ProcessPoolExecutor {
             let batch: Vec<A> = items.by_ref().take(chunk).collect();
             if batch.is_empty() {
                 return None;
-            }
-            if let Some(refusal) = shared.refusal() {
-                return Some(Err(Arc::from(refusal.into_error(()).to_string())));
             }
             let (promise, future) = Promise::new();
             match postcard::to_stdvec(&batch) {
@@ -745,15 +741,6 @@ impl ProcessPoolExecutor {
 }
 
 impl Shared {
-    /// Why a submit is refused now, if it is.
-    fn refusal(&self) -> Option<Refusal> {
-        let state = self.state.lock();
-        if let Some(reason) = &state.broken {
-            return Some(Refusal::Broken(reason.clone()));
-        }
-        state.shutdown.then_some(Refusal::Shutdown)
-    }
-
     /// Queues a job; if the pool shut down or broke meanwhile and the job has not started,
     /// takes it back (cancelled) and reports the refusal.
     fn push(&self, job: Job) -> Result<(), Refusal> {

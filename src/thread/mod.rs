@@ -32,7 +32,7 @@ use parking_lot::{Condvar, Mutex};
 
 pub use self::builder::{InitResult, ThreadPoolBuilder};
 use crate::error::{SubmitError, TaskError};
-use crate::future::core::{Ran, RunCtx, Runnable, Task, WorkerCounters, WorkerGuard};
+use crate::future::core::{Call, Job, RunCtx, Runnable, Task, WorkerCounters, WorkerGuard};
 use crate::future::Future;
 use crate::map::{run_chunk, Map, MapUnordered, Source};
 
@@ -215,26 +215,18 @@ impl ThreadPoolExecutor {
         A: Send + 'static,
         R: Send + 'static,
     {
-        // A cell lets a refused task hand the argument back, as the process pool does.
-        let slot = Arc::new(parking_lot::Mutex::new(Some(arg)));
-        let s = slot.clone();
-        match self.submit(move || f(s.lock().take().expect("the task runs once"))) {
-            Ok(fut) => Ok(fut),
-            Err(e) => {
-                let arg = slot.lock().take().expect("a refused task did not run");
-                Err(match e {
-                    SubmitError::Shutdown(_) => SubmitError::Shutdown((f, arg)),
-                    SubmitError::Broken { reason, .. } => SubmitError::Broken {
-                        task: (f, arg),
-                        reason,
-                    },
-                    SubmitError::Spawn { error, .. } => SubmitError::Spawn {
-                        task: (f, arg),
-                        error,
-                    },
-                })
-            }
-        }
+        // A `Call` job, not a closure, so that a refused task gives back `f` and `arg`.
+        self.shared.submit(Call { f, arg }).map_err(|e| match e {
+            SubmitError::Shutdown(c) => SubmitError::Shutdown((c.f, c.arg)),
+            SubmitError::Broken { task: c, reason } => SubmitError::Broken {
+                task: (c.f, c.arg),
+                reason,
+            },
+            SubmitError::Spawn { task: c, error } => SubmitError::Spawn {
+                task: (c.f, c.arg),
+                error,
+            },
+        })
     }
 
     /// Applies `f` to every item and yields the results in input order: Python's
@@ -513,9 +505,9 @@ impl Shared {
         }
     }
 
-    fn submit<F, T>(self: &Arc<Self>, func: F) -> Result<Future<T>, SubmitError<F>>
+    fn submit<J, T>(self: &Arc<Self>, func: J) -> Result<Future<T>, SubmitError<J>>
     where
-        F: FnOnce() -> T + Send + 'static,
+        J: Job<T>,
         T: Send + 'static,
     {
         if self.status.load(Ordering::Acquire) != RUNNING {
@@ -618,10 +610,10 @@ impl Shared {
                 },
             };
             match message {
-                // After `Ran::Here` the worker already marked itself idle, before it
-                // published the result.
+                // A task that ran here already marked the worker idle, before it published
+                // the result.
                 Some(task) => {
-                    if task.run(&ctx) != Ran::Here {
+                    if !task.run(&ctx) {
                         self.mark_idle();
                     }
                 }
