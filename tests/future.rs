@@ -249,9 +249,15 @@ fn cancel_wakes_an_await() {
         .max_workers(1)
         .build()
         .unwrap();
-    let gate = common::Gate::new();
-    let g = gate.clone();
-    let blocker = pool.submit(move || g.pass()).unwrap();
+    let (gate, started) = (common::Gate::new(), common::Gate::new());
+    let (g, st) = (gate.clone(), started.clone());
+    let blocker = pool
+        .submit(move || {
+            st.open();
+            g.pass()
+        })
+        .unwrap();
+    started.pass(); // the only worker is busy: the next task stays queued
     let queued = pool.submit(|| 1).unwrap();
     let (tx, rx) = mpsc::channel();
     let awaiting = thread::spawn(move || {

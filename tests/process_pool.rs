@@ -275,7 +275,7 @@ fn as_completed_and_wait_work_on_process_futures() {
 #[test]
 fn a_queued_task_can_be_cancelled() {
     let pool = pool(1);
-    let busy = pool.submit(sleep_ms, 300).unwrap();
+    let busy = pool.submit(sleep_ms, 2_000).unwrap(); // one worker: `queued` waits behind it
     let queued = pool.submit(square, 5).unwrap();
     assert!(queued.cancel());
     assert_eq!(queued.result(), Err(TaskError::Cancelled));
