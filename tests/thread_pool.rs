@@ -553,3 +553,36 @@ fn apply_after_shutdown_hands_the_function_and_argument_back() {
         other => panic!("expected Shutdown, got {other:?}"),
     }
 }
+
+#[test]
+fn shutdown_returns_after_worker_thread_locals_are_destroyed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static DESTROYED: AtomicUsize = AtomicUsize::new(0);
+    struct CountsDrop;
+    impl Drop for CountsDrop {
+        fn drop(&mut self) {
+            // Slow enough that a shutdown which does not join would return first.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            DESTROYED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    thread_local!(static GUARD: CountsDrop = const { CountsDrop });
+
+    let pool = ThreadPoolExecutor::builder().max_workers(3).build().unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
+    let futs: Vec<_> = (0..3)
+        .map(|_| {
+            let barrier = barrier.clone();
+            pool.submit(move || {
+                GUARD.with(|_| ());
+                barrier.wait(); // three distinct threads
+            })
+            .unwrap()
+        })
+        .collect();
+    for f in futs {
+        f.result().unwrap();
+    }
+    pool.shutdown();
+    assert_eq!(DESTROYED.load(Ordering::SeqCst), 3);
+}

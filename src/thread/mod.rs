@@ -25,6 +25,7 @@ mod builder;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crossbeam_utils::CachePadded;
@@ -101,6 +102,11 @@ struct Control {
     spawned: usize,
     shutdown: bool,
     broken: Option<Arc<str>>,
+    /// Every worker thread not yet joined; retired ones are joined at the next spawn or at
+    /// shutdown, so that `shutdown()` returns only after their thread-locals are destroyed.
+    handles: Vec<JoinHandle<()>>,
+    /// Handles taken out by a `shutdown(wait)` and being joined right now.
+    joining: usize,
 }
 
 impl ThreadPoolExecutor {
@@ -158,6 +164,8 @@ impl ThreadPoolExecutor {
                     spawned: 0,
                     shutdown: false,
                     broken: None,
+                    handles: Vec::new(),
+                    joining: 0,
                 }),
                 exited: Condvar::new(),
                 config,
@@ -563,7 +571,13 @@ impl Shared {
         let shared = self.clone();
         let counters = Arc::new(WorkerCounters::default());
         let mine = counters.clone();
-        builder.spawn(move || shared.work(mine))?;
+        let handle = builder.spawn(move || shared.work(mine))?;
+        // Retired threads have returned; join them so that they do not pile up.
+        let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut control.handles)
+            .into_iter()
+            .partition(JoinHandle::is_finished);
+        control.handles = live;
+        control.handles.push(handle);
         control.workers.push(counters);
         control.threads += 1;
         control.spawned += 1;
@@ -572,6 +586,10 @@ impl Shared {
         }
         if control.shutdown {
             self.send_stop();
+        }
+        drop(control);
+        for handle in done {
+            let _ = handle.join();
         }
         Ok(())
     }
@@ -684,6 +702,28 @@ impl Shared {
         if wait {
             let me = usize::from(crate::future::core::is_worker_of(self.id));
             while control.threads > me {
+                self.exited.wait(&mut control);
+            }
+            // Join the threads (but our own, when a task shuts its own pool down), so their
+            // thread-locals are destroyed before we return, as CPython joins its threads.
+            let current = std::thread::current().id();
+            let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut control.handles)
+                .into_iter()
+                .partition(|h| h.thread().id() == current);
+            control.handles = mine;
+            control.joining += others.len();
+            drop(control);
+            let joined = others.len();
+            for handle in others {
+                let _ = handle.join();
+            }
+            let mut control = self.control.lock();
+            control.joining -= joined;
+            if control.joining == 0 {
+                self.exited.notify_all();
+            }
+            // A concurrent shutdown may be joining the rest.
+            while control.joining > 0 {
                 self.exited.wait(&mut control);
             }
         }
