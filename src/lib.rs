@@ -113,7 +113,7 @@ pub use crate::error::{
 };
 pub use crate::executor::{Executor, FnSubmit};
 pub use crate::future::{Future, Promise, SharedFuture, State};
-pub use crate::map::{Map, MapUnordered};
+pub use crate::map::{Map, MapUnordered, MapUnorderedIndexed};
 #[cfg(unix)]
 pub use crate::process::{init, ProcessPoolBuilder, ProcessPoolExecutor};
 pub use crate::thread::{InitResult, ThreadPoolBuilder, ThreadPoolExecutor};

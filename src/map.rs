@@ -22,9 +22,10 @@ use crate::ResultTimeoutError;
 pub(crate) type Chunk<T> = Vec<Result<T, TaskError>>;
 
 /// Pulls up to `n` input items and submits them as one task: `None` when the input is
-/// exhausted, `Err` with a reason when the executor refused the task.
+/// exhausted, else how many items it took and the task's future, or `Err` with a reason
+/// when the executor refused the task.
 pub(crate) type Source<'a, T> =
-    Box<dyn FnMut(usize) -> Option<Result<Future<Chunk<T>>, Arc<str>>> + Send + 'a>;
+    Box<dyn FnMut(usize) -> Option<(usize, Result<Future<Chunk<T>>, Arc<str>>)> + Send + 'a>;
 
 /// Applies `f` to every item of a chunk, catching each item's panic separately.
 pub(crate) fn run_chunk<A, T>(f: &(impl Fn(A) -> T + ?Sized), items: Vec<A>) -> Chunk<T> {
@@ -34,12 +35,24 @@ pub(crate) fn run_chunk<A, T>(f: &(impl Fn(A) -> T + ?Sized), items: Vec<A>) -> 
         .collect()
 }
 
+/// Which input items a chunk holds: `len` items from index `first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    first: usize,
+    len: usize,
+}
+
+/// A chunk submitted (or refused) and not yet yielded.
+type Pending<T> = (Span, Result<Future<Chunk<T>>, Arc<str>>);
+
 /// The input side shared by both maps.
 struct Feed<'a, T> {
     source: Source<'a, T>,
     exhausted: bool,
     buffer: usize,
     chunk: usize,
+    /// The index of the next input item.
+    read: usize,
     start: Instant,
     deadline: Option<Instant>,
     finished: bool,
@@ -52,26 +65,36 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
             exhausted: false,
             buffer: buffer.max(1),
             chunk: 1,
+            read: 0,
             start: Instant::now(),
             deadline: None,
             finished: false,
         }
     }
 
-    /// Submits chunks until `in_flight` reaches the buffer size or the input ends.
-    fn fill(&mut self, in_flight: usize, mut push: impl FnMut(Result<Future<Chunk<T>>, Arc<str>>)) {
+    fn expired(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Submits chunks until `in_flight` reaches the buffer size, the input ends, or the
+    /// deadline passes (no input is read after it).
+    fn fill(&mut self, in_flight: usize, mut push: impl FnMut(Pending<T>)) {
         let mut in_flight = in_flight;
-        while !self.exhausted && in_flight < self.buffer {
+        while !self.exhausted && in_flight < self.buffer && !self.expired() {
             match (self.source)(self.chunk) {
                 None => self.exhausted = true,
-                Some(Ok(fut)) => {
-                    push(Ok(fut));
+                Some((len, outcome)) => {
+                    let span = Span {
+                        first: self.read,
+                        len,
+                    };
+                    self.read += len;
+                    if outcome.is_err() {
+                        // The executor is gone: stop reading the input.
+                        self.exhausted = true;
+                    }
+                    push((span, outcome));
                     in_flight += 1;
-                }
-                Some(Err(reason)) => {
-                    // The executor is gone: stop reading the input, report it once.
-                    self.exhausted = true;
-                    push(Err(reason));
                 }
             }
         }
@@ -83,6 +106,59 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
                 .checked_add(timeout)
                 .unwrap_or_else(|| deadline_after(timeout)),
         );
+    }
+}
+
+/// Results in hand: a chunk's items, or one error standing for each item of a chunk that
+/// failed as a whole. Each item's index comes along.
+struct Ready<T> {
+    next: usize,
+    items: std::vec::IntoIter<Result<T, TaskError>>,
+    /// An error for the next `n` items.
+    repeat: Option<(MapError, usize)>,
+}
+
+impl<T> Ready<T> {
+    fn empty() -> Self {
+        Ready {
+            next: 0,
+            items: Vec::new().into_iter(),
+            repeat: None,
+        }
+    }
+
+    fn chunk(span: Span, chunk: Chunk<T>) -> Self {
+        Ready {
+            next: span.first,
+            items: chunk.into_iter(),
+            repeat: None,
+        }
+    }
+
+    fn failed(span: Span, err: MapError) -> Self {
+        Ready {
+            next: span.first,
+            items: Vec::new().into_iter(),
+            repeat: (span.len > 0).then_some((err, span.len)),
+        }
+    }
+
+    fn pop(&mut self) -> Option<(usize, Result<T, MapError>)> {
+        let item = match self.items.next() {
+            Some(item) => item.map_err(MapError::Task),
+            None => {
+                let (err, n) = self.repeat.as_mut()?;
+                *n -= 1;
+                let err = if *n == 0 {
+                    self.repeat.take().expect("just matched").0
+                } else {
+                    err.clone()
+                };
+                Err(err)
+            }
+        };
+        self.next += 1;
+        Some((self.next - 1, item))
     }
 }
 
@@ -107,9 +183,9 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
 /// ```
 pub struct Map<'a, T: Send + 'static> {
     feed: Feed<'a, T>,
-    in_flight: VecDeque<Result<Future<Chunk<T>>, Arc<str>>>,
+    in_flight: VecDeque<Pending<T>>,
     /// Results of the chunk at the front, not yet yielded.
-    ready: std::vec::IntoIter<Result<T, TaskError>>,
+    ready: Ready<T>,
 }
 
 impl<'a, T: Send + 'static> Map<'a, T> {
@@ -117,7 +193,7 @@ impl<'a, T: Send + 'static> Map<'a, T> {
         Map {
             feed: Feed::new(source, buffer),
             in_flight: VecDeque::new(),
-            ready: Vec::new().into_iter(),
+            ready: Ready::empty(),
         }
     }
 
@@ -129,8 +205,10 @@ impl<'a, T: Send + 'static> Map<'a, T> {
             .fill(in_flight.len() + waiting, |f| in_flight.push_back(f));
     }
 
-    /// Gives up `timeout` after the call to `map` (not after this call, nor per item): the
-    /// tasks in flight are cancelled and the iterator yields [`MapError::Timeout`] once.
+    /// Gives up `timeout` after the call to `map` (not after this call, nor per item): from
+    /// then on no more input is read, the tasks in flight are cancelled, and the iterator
+    /// yields [`MapError::Timeout`] once and ends. (Python still yields results that are
+    /// done when its deadline has passed; here the deadline is final.)
     ///
     /// # Examples
     ///
@@ -159,7 +237,8 @@ impl<'a, T: Send + 'static> Map<'a, T> {
     /// How many items each task takes, at least 1 (Python's `chunksize`). Default 1. Larger
     /// chunks spread the per-task cost over many items, for cheap functions over long inputs.
     /// A panic still fails only its own item; a chunk that fails as a whole (cancelled, or a
-    /// broken executor) yields one error for the chunk.
+    /// broken executor) yields its error once for each of its items, so the output always
+    /// has one result per input item, in order.
     ///
     /// # Examples
     ///
@@ -175,9 +254,17 @@ impl<'a, T: Send + 'static> Map<'a, T> {
     }
 
     fn cancel_all(&mut self) {
-        for fut in self.in_flight.drain(..).flatten() {
-            fut.cancel();
+        for (_, fut) in self.in_flight.drain(..) {
+            if let Ok(fut) = fut {
+                fut.cancel();
+            }
         }
+    }
+
+    fn time_out(&mut self) -> Option<Result<T, MapError>> {
+        self.cancel_all();
+        self.feed.finished = true;
+        Some(Err(MapError::Timeout))
     }
 }
 
@@ -186,21 +273,30 @@ impl<T: Send + 'static> Iterator for Map<'_, T> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(item) = self.ready.next() {
-                return Some(item.map_err(MapError::Task));
+            if let Some((_, item)) = self.ready.pop() {
+                return Some(item);
             }
             if self.feed.finished {
                 return None;
             }
+            if self.feed.expired() {
+                return self.time_out();
+            }
             self.fill(0);
-            let Some(front) = self.in_flight.pop_front() else {
+            let Some((span, front)) = self.in_flight.pop_front() else {
+                if self.feed.expired() {
+                    return self.time_out(); // the input was still being read
+                }
                 self.feed.finished = true;
                 return None;
             };
             self.fill(1); // keep the workers busy while we wait
             let fut = match front {
                 Ok(fut) => fut,
-                Err(reason) => return Some(Err(MapError::Refused(reason))),
+                Err(reason) => {
+                    self.ready = Ready::failed(span, MapError::Refused(reason));
+                    continue;
+                }
             };
             let chunk = match self.feed.deadline {
                 None => fut.result(),
@@ -209,16 +305,14 @@ impl<T: Send + 'static> Iterator for Map<'_, T> {
                     Err(ResultTimeoutError::Failed(err)) => Err(err),
                     Err(ResultTimeoutError::Timeout(fut)) => {
                         fut.cancel();
-                        self.cancel_all();
-                        self.feed.finished = true;
-                        return Some(Err(MapError::Timeout));
+                        return self.time_out();
                     }
                 },
             };
-            match chunk {
-                Ok(chunk) => self.ready = chunk.into_iter(),
-                Err(err) => return Some(Err(MapError::Task(err))),
-            }
+            self.ready = match chunk {
+                Ok(chunk) => Ready::chunk(span, chunk),
+                Err(err) => Ready::failed(span, MapError::Task(err)),
+            };
         }
     }
 }
@@ -245,7 +339,8 @@ impl<T: Send + 'static> fmt::Debug for Map<'_, T> {
 
 /// The results of [`ThreadPoolExecutor::map_unordered`](crate::ThreadPoolExecutor::map_unordered),
 /// in completion order: Python's `imap_unordered`. (With chunks, a chunk's items come
-/// together, in input order, when the chunk completes.)
+/// together, in input order, when the chunk completes.) Each input item yields exactly one
+/// result; [`with_index`](Self::with_index) tells which.
 ///
 /// # Examples
 ///
@@ -262,9 +357,10 @@ impl<T: Send + 'static> fmt::Debug for Map<'_, T> {
 /// ```
 pub struct MapUnordered<'a, T: Send + 'static> {
     feed: Feed<'a, T>,
-    in_flight: AsCompleted<Future<Chunk<T>>>,
-    refused: Option<Arc<str>>,
-    ready: std::vec::IntoIter<Result<T, TaskError>>,
+    in_flight: AsCompleted<(Span, Future<Chunk<T>>)>,
+    /// A refused chunk, to report once per item.
+    refused: Option<(Span, Arc<str>)>,
+    ready: Ready<T>,
 }
 
 impl<'a, T: Send + 'static> MapUnordered<'a, T> {
@@ -273,16 +369,17 @@ impl<'a, T: Send + 'static> MapUnordered<'a, T> {
             feed: Feed::new(source, buffer),
             in_flight: as_completed(Vec::new()),
             refused: None,
-            ready: Vec::new().into_iter(),
+            ready: Ready::empty(),
         }
     }
 
     fn fill(&mut self) {
         let (in_flight, refused) = (&mut self.in_flight, &mut self.refused);
-        self.feed.fill(in_flight.remaining(), |f| match f {
-            Ok(fut) => in_flight.push(fut),
-            Err(reason) => *refused = Some(reason),
-        });
+        self.feed
+            .fill(in_flight.remaining(), |(span, f)| match f {
+                Ok(fut) => in_flight.push((span, fut)),
+                Err(reason) => *refused = Some((span, reason)),
+            });
     }
 
     /// As [`Map::timeout`]: a deadline measured from the call to `map_unordered`.
@@ -332,9 +429,72 @@ impl<'a, T: Send + 'static> MapUnordered<'a, T> {
         self
     }
 
-    fn cancel_all(&mut self) {
-        for fut in self.in_flight.release() {
+    /// Yields each result with the index of its input item, so that a result (or a failure)
+    /// can be matched with what produced it: every input item's index appears exactly once,
+    /// except after a [`MapError::Timeout`], which carries the lowest index given up and ends
+    /// the iteration.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// let words = ["a", "bb", "ccc"];
+    /// for (i, len) in pool.map_unordered(|w: &str| w.len(), words).with_index() {
+    ///     assert_eq!(len?, words[i].len());
+    /// }
+    /// # Ok::<(), concurrent_futures::MapError>(())
+    /// ```
+    pub fn with_index(self) -> MapUnorderedIndexed<'a, T> {
+        MapUnorderedIndexed { inner: self }
+    }
+
+    fn cancel_all(&mut self) -> usize {
+        let mut lowest = self.feed.read;
+        for (span, fut) in self.in_flight.release() {
             fut.cancel();
+            lowest = lowest.min(span.first);
+        }
+        lowest
+    }
+
+    fn next_indexed(&mut self) -> Option<(usize, Result<T, MapError>)> {
+        loop {
+            if let Some(item) = self.ready.pop() {
+                return Some(item);
+            }
+            if self.feed.finished {
+                return None;
+            }
+            if !self.feed.expired() {
+                self.fill();
+            }
+            if let Some((span, reason)) = self.refused.take() {
+                self.ready = Ready::failed(span, MapError::Refused(reason));
+                continue;
+            }
+            let key = if self.feed.expired() {
+                None
+            } else if self.in_flight.remaining() == 0 {
+                self.feed.finished = true;
+                return None;
+            } else {
+                self.in_flight.next_until(self.feed.deadline)
+            };
+            match key {
+                Some((span, fut)) => {
+                    self.fill();
+                    self.ready = match fut.result() {
+                        Ok(chunk) => Ready::chunk(span, chunk),
+                        Err(err) => Ready::failed(span, MapError::Task(err)),
+                    };
+                }
+                None => {
+                    let lowest = self.cancel_all();
+                    self.feed.finished = true;
+                    return Some((lowest, Err(MapError::Timeout)));
+                }
+            }
         }
     }
 }
@@ -343,38 +503,36 @@ impl<T: Send + 'static> Iterator for MapUnordered<'_, T> {
     type Item = Result<T, MapError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(item) = self.ready.next() {
-                return Some(item.map_err(MapError::Task));
-            }
-            if self.feed.finished {
-                return None;
-            }
-            self.fill();
-            if let Some(reason) = self.refused.take() {
-                return Some(Err(MapError::Refused(reason)));
-            }
-            if self.in_flight.remaining() == 0 {
-                self.feed.finished = true;
-                return None;
-            }
-            match self.in_flight.next_until(self.feed.deadline) {
-                Some(fut) => {
-                    self.fill();
-                    match fut.result() {
-                        Ok(chunk) => self.ready = chunk.into_iter(),
-                        Err(err) => return Some(Err(MapError::Task(err))),
-                    }
-                }
-                None => {
-                    self.cancel_all();
-                    self.feed.finished = true;
-                    return Some(Err(MapError::Timeout));
-                }
-            }
-        }
+        self.next_indexed().map(|(_, item)| item)
     }
 }
+
+/// [`MapUnordered`] with the index of each result's input item: made by
+/// [`MapUnordered::with_index`].
+///
+/// # Examples
+///
+/// ```
+/// # use concurrent_futures::ThreadPoolExecutor;
+/// let pool = ThreadPoolExecutor::new();
+/// let mut seen: Vec<usize> = pool.map_unordered(|x: u8| x, 0..5).with_index().map(|(i, _)| i).collect();
+/// seen.sort();
+/// assert_eq!(seen, [0, 1, 2, 3, 4]);
+/// ```
+#[derive(Debug)]
+pub struct MapUnorderedIndexed<'a, T: Send + 'static> {
+    inner: MapUnordered<'a, T>,
+}
+
+impl<T: Send + 'static> Iterator for MapUnorderedIndexed<'_, T> {
+    type Item = (usize, Result<T, MapError>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.inner.next_indexed()
+    }
+}
+
+impl<T: Send + 'static> std::iter::FusedIterator for MapUnorderedIndexed<'_, T> {}
 
 impl<T: Send + 'static> std::iter::FusedIterator for MapUnordered<'_, T> {}
 

@@ -4,6 +4,7 @@
 //! future's index, so watching `n` futures costs O(n) in all. When they return or are
 //! dropped, they take their registration back off the futures still pending, as Python does.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,6 +31,10 @@ impl<T: Send + 'static> Watch for Future<T> {
     fn help(&self) -> bool {
         Future::help(self)
     }
+
+    fn id(&self) -> usize {
+        Future::id(self)
+    }
 }
 
 mod sealed {
@@ -42,6 +47,8 @@ mod sealed {
         fn unwatch(&self, collector: &super::Arc<super::Collector>);
         /// Runs the task inline if this thread is a worker of its pool and it is queued.
         fn help(&self) -> bool;
+        /// The same for every handle of one future (a `&Future`, clones of a shared one).
+        fn id(&self) -> usize;
     }
 
     pub trait Sealed {
@@ -168,7 +175,13 @@ where
     I::Item: Waitable,
 {
     let deadline = timeout.map(deadline_after);
-    let futures: Vec<I::Item> = futures.into_iter().collect();
+    // The same future given twice counts once, as in Python (`set(fs)`).
+    let mut seen = HashSet::new();
+    let futures: Vec<I::Item> = futures
+        .into_iter()
+        .filter(|f| seen.insert(f.handle().id()))
+        .collect();
+    drop(seen);
     let satisfied = |futures: &[I::Item]| {
         let mut all = true;
         for f in futures {
@@ -243,11 +256,24 @@ where
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct AsCompleted<F: Waitable> {
-    slots: Vec<Option<F>>,
+    /// Futures not yet yielded, by key; a yielded future's slot is reused, so memory follows
+    /// the futures in flight, not all that ever passed through (`map_unordered` over an
+    /// endless input).
+    slots: Vec<Option<Slot<F>>>,
+    free: Vec<usize>,
+    /// The identities of the futures in `slots`: one given twice is watched once.
+    present: HashSet<usize>,
     collector: Arc<Collector>,
     remaining: usize,
-    /// Slots below this index were already offered to `help`.
-    helped: usize,
+    /// Insertion counter, so `into_remaining` keeps the order given.
+    pushed: u64,
+    /// Keys not yet offered to `help`.
+    unhelped: Vec<usize>,
+}
+
+struct Slot<F> {
+    seq: u64,
+    future: F,
 }
 
 /// Yields `futures` as they finish. See [`AsCompleted`].
@@ -270,22 +296,25 @@ where
 {
     let mut it = AsCompleted {
         slots: Vec::new(),
+        free: Vec::new(),
+        present: HashSet::new(),
         collector: Arc::new(Collector::new()),
         remaining: 0,
-        helped: 0,
+        pushed: 0,
+        unhelped: Vec::new(),
     };
     let mut pending = Vec::new();
     // Two passes, so the futures done already are queued before any completion that a
     // registration could deliver.
     for f in futures {
-        let key = it.slots.len();
-        if f.is_done() {
-            it.collector.notify(key);
-        } else {
-            pending.push(key);
+        let done = f.is_done();
+        if let Some(key) = it.insert(f) {
+            if done {
+                it.collector.notify(key);
+            } else {
+                pending.push(key);
+            }
         }
-        it.slots.push(Some(f));
-        it.remaining += 1;
     }
     for key in pending {
         it.register(key);
@@ -294,8 +323,33 @@ where
 }
 
 impl<F: Waitable> AsCompleted<F> {
+    /// Stores a future unless the same one is already here; its key if stored.
+    fn insert(&mut self, future: F) -> Option<usize> {
+        if !self.present.insert(future.handle().id()) {
+            return None; // dropped: the one already here stands for it
+        }
+        let slot = Slot {
+            seq: self.pushed,
+            future,
+        };
+        self.pushed += 1;
+        self.remaining += 1;
+        let key = match self.free.pop() {
+            Some(key) => {
+                self.slots[key] = Some(slot);
+                key
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        };
+        self.unhelped.push(key);
+        Some(key)
+    }
+
     fn register(&self, key: usize) {
-        let f = self.slots[key].as_ref().expect("registered slots are full");
+        let f = &self.slots[key].as_ref().expect("registered slots are full").future;
         if !f.handle().watch(&self.collector, key) {
             self.collector.notify(key); // done in between
         }
@@ -307,10 +361,9 @@ impl<F: Waitable> AsCompleted<F> {
     ///
     /// See [`AsCompleted`].
     pub fn push(&mut self, future: F) {
-        let key = self.slots.len();
-        self.slots.push(Some(future));
-        self.remaining += 1;
-        self.register(key);
+        if let Some(key) = self.insert(future) {
+            self.register(key);
+        }
     }
 
     /// How many futures have not been yielded yet.
@@ -342,12 +395,16 @@ impl<F: Waitable> AsCompleted<F> {
 
     /// Unregisters from and returns every future not yet yielded.
     pub(crate) fn release(&mut self) -> Vec<F> {
-        let left: Vec<F> = self.slots.drain(..).flatten().collect();
-        for f in &left {
-            f.handle().unwatch(&self.collector);
+        let mut left: Vec<Slot<F>> = self.slots.drain(..).flatten().collect();
+        left.sort_by_key(|slot| slot.seq);
+        for slot in &left {
+            slot.future.handle().unwatch(&self.collector);
         }
+        self.free.clear();
+        self.present.clear();
+        self.unhelped.clear();
         self.remaining = 0;
-        left
+        left.into_iter().map(|slot| slot.future).collect()
     }
 
     /// Turns the iterator into a [`Stream`](futures_core::Stream) for async code.
@@ -403,9 +460,12 @@ impl<F: Waitable> AsCompleted<F> {
 
     fn take_slot(&mut self, key: usize) -> F {
         self.remaining -= 1;
-        self.slots[key]
+        let slot = self.slots[key]
             .take()
-            .expect("each key is delivered once (rule 2 of future::core)")
+            .expect("each key is delivered once (rule 2 of future::core)");
+        self.present.remove(&slot.future.handle().id());
+        self.free.push(key);
+        slot.future
     }
 
     /// Next finished future, waiting until `deadline`; `None` on timeout.
@@ -415,11 +475,18 @@ impl<F: Waitable> AsCompleted<F> {
         }
         if deadline.is_none() {
             // On a worker thread, run our own pool's queued tasks instead of deadlocking.
-            // Each slot is offered once, so this stays O(n) overall.
-            for f in self.slots[self.helped..].iter().flatten() {
-                f.handle().help();
+            // Each future is offered once, so this stays O(n) overall.
+            for key in std::mem::take(&mut self.unhelped) {
+                if let Some(slot) = &self.slots[key] {
+                    slot.future.handle().help();
+                }
             }
-            self.helped = self.slots.len();
+        } else if self.unhelped.len() > 2 * self.slots.len() {
+            // Only waits without a deadline help; keep the list bounded meanwhile.
+            let slots = &self.slots;
+            self.unhelped.retain(|&key| slots[key].is_some());
+            self.unhelped.sort_unstable();
+            self.unhelped.dedup();
         }
         let key = self.collector.pop(deadline)?;
         Some(self.take_slot(key))

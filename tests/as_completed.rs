@@ -200,3 +200,55 @@ fn dropping_the_iterator_early_releases_the_futures() {
     ps[1].set_result(1).unwrap();
     ps[2].set_result(2).unwrap();
 }
+
+#[test]
+fn the_same_future_given_twice_is_yielded_once() {
+    let (ps, fs) = promises(2);
+    let order: Vec<usize> = [&fs[0], &fs[1], &fs[0]]
+        .into_iter()
+        .map(|f| f.id())
+        .collect();
+    assert_eq!(order.len(), 3);
+    let mut it = as_completed([&fs[0], &fs[1], &fs[0]]);
+    assert_eq!(it.remaining(), 2, "a duplicate is watched once, as Python's set(fs)");
+    ps[1].set_result(1).unwrap();
+    ps[0].set_result(0).unwrap();
+    let yielded: Vec<usize> = it.by_ref().map(|f| f.id()).collect();
+    assert_eq!(yielded, [fs[1].id(), fs[0].id()]);
+
+    // Clones of one shared future are one future too, also when pushed later.
+    let (p, f) = Promise::<u8>::new();
+    let shared = f.share();
+    let mut it = as_completed([shared.clone(), shared.clone()]);
+    it.push(shared.clone());
+    assert_eq!(it.remaining(), 1);
+    p.set_result(7).unwrap();
+    assert_eq!(it.count(), 1);
+}
+
+#[test]
+fn a_yielded_future_pushed_again_is_yielded_again() {
+    let (p, f) = Promise::<u8>::new();
+    p.set_result(1).unwrap();
+    let shared = f.share();
+    let mut it = as_completed([shared.clone()]);
+    assert!(it.next().is_some());
+    it.push(shared);
+    assert!(it.next().is_some());
+    assert!(it.next().is_none());
+}
+
+#[test]
+fn remaining_futures_come_back_in_the_order_given_after_slots_are_reused() {
+    let (ps, fs) = promises(4);
+    let ids: Vec<usize> = fs.iter().map(Future::id).collect();
+    let mut it = as_completed(fs);
+    ps[1].set_result(1).unwrap();
+    assert_eq!(it.next().unwrap().id(), ids[1]);
+    let (_q, late) = Promise::new();
+    let late_id = late.id();
+    it.push(late); // takes the freed slot
+    let left: Vec<usize> = it.into_remaining().iter().map(Future::id).collect();
+    assert_eq!(left, [ids[0], ids[2], ids[3], late_id]);
+    drop(ps);
+}

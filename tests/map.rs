@@ -358,3 +358,100 @@ fn unordered_timeout_and_errors() {
     assert_eq!(out.last(), Some(&Err(MapError::Timeout)));
     let _ = HANG;
 }
+
+#[test]
+fn the_deadline_stops_reading_a_slow_input() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let p = pulled.clone();
+    let slow_input = (0..40u32).inspect(move |_| {
+        p.fetch_add(1, Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(100));
+    });
+    let out: Vec<_> = pool
+        .map(|x: u32| x, slow_input)
+        .timeout(Duration::from_millis(700))
+        .collect();
+    let pulled = pulled.load(Ordering::SeqCst);
+    // Before the fix every one of the 40 items was read (4 s) and 39 yielded.
+    assert!(pulled < 40, "the whole input was read: {pulled}");
+    assert_eq!(out.last(), Some(&Err(MapError::Timeout)), "{out:?}");
+    let oks = out.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(oks + 1, out.len());
+    assert!(oks < pulled, "yielded {oks} of {pulled} items read");
+}
+
+#[test]
+fn a_refused_chunk_yields_one_error_per_item() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    pool.shutdown();
+    let out: Vec<_> = pool.map(|x: u8| x, 0..10).chunk_size(4).collect();
+    assert_eq!(out.len(), 4, "the four items taken for the refused chunk: {out:?}");
+    assert!(out
+        .iter()
+        .all(|r| matches!(r, Err(MapError::Refused(why)) if why.contains("shutdown"))));
+}
+
+#[test]
+fn a_cancelled_chunk_yields_one_error_per_item() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let blocker = pool.submit(move || g.pass()).unwrap();
+    let mut results = pool.map(|x: u32| x, 0..9).chunk_size(3);
+    let canceller = {
+        let pool_ref = &pool;
+        thread::scope(|s| {
+            let h = s.spawn(|| results.next());
+            // The map's first chunks are queued behind the blocker: cancel them.
+            thread::sleep(Duration::from_millis(50));
+            pool_ref.shutdown_with(false, true);
+            gate.open();
+            h.join().unwrap()
+        })
+    };
+    blocker.result().unwrap();
+    let mut out = vec![canceller.unwrap()];
+    out.extend(results);
+    assert_eq!(out.len(), 9, "{out:?}");
+    assert!(out[..3]
+        .iter()
+        .all(|r| *r == Err(MapError::Task(TaskError::Cancelled))));
+}
+
+#[test]
+fn unordered_with_index_names_every_item_once() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(3)
+        .build()
+        .unwrap();
+    let mut seen: Vec<(usize, Result<u32, MapError>)> = pool
+        .map_unordered(
+            |x: u32| {
+                assert!(x % 7 != 3, "seven threes");
+                x * 10
+            },
+            0..100u32,
+        )
+        .chunk_size(6)
+        .with_index()
+        .collect();
+    seen.sort_by_key(|(i, _)| *i);
+    assert_eq!(seen.len(), 100);
+    for (i, r) in seen {
+        if i % 7 == 3 {
+            assert!(matches!(r, Err(MapError::Task(e)) if e.is_panic()));
+        } else {
+            assert_eq!(r, Ok(i as u32 * 10));
+        }
+    }
+}

@@ -145,3 +145,17 @@ fn repeated_timed_waits_on_the_same_futures() {
     let (done, _) = wait(&fs, Some(HANG), ReturnWhen::FirstCompleted);
     assert_eq!(done.len(), 1);
 }
+
+#[test]
+fn the_same_future_given_twice_counts_once() {
+    let (ps, fs) = promises(2);
+    ps[0].set_result(0).unwrap();
+    let (done, not_done) = wait(
+        [&fs[0], &fs[0], &fs[1], &fs[1]],
+        Some(Duration::ZERO),
+        ReturnWhen::AllCompleted,
+    );
+    assert_eq!(done.len(), 1);
+    assert_eq!(not_done.len(), 1);
+    drop(ps);
+}

@@ -603,6 +603,7 @@ impl ProcessPoolExecutor {
             if batch.is_empty() {
                 return None;
             }
+            let len = batch.len();
             let (promise, future) = Promise::new();
             match postcard::to_stdvec(&batch) {
                 Ok(args) => {
@@ -617,7 +618,7 @@ impl ProcessPoolExecutor {
                         }),
                     };
                     if let Err(refusal) = shared.push(job) {
-                        return Some(Err(Arc::from(refusal.into_error(()).to_string())));
+                        return Some((len, Err(Arc::from(refusal.into_error(()).to_string()))));
                     }
                 }
                 Err(e) => {
@@ -626,7 +627,7 @@ impl ProcessPoolExecutor {
                     ));
                 }
             }
-            Some(Ok(future))
+            Some((len, Ok(future)))
         })
     }
 

@@ -322,12 +322,11 @@ impl ThreadPoolExecutor {
             if batch.is_empty() {
                 return None;
             }
-            let f = f.clone();
-            Some(
-                shared
-                    .submit(move || run_chunk(&*f, batch))
-                    .map_err(|e| Arc::from(e.to_string())),
-            )
+            let (f, len) = (f.clone(), batch.len());
+            let submitted = shared
+                .submit(move || run_chunk(&*f, batch))
+                .map_err(|e| Arc::from(e.to_string()));
+            Some((len, submitted))
         })
     }
 
