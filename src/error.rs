@@ -218,6 +218,15 @@ pub enum BuildError {
     /// The thread name prefix holds a NUL byte, which no thread name may contain.
     #[error("thread name prefix contains a NUL byte")]
     InvalidThreadName,
+    /// [`max_frame_bytes`](crate::ProcessPoolBuilder::max_frame_bytes) was below the
+    /// smallest usable frame, [`MIN_FRAME_BYTES`](crate::MIN_FRAME_BYTES).
+    #[error("max_frame_bytes is {bytes}, below the minimum of {minimum}")]
+    FrameLimit {
+        /// The limit asked for.
+        bytes: usize,
+        /// The smallest accepted.
+        minimum: usize,
+    },
 }
 
 /// A [`Promise`](crate::Promise) was completed twice; the refused value comes back.

@@ -115,7 +115,7 @@ pub use crate::executor::{Executor, FnSubmit};
 pub use crate::future::{Future, Promise, SharedFuture, State};
 pub use crate::map::{Map, MapUnordered, MapUnorderedIndexed};
 #[cfg(unix)]
-pub use crate::process::{init, ProcessPoolBuilder, ProcessPoolExecutor};
+pub use crate::process::{init, ProcessPoolBuilder, ProcessPoolExecutor, MIN_FRAME_BYTES};
 pub use crate::thread::{InitResult, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use crate::wait::{
     as_completed, wait, AsCompleted, AsCompletedStream, AsCompletedTimeout, ReturnWhen, Waitable,

@@ -375,11 +375,10 @@ impl<'a, T: Send + 'static> MapUnordered<'a, T> {
 
     fn fill(&mut self) {
         let (in_flight, refused) = (&mut self.in_flight, &mut self.refused);
-        self.feed
-            .fill(in_flight.remaining(), |(span, f)| match f {
-                Ok(fut) => in_flight.push((span, fut)),
-                Err(reason) => *refused = Some((span, reason)),
-            });
+        self.feed.fill(in_flight.remaining(), |(span, f)| match f {
+            Ok(fut) => in_flight.push((span, fut)),
+            Err(reason) => *refused = Some((span, reason)),
+        });
     }
 
     /// As [`Map::timeout`]: a deadline measured from the call to `map_unordered`.

@@ -349,7 +349,10 @@ impl<F: Waitable> AsCompleted<F> {
     }
 
     fn register(&self, key: usize) {
-        let f = &self.slots[key].as_ref().expect("registered slots are full").future;
+        let f = &self.slots[key]
+            .as_ref()
+            .expect("registered slots are full")
+            .future;
         if !f.handle().watch(&self.collector, key) {
             self.collector.notify(key); // done in between
         }

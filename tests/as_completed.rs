@@ -210,7 +210,11 @@ fn the_same_future_given_twice_is_yielded_once() {
         .collect();
     assert_eq!(order.len(), 3);
     let mut it = as_completed([&fs[0], &fs[1], &fs[0]]);
-    assert_eq!(it.remaining(), 2, "a duplicate is watched once, as Python's set(fs)");
+    assert_eq!(
+        it.remaining(),
+        2,
+        "a duplicate is watched once, as Python's set(fs)"
+    );
     ps[1].set_result(1).unwrap();
     ps[0].set_result(0).unwrap();
     let yielded: Vec<usize> = it.by_ref().map(|f| f.id()).collect();

@@ -392,7 +392,11 @@ fn a_refused_chunk_yields_one_error_per_item() {
         .unwrap();
     pool.shutdown();
     let out: Vec<_> = pool.map(|x: u8| x, 0..10).chunk_size(4).collect();
-    assert_eq!(out.len(), 4, "the four items taken for the refused chunk: {out:?}");
+    assert_eq!(
+        out.len(),
+        4,
+        "the four items taken for the refused chunk: {out:?}"
+    );
     assert!(out
         .iter()
         .all(|r| matches!(r, Err(MapError::Refused(why)) if why.contains("shutdown"))));

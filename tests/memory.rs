@@ -12,7 +12,10 @@ fn rss() -> Option<u64> {
 #[test]
 fn map_unordered_memory_stays_flat_over_ten_million_items() {
     let Some(_) = rss() else { return };
-    let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
     let mut samples = Vec::new();
     let mut count = 0u64;
     for r in pool.map_unordered(|x: u64| x, 0..10_000_000u64) {

@@ -568,7 +568,10 @@ fn shutdown_returns_after_worker_thread_locals_are_destroyed() {
     }
     thread_local!(static GUARD: CountsDrop = const { CountsDrop });
 
-    let pool = ThreadPoolExecutor::builder().max_workers(3).build().unwrap();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(3)
+        .build()
+        .unwrap();
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
     let futs: Vec<_> = (0..3)
         .map(|_| {

@@ -452,8 +452,23 @@ pub(crate) fn block_until<T>(task: &dyn Handle<T>, deadline: Option<Instant>) ->
     }
 }
 
+/// Where a thread sends the done-callbacks of the futures it completes, instead of running
+/// them itself.
+pub(crate) type CallbackSink = Arc<dyn Fn(Box<dyn FnOnce() + Send>) + Send + Sync>;
+
+thread_local! {
+    static DEFER_CALLBACKS: RefCell<Option<CallbackSink>> = const { RefCell::new(None) };
+}
+
+/// From now on, the callbacks of futures that this thread completes run wherever `sink`
+/// sends them (in order, all of one future's together). For threads that must never run
+/// user code that could wait on them: a process pool's managers.
+pub(crate) fn defer_callbacks(sink: CallbackSink) {
+    DEFER_CALLBACKS.with(|d| *d.borrow_mut() = Some(sink));
+}
+
 /// Tells every waiter, wake-ups first, then callbacks in order (rule 3).
-fn notify<T>(waiters: Waiters<T>, fut: &Future<T>) {
+fn notify<T: Send + 'static>(waiters: Waiters<T>, fut: &Future<T>) {
     if waiters.0.is_none() {
         return;
     }
@@ -465,6 +480,24 @@ fn notify<T>(waiters: Waiters<T>, fut: &Future<T>) {
             Waiter::Collector(collector, key) => collector.notify(key),
             Waiter::Callback(callback) => callbacks.push(callback),
         }
+    }
+    if callbacks.is_empty() {
+        return;
+    }
+    let sink = DEFER_CALLBACKS
+        .try_with(|d| d.borrow().clone())
+        .ok()
+        .flatten();
+    if let Some(sink) = sink {
+        let fut = Future {
+            task: fut.task.clone(),
+        };
+        sink(Box::new(move || {
+            for callback in callbacks {
+                run_callback(callback, &fut);
+            }
+        }));
+        return;
     }
     for callback in callbacks {
         run_callback(callback, fut);

@@ -1,43 +1,75 @@
-//! Length-prefixed, checked frames over a worker's socket.
+//! Length-prefixed, checked frames over a worker's connection.
 //!
 //! ```text
-//! magic u32 "CFP1" | kind u8 | len u32 | checksum u32 (FNV-1a of the payload) | payload
+//! magic u32 "CFP2" | kind u8 | len u32 | checksum u32 (FNV-1a of the payload) | payload
 //! ```
 //!
-//! All integers little-endian. A reader refuses a frame whose magic or checksum is wrong or
-//! whose length is over the limit *before* allocating for it, so a corrupt peer costs one
-//! task a clear error, never a huge allocation, undefined behaviour or a hang.
+//! All integers little-endian. A reader refuses a frame whose magic is wrong or whose length
+//! is over the limit as soon as the header is in, reads the body into a buffer that grows
+//! only with the bytes that actually arrive, and gives the body a bounded time once its
+//! header has come ([`body_time`]): a peer that promises bytes and never sends them costs
+//! one task a clear error, never a huge allocation or a hang.
 
 use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
-const MAGIC: u32 = u32::from_le_bytes(*b"CFP1");
-const HEADER: usize = 13;
+const MAGIC: u32 = u32::from_le_bytes(*b"CFP2");
+pub(crate) const HEADER: usize = 13;
 
+/// Worker to parent, first frame: protocol version u32, build fingerprint u64, layout
+/// probe i64.
+pub(crate) const HELLO: u8 = 1;
+/// Parent to worker, answering HELLO: frame limit u64, initializer offset i64 (0: none).
+pub(crate) const SETUP: u8 = 2;
+/// Worker to parent: the initializer ran (or there was none); tasks may come.
+pub(crate) const READY: u8 = 3;
+/// Worker to parent: the initializer panicked; payload is the message. The worker exits.
+pub(crate) const INIT_FAILED: u8 = 4;
 /// Parent to worker: run a task. Payload: trampoline offset i64, function offset i64, args.
-pub(crate) const TASK: u8 = 1;
+pub(crate) const TASK: u8 = 5;
 /// Parent to worker: exit now.
-pub(crate) const STOP: u8 = 2;
-/// Worker to parent, first frame: the build fingerprint (u64) and the layout probe (i64).
-pub(crate) const HELLO: u8 = 3;
+pub(crate) const STOP: u8 = 6;
 /// Worker to parent: the task's serialized result.
-pub(crate) const DONE: u8 = 4;
+pub(crate) const DONE: u8 = 7;
 /// Worker to parent: the task panicked; payload is the message.
-pub(crate) const PANICKED: u8 = 5;
-/// Worker to parent: the task could not be decoded or its result encoded; payload says why.
-pub(crate) const BROKEN: u8 = 6;
+pub(crate) const PANICKED: u8 = 8;
+/// Worker to parent: the argument could not be decoded or the result encoded; payload says
+/// why.
+pub(crate) const BROKEN: u8 = 9;
+/// Worker to parent: the task named code outside this program; payload says why. Nothing
+/// was called.
+pub(crate) const REFUSED: u8 = 10;
+
+/// The size limit of the handshake frames, whatever the pool's limit.
+pub(crate) const HANDSHAKE_LIMIT: usize = 64;
 
 /// A frame that could not be read.
 #[derive(Debug)]
 pub(crate) enum FrameError {
-    /// The socket failed or closed (the peer is gone).
-    Io(io::Error),
+    /// The connection failed or closed (the peer is gone).
+    Closed,
+    /// The deadline passed before a whole frame arrived.
+    TimedOut,
     /// The bytes are not a valid frame.
     Corrupt(String),
 }
 
-impl From<io::Error> for FrameError {
-    fn from(e: io::Error) -> Self {
-        FrameError::Io(e)
+/// A source of frames whose reads can be given a time limit.
+pub(crate) trait Timed: Read {
+    /// Limits the next reads to `timeout` (`None`: no limit).
+    fn read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl Timed for UnixStream {
+    fn read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(timeout)
+    }
+}
+
+impl Timed for &[u8] {
+    fn read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -48,18 +80,26 @@ fn checksum(bytes: &[u8]) -> u32 {
     })
 }
 
+/// How long a body of `len` bytes may take to arrive once its header has: two seconds, plus
+/// one for every 16 MiB (a local socket carries hundreds of MiB a second).
+pub(crate) fn body_time(len: usize) -> Duration {
+    Duration::from_secs(2 + (len >> 24) as u64)
+}
+
+/// Writes one frame; `InvalidInput` if the payload is over `limit` (nothing is written).
 pub(crate) fn write(w: &mut impl Write, kind: u8, parts: &[&[u8]], limit: usize) -> io::Result<()> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
-    if len > limit {
+    let wire_len = u32::try_from(len).ok().filter(|_| len <= limit);
+    let Some(wire_len) = wire_len else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("frame of {len} bytes is over the limit of {limit}"),
         ));
-    }
+    };
     let mut frame = Vec::with_capacity(HEADER + len);
     frame.extend_from_slice(&MAGIC.to_le_bytes());
     frame.push(kind);
-    frame.extend_from_slice(&(len as u32).to_le_bytes());
+    frame.extend_from_slice(&wire_len.to_le_bytes());
     frame.extend_from_slice(&[0; 4]);
     for p in parts {
         frame.extend_from_slice(p);
@@ -70,9 +110,15 @@ pub(crate) fn write(w: &mut impl Write, kind: u8, parts: &[&[u8]], limit: usize)
     w.flush()
 }
 
-pub(crate) fn read(r: &mut impl Read, limit: usize) -> Result<(u8, Vec<u8>), FrameError> {
+/// Reads one frame. The header must arrive by `deadline` (`None`: wait as long as it takes);
+/// the body then gets [`body_time`] of its length.
+pub(crate) fn read(
+    r: &mut impl Timed,
+    limit: usize,
+    deadline: Option<Instant>,
+) -> Result<(u8, Vec<u8>), FrameError> {
     let mut header = [0u8; HEADER];
-    r.read_exact(&mut header)?;
+    fill(r, &mut header, deadline)?;
     let word = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes"));
     if word(0) != MAGIC {
         return Err(FrameError::Corrupt("bad frame magic".into()));
@@ -84,29 +130,101 @@ pub(crate) fn read(r: &mut impl Read, limit: usize) -> Result<(u8, Vec<u8>), Fra
             "frame of {len} bytes is over the limit of {limit}"
         )));
     }
-    let mut payload = vec![0; len];
-    r.read_exact(&mut payload)?;
+    let body_deadline = Instant::now().checked_add(body_time(len));
+    let mut payload = Vec::new();
+    let mut chunk = [0u8; 64 << 10];
+    while payload.len() < len {
+        let want = (len - payload.len()).min(chunk.len());
+        fill(r, &mut chunk[..want], body_deadline)?;
+        payload.extend_from_slice(&chunk[..want]);
+    }
     if checksum(&payload) != word(9) {
         return Err(FrameError::Corrupt("frame checksum mismatch".into()));
     }
     Ok((kind, payload))
 }
 
-/// Reads a frame, first polling briefly (spinning, then yielding) before blocking: an answer
-/// that is microseconds away is far cheaper to catch awake than to be woken for, which on
-/// virtual machines can cost tens of microseconds.
+/// Fills `buf` by `deadline`.
+fn fill(r: &mut impl Timed, buf: &mut [u8], deadline: Option<Instant>) -> Result<(), FrameError> {
+    let mut got = 0;
+    while got < buf.len() {
+        let timeout = match deadline {
+            None => None,
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return Err(FrameError::TimedOut),
+            },
+        };
+        r.read_timeout(timeout).map_err(|_| FrameError::Closed)?;
+        match r.read(&mut buf[got..]) {
+            Ok(0) => return Err(FrameError::Closed),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if deadline.is_none() {
+                    return Err(FrameError::Closed);
+                }
+            }
+            Err(_) => return Err(FrameError::Closed),
+        }
+    }
+    Ok(())
+}
+
+/// Reads a frame as [`read`] does, first polling briefly (spinning, then yielding) before
+/// blocking: an answer that is microseconds away is far cheaper to catch awake than to be
+/// woken for, which on virtual machines can cost tens of microseconds.
 pub(crate) fn read_polled(
-    socket: &mut std::os::unix::net::UnixStream,
+    socket: &mut UnixStream,
     limit: usize,
+    deadline: Option<Instant>,
 ) -> Result<(u8, Vec<u8>), FrameError> {
-    match first_byte(socket) {
-        Some(b) => read(&mut [b].as_slice().chain(&mut *socket), limit),
-        None => read(socket, limit),
+    let first = first_byte(socket);
+    read(
+        &mut Prefixed {
+            first,
+            stream: socket,
+        },
+        limit,
+        deadline,
+    )
+}
+
+/// A stream with one byte already taken off its front.
+struct Prefixed<'a> {
+    first: Option<u8>,
+    stream: &'a mut UnixStream,
+}
+
+impl Read for Prefixed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match (self.first.take(), buf.first_mut()) {
+            (Some(b), Some(slot)) => {
+                *slot = b;
+                Ok(1)
+            }
+            (first, _) => {
+                self.first = first;
+                self.stream.read(buf)
+            }
+        }
     }
 }
 
-/// The first byte of the next frame if it arrives while polling; `None` to block instead.
-fn first_byte(socket: &mut std::os::unix::net::UnixStream) -> Option<u8> {
+impl Timed for Prefixed<'_> {
+    fn read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(timeout)
+    }
+}
+
+/// The first byte of the next frame if it arrives while polling briefly; `None` to block
+/// instead.
+fn first_byte(socket: &mut UnixStream) -> Option<u8> {
     socket.set_nonblocking(true).ok()?;
     let backoff = crossbeam_utils::Backoff::new();
     let mut byte = [0u8; 1];
@@ -128,37 +246,89 @@ fn first_byte(socket: &mut std::os::unix::net::UnixStream) -> Option<u8> {
 mod tests {
     use super::*;
 
+    fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        write(&mut buf, kind, &[payload], 1 << 20).unwrap();
+        buf
+    }
+
     #[test]
     fn round_trips_and_rejects_damage() {
         let mut buf = Vec::new();
         write(&mut buf, TASK, &[b"ab", b"cd"], 100).unwrap();
-        assert_eq!(read(&mut &buf[..], 100).unwrap(), (TASK, b"abcd".to_vec()));
+        assert_eq!(
+            read(&mut &buf[..], 100, None).unwrap(),
+            (TASK, b"abcd".to_vec())
+        );
 
         let mut flipped = buf.clone();
         *flipped.last_mut().unwrap() ^= 1;
         assert!(matches!(
-            read(&mut &flipped[..], 100),
+            read(&mut &flipped[..], 100, None),
             Err(FrameError::Corrupt(_))
         ));
 
         let mut foreign = buf.clone();
         foreign[0] = b'X';
         assert!(matches!(
-            read(&mut &foreign[..], 100),
+            read(&mut &foreign[..], 100, None),
             Err(FrameError::Corrupt(_))
         ));
 
-        // Over the limit: refused from the header, before reading (or allocating) the body.
+        // Over the limit: refused from the header, before reading the body.
         assert!(matches!(
-            read(&mut &buf[..], 3),
+            read(&mut &buf[..], 3, None),
             Err(FrameError::Corrupt(_))
         ));
         assert!(write(&mut Vec::new(), TASK, &[b"abcd"], 3).is_err());
 
         // Torn: the peer died mid-frame.
         assert!(matches!(
-            read(&mut &buf[..buf.len() - 1], 100),
-            Err(FrameError::Io(_))
+            read(&mut &buf[..buf.len() - 1], 100, None),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn a_huge_claimed_length_allocates_only_what_arrives() {
+        // A header promising 4 GiB - 1 under a 4 GiB limit, then ten bytes and the end.
+        let mut buf = frame(DONE, b"0123456789");
+        buf[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            read(&mut &buf[..], u32::MAX as usize, None),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn a_body_that_never_arrives_times_out() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let whole = frame(DONE, &[7; 4096]);
+        a.write_all(&whole[..HEADER + 10]).unwrap(); // the header, then silence
+        let start = Instant::now();
+        let got = read(&mut b, 1 << 20, None);
+        assert!(matches!(got, Err(FrameError::TimedOut)), "{got:?}");
+        assert!(start.elapsed() >= body_time(4096));
+        drop(a);
+    }
+
+    #[test]
+    fn a_header_deadline_times_out_and_a_closed_peer_is_closed() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let deadline = Instant::now() + Duration::from_millis(20);
+        assert!(matches!(
+            read(&mut b, 100, Some(deadline)),
+            Err(FrameError::TimedOut)
+        ));
+        // A deadline already past.
+        assert!(matches!(
+            read(&mut b, 100, Some(Instant::now())),
+            Err(FrameError::TimedOut)
+        ));
+        drop(a);
+        assert!(matches!(
+            read_polled(&mut b, 100, None),
+            Err(FrameError::Closed)
         ));
     }
 }

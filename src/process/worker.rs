@@ -1,23 +1,27 @@
 //! The worker process: [`init`] turns a re-executed copy of the program into a server of
-//! tasks, before `main` does anything else.
+//! tasks, before `main` does anything else. This is the worker's side of the trust boundary
+//! (see SECURITY.md): it acts only on its inherited connection, which only its parent holds.
 
+use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::frame;
+use super::frame::{self, FrameError};
 use super::shipping::{self, Outcome};
 
-/// Names the socket a worker connects to; set only in worker processes.
+/// Marks a process started by a pool. Useless without the inherited connection, and removed
+/// from the environment before anything else runs.
 pub(crate) const WORKER_ENV: &str = "CONCURRENT_FUTURES_WORKER";
-/// The parent's process id, so an orphaned worker can notice and exit.
-pub(crate) const PARENT_ENV: &str = "CONCURRENT_FUTURES_PARENT";
-/// The frame size limit the parent chose.
-pub(crate) const LIMIT_ENV: &str = "CONCURRENT_FUTURES_FRAME_LIMIT";
-/// The distance of the pool's initializer from the anchor, when it has one.
-pub(crate) const INIT_ENV: &str = "CONCURRENT_FUTURES_INITIALIZER";
 /// The test that `worker_test!` defines, which test binaries' workers run.
 pub(crate) const WORKER_TEST: &str = "concurrent_futures_worker";
+/// The version of the frames both sides speak; checked in HELLO.
+pub(crate) const PROTOCOL: u32 = 2;
+/// The exit code of a process that was marked as a worker but could not serve as one.
+pub(crate) const NOT_A_WORKER: i32 = 70;
+/// The exit code of a worker whose initializer failed.
+pub(crate) const INIT_FAILED: i32 = 71;
 
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 
@@ -33,6 +37,13 @@ pub(crate) fn initialized() -> bool {
 /// then exits the process: it never returns, so the rest of `main` never runs twice.
 /// Building a process pool without calling it is an error
 /// ([`BuildError::NotInitialized`](crate::BuildError::NotInitialized)), never a fork bomb.
+///
+/// A process is a worker only if it was started by a pool *and* holds the connection that
+/// the pool handed it: its standard input must be a socket whose peer is its parent
+/// process. A process that has the pool's marker in its environment but no such connection,
+/// or that runs set-user-ID or set-group-ID, runs nothing: it prints why and exits with
+/// code 70. The marker is removed from the environment first, so programs that tasks start
+/// never see it.
 ///
 /// In test binaries (whose `main` belongs to the test harness), call
 /// [`worker_test!`](crate::worker_test) once at the root of the test crate, and `init()`
@@ -56,10 +67,24 @@ pub(crate) fn initialized() -> bool {
 /// ```
 pub fn init() {
     INITIALIZED.store(true, Ordering::Release);
-    if let Some(path) = std::env::var_os(WORKER_ENV) {
-        let code = serve(&path);
-        std::process::exit(code);
+    if std::env::var_os(WORKER_ENV).is_none() {
+        return;
     }
+    // Before any other code of ours runs (and before any thread exists): tasks and the
+    // programs they start must not inherit the marker.
+    std::env::remove_var(WORKER_ENV);
+    let code = match claim_connection() {
+        Ok(connection) => serve(connection),
+        Err(why) => {
+            eprintln!(
+                "concurrent_futures: this process was marked as a pool worker but {why}; \
+                 it runs nothing"
+            );
+            NOT_A_WORKER
+        }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
 }
 
 /// Defines the test that a test binary's worker processes run: put
@@ -83,56 +108,175 @@ macro_rules! worker_test {
     };
 }
 
-/// Connects, says hello, and runs tasks until told to stop or the parent goes away.
-fn serve(path: &std::ffi::OsStr) -> i32 {
-    let limit = std::env::var(LIMIT_ENV)
-        .ok()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(super::DEFAULT_FRAME_LIMIT);
-    let mut socket = match UnixStream::connect(path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("concurrent_futures worker: cannot reach the pool: {e}");
-            return 70;
-        }
+/// Takes the connection the pool handed down as standard input, after checking that it is
+/// one: not in a privileged program, a socket, and (where the system tells) one whose peer
+/// is our parent. Standard input becomes `/dev/null`.
+fn claim_connection() -> Result<UnixStream, String> {
+    if privileged() {
+        return Err("it runs set-user-ID or set-group-ID, which pools never start".into());
+    }
+    let stdin = std::io::stdin();
+    check_peer(stdin.as_fd())?;
+    let connection = stdin
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| format!("its connection cannot be duplicated: {e}"))?;
+    let null =
+        std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null cannot be opened: {e}"))?;
+    replace_stdin(&null)?;
+    Ok(UnixStream::from(connection))
+}
+
+/// Whether this program runs with privileges its caller does not have.
+#[allow(unsafe_code)]
+fn privileged() -> bool {
+    // SAFETY: these calls take no arguments and cannot fail.
+    let (uid, euid, gid, egid) = unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
     };
-    watch_parent();
-    if let Some(offset) = std::env::var(INIT_ENV).ok().and_then(|o| o.parse().ok()) {
-        let init = shipping::initializer_at(offset);
-        if let Err(p) = std::panic::catch_unwind(init) {
-            eprintln!(
-                "concurrent_futures worker: initializer panicked: {}",
-                crate::error::panic_message(&*p)
-            );
-            return 71; // no HELLO: the parent counts a failed start
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: `getauxval` reads the auxiliary vector; an unknown type returns 0.
+        // AT_SECURE also covers file capabilities and other secure-execution modes.
+        if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
+            return true;
         }
     }
-    let hello = [
-        shipping::fingerprint().to_le_bytes(),
-        shipping::layout().to_le_bytes(),
-    ];
-    if frame::write(&mut socket, frame::HELLO, &[&hello[0], &hello[1]], limit).is_err() {
-        return 70;
+    uid != euid || gid != egid
+}
+
+/// Checks that `fd` is a Unix socket whose peer is our parent process.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[allow(unsafe_code)]
+fn check_peer(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes of the sizes given; the kernel writes at
+    // most `len` bytes. A descriptor that is not a socket makes the call fail, not misbehave.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "its standard input is not a local socket ({})",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let parent = std::os::unix::process::parent_id();
+    // SAFETY: no arguments, cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if u32::try_from(cred.pid).ok() != Some(parent) || cred.uid != uid {
+        return Err(format!(
+            "its standard input is a socket of process {} (uid {}), not of its parent {parent}",
+            cred.pid, cred.uid
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `fd` is a socket (this system does not say who its peer is).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn check_peer(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let file = std::fs::File::from(
+        fd.try_clone_to_owned()
+            .map_err(|e| format!("its standard input cannot be examined: {e}"))?,
+    );
+    match file.metadata() {
+        Ok(meta) if meta.file_type().is_socket() => Ok(()),
+        _ => Err("its standard input is not a socket".into()),
+    }
+}
+
+/// Points standard input at `null`.
+#[allow(unsafe_code)]
+fn replace_stdin(null: &std::fs::File) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: both descriptors are open (we hold `null`; 0 is standard input); `dup2`
+    // atomically closes 0 and makes it a copy of `null`, touching no memory of ours.
+    let rc = unsafe { libc::dup2(null.as_raw_fd(), 0) };
+    if rc == -1 {
+        return Err(format!(
+            "its standard input cannot be replaced: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Says hello, takes the setup, runs the initializer, then runs tasks until told to stop or
+/// the parent goes away. Returns the exit code.
+fn serve(mut socket: UnixStream) -> i32 {
+    watch_parent(std::os::unix::process::parent_id());
+    let mut hello = Vec::with_capacity(20);
+    hello.extend_from_slice(&PROTOCOL.to_le_bytes());
+    hello.extend_from_slice(&shipping::fingerprint().to_le_bytes());
+    hello.extend_from_slice(&shipping::layout().to_le_bytes());
+    if frame::write(&mut socket, frame::HELLO, &[&hello], frame::HANDSHAKE_LIMIT).is_err() {
+        return NOT_A_WORKER;
+    }
+    let (limit, initializer) = match frame::read(&mut socket, frame::HANDSHAKE_LIMIT, None) {
+        Ok((frame::SETUP, setup)) if setup.len() == 16 => {
+            let limit = u64::from_le_bytes(setup[..8].try_into().expect("8 bytes"));
+            let init = i64::from_le_bytes(setup[8..].try_into().expect("8 bytes"));
+            (usize::try_from(limit).unwrap_or(usize::MAX), init)
+        }
+        _ => return NOT_A_WORKER, // the parent went away, or is not a pool
+    };
+    if initializer != 0 {
+        let outcome = shipping::initializer_at(initializer).and_then(|init| {
+            std::panic::catch_unwind(init)
+                .map_err(|p| format!("panicked: {}", crate::error::panic_message(&*p)))
+        });
+        if let Err(why) = outcome {
+            let why = truncate(format!("the initializer failed: {why}"), limit);
+            let _ = frame::write(&mut socket, frame::INIT_FAILED, &[why.as_bytes()], limit);
+            return INIT_FAILED;
+        }
+    }
+    if frame::write(&mut socket, frame::READY, &[], limit).is_err() {
+        return 0;
     }
     loop {
-        let (kind, payload) = match frame::read_polled(&mut socket, limit) {
+        let (kind, payload) = match frame::read_polled(&mut socket, limit, None) {
             Ok(f) => f,
-            Err(_) => return 0, // the parent is gone or let go of us
+            Err(FrameError::Closed) => return 0, // the parent let go of us
+            Err(_) => return NOT_A_WORKER,
         };
         if kind != frame::TASK || payload.len() < 16 {
             return 0; // STOP, or nothing we understand: leave
         }
         let word = |i: usize| i64::from_le_bytes(payload[i..i + 8].try_into().expect("8 bytes"));
-        let trampoline = shipping::trampoline_at(word(0));
-        let function = shipping::function_at(word(8));
-        let (kind, body) = match trampoline(function, &payload[16..]) {
-            Outcome::Done(bytes) => (frame::DONE, bytes),
-            Outcome::Panicked(msg) => (frame::PANICKED, msg.into_bytes()),
-            Outcome::Broken(msg) => (frame::BROKEN, msg.into_bytes()),
+        let target = shipping::trampoline_at(word(0))
+            .and_then(|t| shipping::function_at(word(8)).map(|f| (t, f)));
+        let (kind, body) = match target {
+            Err(why) => (frame::REFUSED, why.into_bytes()),
+            Ok((trampoline, function)) => match trampoline(function, &payload[16..]) {
+                Outcome::Done(bytes) => (frame::DONE, bytes),
+                Outcome::Panicked(msg) => (frame::PANICKED, truncate(msg, limit).into_bytes()),
+                Outcome::Broken(msg) => (frame::BROKEN, truncate(msg, limit).into_bytes()),
+            },
         };
+        drop(payload);
         let sent = match frame::write(&mut socket, kind, &[&body], limit) {
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                let msg = format!("result too large: {e}");
+                let msg = truncate(format!("result too large: {e}"), limit);
                 frame::write(&mut socket, frame::BROKEN, &[msg.as_bytes()], limit)
             }
             other => other,
@@ -143,11 +287,21 @@ fn serve(path: &std::ffi::OsStr) -> i32 {
     }
 }
 
+/// Cuts a message to fit a frame, on a character boundary.
+fn truncate(mut msg: String, limit: usize) -> String {
+    if msg.len() > limit {
+        let mut end = limit;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        msg.truncate(end);
+    }
+    msg
+}
+
 /// Exits this worker if its parent dies (no orphans): a task may run for a long time without
-/// touching the socket, so a thread watches the parent's process id.
-fn watch_parent() {
-    let expected: Option<u32> = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse().ok());
-    let Some(expected) = expected else { return };
+/// touching the connection, so a thread watches the parent's process id.
+fn watch_parent(expected: u32) {
     let _ = std::thread::Builder::new()
         .name("concurrent-futures-watchdog".into())
         .spawn(move || loop {

@@ -1,0 +1,238 @@
+//! [`ProcessPoolBuilder`]: the settings of a process pool, checked at `build`.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::connection::Connection;
+use super::pool::Shared;
+use super::worker;
+use super::ProcessPoolExecutor;
+use crate::error::BuildError;
+
+/// The largest frame either side accepts unless the builder says otherwise: 64 MiB.
+pub(crate) const DEFAULT_FRAME_LIMIT: usize = 64 << 20;
+
+/// The smallest [`ProcessPoolBuilder::max_frame_bytes`] that [`build`](ProcessPoolBuilder::build)
+/// accepts: 1 KiB, room for a task's addresses, a small argument and an error message.
+pub const MIN_FRAME_BYTES: usize = 1024;
+
+#[derive(Clone)]
+pub(super) struct Config {
+    pub(super) max_workers: usize,
+    pub(super) max_tasks_per_child: Option<usize>,
+    pub(super) task_timeout: Option<Duration>,
+    pub(super) idle_timeout: Option<Duration>,
+    pub(super) frame_limit: usize,
+    pub(super) start_timeout: Duration,
+    pub(super) max_start_failures: u32,
+    pub(super) initializer: Option<fn()>,
+    pub(super) kill_grace: Duration,
+}
+
+/// Settings for a [`ProcessPoolExecutor`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use concurrent_futures::ProcessPoolExecutor;
+/// use std::time::Duration;
+///
+/// concurrent_futures::init();
+/// let pool = ProcessPoolExecutor::builder()
+///     .max_workers(4)
+///     .max_tasks_per_child(1000)
+///     .task_timeout(Duration::from_secs(60))
+///     .idle_timeout(Duration::from_secs(30))
+///     .build()?;
+/// # Ok::<(), concurrent_futures::BuildError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct ProcessPoolBuilder {
+    config: Config,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("max_workers", &self.max_workers)
+            .field("max_tasks_per_child", &self.max_tasks_per_child)
+            .field("task_timeout", &self.task_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("frame_limit", &self.frame_limit)
+            .field("initializer", &self.initializer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ProcessPoolBuilder {
+    fn default() -> Self {
+        ProcessPoolBuilder::new()
+    }
+}
+
+impl ProcessPoolBuilder {
+    /// The defaults: one worker per CPU, no time limit, workers live until shutdown.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = concurrent_futures::ProcessPoolBuilder::new().max_workers(2);
+    /// ```
+    pub fn new() -> Self {
+        ProcessPoolBuilder {
+            config: Config {
+                max_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                max_tasks_per_child: None,
+                task_timeout: None,
+                idle_timeout: None,
+                frame_limit: DEFAULT_FRAME_LIMIT,
+                start_timeout: Duration::from_secs(20),
+                max_start_failures: 3,
+                initializer: None,
+                kill_grace: Duration::from_secs(1),
+            },
+        }
+    }
+
+    /// The number of worker processes (default: the number of CPUs); 0 is an error at
+    /// [`build`](Self::build).
+    ///
+    /// # Examples
+    ///
+    /// See [`ProcessPoolBuilder`].
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.config.max_workers = n;
+        self
+    }
+
+    /// Replaces a worker after it has run this many tasks (Python's `max_tasks_per_child`),
+    /// to bound what a leaking library can hold on to.
+    ///
+    /// # Examples
+    ///
+    /// See [`ProcessPoolBuilder`].
+    pub fn max_tasks_per_child(mut self, n: usize) -> Self {
+        self.config.max_tasks_per_child = Some(n.max(1));
+        self
+    }
+
+    /// The default time limit of every task; a task over it fails with
+    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut) and its worker is stopped (SIGTERM, then SIGKILL after the
+    /// [`kill_grace`](Self::kill_grace)) and replaced. Per task:
+    /// [`ProcessPoolExecutor::submit_with_timeout`]. In a [`map`](ProcessPoolExecutor::map)
+    /// the limit is per item (a chunk of `n` items gets `n` times it).
+    ///
+    /// A zero limit expires at once: the task fails with [`TaskError::TimedOut`](crate::TaskError::TimedOut) without
+    /// being sent to a worker. A limit too large to add to the clock (`Duration::MAX`)
+    /// means no limit.
+    ///
+    /// # Examples
+    ///
+    /// See [`ProcessPoolBuilder`].
+    pub fn task_timeout(mut self, limit: Duration) -> Self {
+        self.config.task_timeout = Some(limit);
+        self
+    }
+
+    /// How long a worker past its time limit gets between SIGTERM and SIGKILL (default 1 s).
+    /// Zero sends SIGKILL right after SIGTERM; `Duration::MAX` waits for SIGTERM to work.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let b = concurrent_futures::ProcessPoolBuilder::new().kill_grace(Duration::from_millis(100));
+    /// ```
+    pub fn kill_grace(mut self, grace: Duration) -> Self {
+        self.config.kill_grace = grace;
+        self
+    }
+
+    /// Lets a worker (and its manager thread) exit after waiting this long for work; a new
+    /// one starts when work comes. Zero lets a worker go as soon as no work is queued for it.
+    ///
+    /// # Examples
+    ///
+    /// See [`ProcessPoolBuilder`].
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.config.idle_timeout = Some(idle);
+        self
+    }
+
+    /// Runs `init` in every worker process before it takes any task (Python's
+    /// `initializer`), e.g. to open a connection or load a model into a `static`. If it
+    /// panics the worker never starts: for the first worker that fails [`build`](Self::build)
+    /// with [`BuildError::WorkerStart`]; later, repeated failures break the pool.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use concurrent_futures::ProcessPoolExecutor;
+    /// use std::sync::OnceLock;
+    ///
+    /// static TABLE: OnceLock<Vec<u64>> = OnceLock::new();
+    /// fn load() { TABLE.get_or_init(|| (0..1000).collect()); }
+    /// fn lookup(i: usize) -> u64 { TABLE.get().map_or(0, |t| t[i]) }
+    ///
+    /// concurrent_futures::init();
+    /// let pool = ProcessPoolExecutor::builder().initializer(load).build()?;
+    /// assert_eq!(pool.submit(lookup, 7)?.result()?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn initializer(mut self, init: fn()) -> Self {
+        self.config.initializer = Some(init);
+        self
+    }
+
+    /// The largest argument or result, encoded, that may cross between processes (default
+    /// 64 MiB); a larger one fails its task with [`TaskError::Transport`](crate::TaskError::Transport). Below
+    /// [`MIN_FRAME_BYTES`], [`build`](Self::build) fails with [`BuildError::FrameLimit`].
+    /// Bytes are read as they arrive, so a large limit costs nothing until used.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = concurrent_futures::ProcessPoolBuilder::new().max_frame_bytes(1 << 20);
+    /// ```
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.config.frame_limit = bytes.min(u32::MAX as usize);
+        self
+    }
+
+    /// Starts the pool and its first worker, to check that workers can start at all. More
+    /// workers (and their manager threads) start as work arrives, up to `max_workers`; an
+    /// idle worker is always used before a new one is started.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::ZeroWorkers`]; [`BuildError::FrameLimit`] if
+    /// [`max_frame_bytes`](Self::max_frame_bytes) is below [`MIN_FRAME_BYTES`];
+    /// [`BuildError::NotInitialized`] if [`init`](crate::init) has not run;
+    /// [`BuildError::WorkerStart`] if the first worker cannot start, runs a different build
+    /// or its initializer fails (the message says how, with a hint for test binaries).
+    ///
+    /// # Examples
+    ///
+    /// See [`ProcessPoolBuilder`].
+    pub fn build(self) -> Result<ProcessPoolExecutor, BuildError> {
+        if self.config.max_workers == 0 {
+            return Err(BuildError::ZeroWorkers);
+        }
+        if self.config.frame_limit < MIN_FRAME_BYTES {
+            return Err(BuildError::FrameLimit {
+                bytes: self.config.frame_limit,
+                minimum: MIN_FRAME_BYTES,
+            });
+        }
+        if !worker::initialized() {
+            return Err(BuildError::NotInitialized);
+        }
+        let shared = Shared::new(self.config);
+        let first = Connection::start(&shared).map_err(BuildError::WorkerStart)?;
+        shared
+            .start_manager(first)
+            .map_err(|e| BuildError::WorkerStart(format!("cannot start a manager thread: {e}")))?;
+        Ok(ProcessPoolExecutor { shared })
+    }
+}

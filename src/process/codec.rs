@@ -1,0 +1,577 @@
+//! Encoding and decoding of arguments and results: postcard, with a nesting limit, caught
+//! panics, and the messages of custom serde errors kept.
+//!
+//! Decoding is where bytes from another process meet user code, so it must not be able to
+//! take the decoding thread down: a value nested deeper than [`MAX_DEPTH`] is an error (a
+//! recursive `Deserialize` on hostile input would otherwise overflow the stack, which aborts
+//! the whole process), and a panicking `Deserialize` or `Serialize` impl becomes an error
+//! too. Postcard drops the message of `Error::custom`; the wrapper here keeps it.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, Visitor};
+use serde::Serialize;
+
+/// How deep a decoded value may nest (each sequence, map, struct, enum variant, option or
+/// newtype is a level). The threads that decode have stacks sized for it
+/// ([`DECODE_STACK`]).
+pub(crate) const MAX_DEPTH: usize = 1024;
+
+/// The stack of the threads that decode workers' results. [`MAX_DEPTH`] levels of a derived
+/// recursive enum took under 1 MiB in an unoptimised build (measured); this leaves a wide
+/// margin for larger frames. Only the pages a decode touches are ever committed.
+pub(crate) const DECODE_STACK: usize = 16 << 20;
+
+/// Encodes a value; a failing or panicking `Serialize` impl is an error with its message.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+    match panic::catch_unwind(AssertUnwindSafe(|| postcard::to_stdvec(value))) {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(p) => Err(format!(
+            "Serialize panicked: {}",
+            crate::error::panic_message(&*p)
+        )),
+    }
+}
+
+/// Appends the encoding of a value to `out`; as [`encode`] on failure (`out` is then
+/// emptied).
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let taken = std::mem::take(out);
+    match panic::catch_unwind(AssertUnwindSafe(|| postcard::to_extend(value, taken))) {
+        Ok(Ok(bytes)) => {
+            *out = bytes;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(p) => Err(format!(
+            "Serialize panicked: {}",
+            crate::error::panic_message(&*p)
+        )),
+    }
+}
+
+/// Decodes a value from untrusted bytes: nesting past [`MAX_DEPTH`], trailing bytes, a
+/// custom error or a panic in a `Deserialize` impl are errors, never a crash.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let message = RefCell::new(None);
+    let run = || {
+        let mut de = postcard::Deserializer::from_bytes(bytes);
+        let value = T::deserialize(Limited {
+            de: &mut de,
+            depth: MAX_DEPTH,
+            message: &message,
+        });
+        (value, de.finalize().map(|rest| rest.len()))
+    };
+    match panic::catch_unwind(AssertUnwindSafe(run)) {
+        Ok((Ok(value), Ok(0))) => Ok(value),
+        Ok((Ok(_), Ok(rest))) => Err(format!("{rest} unexpected bytes after the value")),
+        Ok((Ok(_), Err(e))) => Err(e.to_string()),
+        Ok((Err(e), _)) => Err(message.into_inner().unwrap_or(e.0)),
+        Err(p) => Err(format!(
+            "Deserialize panicked: {}",
+            crate::error::panic_message(&*p)
+        )),
+    }
+}
+
+/// An error that keeps its message (postcard's `custom` does not).
+#[derive(Debug)]
+pub(crate) struct Error(String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl de::Error for Error {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        Error(msg.to_string())
+    }
+}
+
+/// Where the first message of an error on its way through postcard is kept, since postcard
+/// replaces it with a generic one.
+type Message<'m> = &'m RefCell<Option<String>>;
+
+/// Hands our error to postcard as its own, keeping the message aside.
+fn smuggle<E: de::Error>(message: Message<'_>, err: Error) -> E {
+    let mut kept = message.borrow_mut();
+    if kept.is_none() {
+        *kept = Some(err.0.clone());
+    }
+    E::custom(err.0)
+}
+
+/// Takes an error back from postcard, preferring the message kept aside.
+fn recover<E: fmt::Display>(message: Message<'_>, err: E) -> Error {
+    Error(message.borrow().clone().unwrap_or_else(|| err.to_string()))
+}
+
+fn deeper(depth: usize) -> Result<usize, Error> {
+    depth
+        .checked_sub(1)
+        .ok_or_else(|| Error(format!("value nested deeper than {MAX_DEPTH} levels")))
+}
+
+/// A deserializer that counts nesting and keeps messages; wraps every deserializer that
+/// postcard hands to user code.
+struct Limited<'m, D> {
+    de: D,
+    depth: usize,
+    message: Message<'m>,
+}
+
+/// A visitor that wraps what the inner deserializer hands it.
+struct Wrap<'m, V> {
+    visitor: V,
+    depth: usize,
+    message: Message<'m>,
+}
+
+/// A seed that wraps the deserializer it is given, one level deeper.
+struct Seed<'m, S> {
+    seed: S,
+    depth: usize,
+    message: Message<'m>,
+}
+
+/// Sequence, map and enum accesses that wrap their elements.
+struct Access<'m, A> {
+    access: A,
+    depth: usize,
+    message: Message<'m>,
+}
+
+macro_rules! forward_deserialize {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Error> {
+            let message = self.message;
+            let wrapped = Wrap { visitor, depth: self.depth, message };
+            self.de.$method($($arg,)* wrapped).map_err(|e| recover(message, e))
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
+    type Error = Error;
+
+    forward_deserialize! {
+        deserialize_any();
+        deserialize_bool();
+        deserialize_i8();
+        deserialize_i16();
+        deserialize_i32();
+        deserialize_i64();
+        deserialize_i128();
+        deserialize_u8();
+        deserialize_u16();
+        deserialize_u32();
+        deserialize_u64();
+        deserialize_u128();
+        deserialize_f32();
+        deserialize_f64();
+        deserialize_char();
+        deserialize_str();
+        deserialize_string();
+        deserialize_bytes();
+        deserialize_byte_buf();
+        deserialize_option();
+        deserialize_unit();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_seq();
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map();
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+        deserialize_identifier();
+        deserialize_ignored_any();
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.de.is_human_readable()
+    }
+}
+
+macro_rules! forward_visit {
+    ($($method:ident($ty:ty);)*) => {$(
+        fn $method<E: de::Error>(self, v: $ty) -> Result<Self::Value, E> {
+            let message = self.message;
+            self.visitor.$method::<Error>(v).map_err(|e| smuggle(message, e))
+        }
+    )*};
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+
+    forward_visit! {
+        visit_bool(bool);
+        visit_i8(i8);
+        visit_i16(i16);
+        visit_i32(i32);
+        visit_i64(i64);
+        visit_i128(i128);
+        visit_u8(u8);
+        visit_u16(u16);
+        visit_u32(u32);
+        visit_u64(u64);
+        visit_u128(u128);
+        visit_f32(f32);
+        visit_f64(f64);
+        visit_char(char);
+        visit_str(&str);
+        visit_borrowed_str(&'de str);
+        visit_string(String);
+        visit_bytes(&[u8]);
+        visit_borrowed_bytes(&'de [u8]);
+        visit_byte_buf(Vec<u8>);
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        let message = self.message;
+        self.visitor
+            .visit_none::<Error>()
+            .map_err(|e| smuggle(message, e))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        let message = self.message;
+        self.visitor
+            .visit_unit::<Error>()
+            .map_err(|e| smuggle(message, e))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        let message = self.message;
+        let depth = deeper(self.depth).map_err(|e| smuggle(message, e))?;
+        self.visitor
+            .visit_some(Limited { de, depth, message })
+            .map_err(|e| smuggle(message, e))
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        let message = self.message;
+        let depth = deeper(self.depth).map_err(|e| smuggle(message, e))?;
+        self.visitor
+            .visit_newtype_struct(Limited { de, depth, message })
+            .map_err(|e| smuggle(message, e))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
+        let message = self.message;
+        let access = Access {
+            access,
+            depth: self.depth,
+            message,
+        };
+        self.visitor
+            .visit_seq(access)
+            .map_err(|e| smuggle(message, e))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
+        let message = self.message;
+        let access = Access {
+            access,
+            depth: self.depth,
+            message,
+        };
+        self.visitor
+            .visit_map(access)
+            .map_err(|e| smuggle(message, e))
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
+        let message = self.message;
+        let access = Access {
+            access,
+            depth: self.depth,
+            message,
+        };
+        self.visitor
+            .visit_enum(access)
+            .map_err(|e| smuggle(message, e))
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        let message = self.message;
+        let depth = deeper(self.depth).map_err(|e| smuggle(message, e))?;
+        self.seed
+            .deserialize(Limited { de, depth, message })
+            .map_err(|e| smuggle(message, e))
+    }
+}
+
+impl<'m, A> Access<'m, A> {
+    fn seed<S>(&self, seed: S) -> Seed<'m, S> {
+        Seed {
+            seed,
+            depth: self.depth,
+            message: self.message,
+        }
+    }
+}
+
+impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Access<'_, A> {
+    type Error = Error;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, Error> {
+        let seed = self.seed(seed);
+        let message = self.message;
+        self.access
+            .next_element_seed(seed)
+            .map_err(|e| recover(message, e))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.access.size_hint()
+    }
+}
+
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Access<'_, A> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
+        let seed = self.seed(seed);
+        let message = self.message;
+        self.access
+            .next_key_seed(seed)
+            .map_err(|e| recover(message, e))
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        let seed = self.seed(seed);
+        let message = self.message;
+        self.access
+            .next_value_seed(seed)
+            .map_err(|e| recover(message, e))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.access.size_hint()
+    }
+}
+
+impl<'de, 'm, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Access<'m, A> {
+    type Error = Error;
+    type Variant = Access<'m, A::Variant>;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Self::Variant), Error> {
+        let message = self.message;
+        let depth = self.depth;
+        let (value, access) = self
+            .access
+            .variant_seed(self_seed(seed, depth, message))
+            .map_err(|e| recover(message, e))?;
+        Ok((
+            value,
+            Access {
+                access,
+                depth,
+                message,
+            },
+        ))
+    }
+}
+
+fn self_seed<S>(seed: S, depth: usize, message: Message<'_>) -> Seed<'_, S> {
+    Seed {
+        seed,
+        depth,
+        message,
+    }
+}
+
+impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<'_, A> {
+    type Error = Error;
+
+    fn unit_variant(self) -> Result<(), Error> {
+        let message = self.message;
+        self.access.unit_variant().map_err(|e| recover(message, e))
+    }
+
+    fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, Error> {
+        let seed = self.seed(seed);
+        let message = self.message;
+        self.access
+            .newtype_variant_seed(seed)
+            .map_err(|e| recover(message, e))
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Error> {
+        let message = self.message;
+        let depth = deeper(self.depth)?;
+        let visitor = Wrap {
+            visitor,
+            depth,
+            message,
+        };
+        self.access
+            .tuple_variant(len, visitor)
+            .map_err(|e| recover(message, e))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        let message = self.message;
+        let depth = deeper(self.depth)?;
+        let visitor = Wrap {
+            visitor,
+            depth,
+            message,
+        };
+        self.access
+            .struct_variant(fields, visitor)
+            .map_err(|e| recover(message, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    enum List {
+        Nil,
+        Node(Box<List>),
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Tree {
+        label: String,
+        children: Vec<Tree>,
+        next: Option<Box<Tree>>,
+    }
+
+    fn list(depth: usize) -> List {
+        (0..depth).fold(List::Nil, |l, _| List::Node(Box::new(l)))
+    }
+
+    /// Runs on a thread with room to build, encode and drop a 50,000-level value.
+    fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(64 << 20) // building and dropping 50,000 levels recurses too
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn round_trips_ordinary_values() {
+        let tree = Tree {
+            label: "root".into(),
+            children: vec![Tree {
+                label: "leaf".into(),
+                children: vec![],
+                next: None,
+            }],
+            next: Some(Box::new(Tree {
+                label: "n".into(),
+                children: vec![],
+                next: None,
+            })),
+        };
+        let bytes = encode(&tree).unwrap();
+        assert_eq!(decode::<Tree>(&bytes).unwrap(), tree);
+        let pair = (7u64, "x".to_string(), vec![Some(1i8), None]);
+        assert_eq!(
+            decode::<(u64, String, Vec<Option<i8>>)>(&encode(&pair).unwrap()).unwrap(),
+            pair
+        );
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_decodes_and_past_it_is_an_error() {
+        on_big_stack(|| {
+            // `Node` adds two levels (the variant and its content).
+            let ok = encode(&list(MAX_DEPTH / 2 - 1)).unwrap();
+            assert!(decode::<List>(&ok).is_ok());
+            let deep = encode(&list(50_000)).unwrap();
+            let err = decode::<List>(&deep).unwrap_err();
+            assert!(err.contains("nested deeper than 1024"), "{err}");
+            // The encoding of 50,000 levels, dropped on this big stack too.
+            drop(deep);
+        });
+    }
+
+    #[test]
+    fn hostile_nesting_fails_on_a_small_stack_too() {
+        // Bytes that claim 60,000 nested `Node`s (variant index 1, repeated), decoded on a
+        // 2 MiB thread: the limit stops it long before the stack would overflow.
+        let bytes = vec![1u8; 60_000];
+        let err = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || decode::<List>(&bytes).unwrap_err())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(err.contains("nested deeper"), "{err}");
+    }
+
+    #[derive(Debug)]
+    struct Picky;
+    impl<'de> Deserialize<'de> for Picky {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let n = u8::deserialize(d)?;
+            Err(de::Error::custom(format!("{n} is not allowed here")))
+        }
+    }
+
+    #[derive(Debug)]
+    struct Panicky;
+    impl<'de> Deserialize<'de> for Panicky {
+        fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+            panic!("Deserialize blew up")
+        }
+    }
+
+    #[test]
+    fn custom_messages_are_kept_and_panics_are_errors() {
+        let err = decode::<Vec<Picky>>(&encode(&vec![3u8]).unwrap()).unwrap_err();
+        assert_eq!(err, "3 is not allowed here");
+        let err = decode::<Panicky>(&[0]).unwrap_err();
+        assert_eq!(err, "Deserialize panicked: Deserialize blew up");
+    }
+
+    #[test]
+    fn trailing_and_missing_bytes_are_errors() {
+        assert!(decode::<u8>(&[1, 2])
+            .unwrap_err()
+            .contains("unexpected bytes"));
+        assert!(decode::<String>(&[5, b'a']).is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! What the queue carries: a task as bytes plus the typed end that completes its future.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::codec;
+use crate::error::TaskError;
+use crate::future::Promise;
+use crate::map::Chunk;
+
+/// One task: the code to call (trampoline and function distances), its encoded argument,
+/// and where its answer goes.
+pub(super) struct Job {
+    pub(super) call: (i64, i64),
+    pub(super) args: Vec<u8>,
+    /// For a chunk of a map: where each item's encoding lies in `args` (after the length
+    /// prefix), so that the items of a chunk whose worker died can be run again one by one.
+    pub(super) items: Option<Vec<Range<usize>>>,
+    /// The time limit of the task, or of each item of a chunk.
+    pub(super) timeout: Option<Duration>,
+    pub(super) sink: Box<dyn Sink>,
+}
+
+/// The typed end of a job: decodes the worker's answer into the caller's future.
+pub(super) trait Sink: Send {
+    /// Marks the future running; false if it was cancelled meanwhile.
+    fn start(&self) -> bool;
+    fn cancelled(&self) -> bool;
+    fn cancel(&self);
+    fn fail(self: Box<Self>, err: TaskError);
+    /// The payload of a DONE frame answering the whole job.
+    fn done(self: Box<Self>, bytes: &[u8]);
+    /// A chunk run again item by item: for each item, the DONE payload of a one-item chunk
+    /// or the error that item met.
+    fn items(self: Box<Self>, outcomes: Vec<Result<Vec<u8>, TaskError>>);
+}
+
+/// The sink of a task submitted alone.
+pub(super) struct One<R: Send + 'static>(pub(super) Promise<R>);
+
+/// The sink of a chunk of a map.
+pub(super) struct Many<R: Send + 'static>(pub(super) Promise<Chunk<R>>);
+
+fn decode_result<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, TaskError> {
+    codec::decode(bytes)
+        .map_err(|e| TaskError::Transport(format!("cannot decode the result: {e}").into()))
+}
+
+/// A chunk's results, each item's panic message becoming that item's error.
+fn decode_chunk<R: DeserializeOwned>(bytes: &[u8]) -> Result<Chunk<R>, TaskError> {
+    let items: Vec<Result<R, String>> = codec::decode(bytes)
+        .map_err(|e| TaskError::Transport(format!("cannot decode the results: {e}").into()))?;
+    Ok(items
+        .into_iter()
+        .map(|r| r.map_err(|m| TaskError::Panicked(m.into())))
+        .collect())
+}
+
+macro_rules! promise_sink {
+    () => {
+        fn start(&self) -> bool {
+            self.0.set_running_or_notify_cancel()
+        }
+        fn cancelled(&self) -> bool {
+            self.0.cancelled()
+        }
+        fn cancel(&self) {
+            self.0.cancel();
+        }
+        fn fail(self: Box<Self>, err: TaskError) {
+            let _ = self.0.set_error(err);
+        }
+    };
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for One<R> {
+    promise_sink!();
+
+    fn done(self: Box<Self>, bytes: &[u8]) {
+        let _ = match decode_result(bytes) {
+            Ok(value) => self.0.set_result(value).map_err(drop),
+            Err(err) => self.0.set_error(err).map_err(drop),
+        };
+    }
+
+    fn items(self: Box<Self>, outcomes: Vec<Result<Vec<u8>, TaskError>>) {
+        match outcomes.into_iter().next() {
+            Some(Ok(bytes)) => self.done(&bytes),
+            Some(Err(err)) => self.fail(err),
+            None => self.fail(TaskError::Transport("no result for the task".into())),
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for Many<R> {
+    promise_sink!();
+
+    fn done(self: Box<Self>, bytes: &[u8]) {
+        let _ = match decode_chunk(bytes) {
+            Ok(chunk) => self.0.set_result(chunk).map_err(drop),
+            Err(err) => self.0.set_error(err).map_err(drop),
+        };
+    }
+
+    fn items(self: Box<Self>, outcomes: Vec<Result<Vec<u8>, TaskError>>) {
+        let chunk: Chunk<R> = outcomes
+            .into_iter()
+            .map(|outcome| {
+                let one = decode_chunk::<R>(&outcome?)?;
+                match <[_; 1]>::try_from(one) {
+                    Ok([item]) => item,
+                    Err(_) => Err(TaskError::Transport(
+                        "expected the result of one item".into(),
+                    )),
+                }
+            })
+            .collect();
+        let _ = self.0.set_result(chunk);
+    }
+}

@@ -1,0 +1,225 @@
+//! A manager thread: owns one worker at a time and runs the jobs it takes from the queue on
+//! it, one by one, so it always knows which task its worker holds.
+//!
+//! A manager never fails silently. Whatever goes wrong while it runs a job (a worker that
+//! dies, overruns, or sends garbage; a panic in our own code) fails that job with a reason,
+//! kills and reaps the worker, and the manager goes on with a new one. The futures it
+//! completes run their callbacks elsewhere ([`Shared::callback_sink`]), so a callback that
+//! waits on the pool cannot block the thread that would complete what it waits for.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::connection::{Connection, Reply};
+use super::job::Job;
+use super::pool::Shared;
+use crate::error::TaskError;
+
+/// What became of a job, before it is delivered to its future.
+enum Answer {
+    Done(Vec<u8>),
+    /// A chunk run again item by item.
+    Items(Vec<Result<Vec<u8>, TaskError>>),
+    Failed(TaskError),
+}
+
+struct Manager {
+    shared: Arc<Shared>,
+    worker: Option<Connection>,
+}
+
+/// The body of a manager thread; `worker` is the one `build` started, for the first.
+pub(super) fn run(shared: Arc<Shared>, worker: Option<Connection>) {
+    crate::future::core::defer_callbacks(shared.callback_sink());
+    let mut manager = Manager { shared, worker };
+    manager.shared.mark_idle();
+    let idle = manager.shared.config.idle_timeout;
+    loop {
+        match manager.shared.next_job(idle) {
+            Ok(Some(job)) => manager.handle(job),
+            Ok(None) => {
+                manager.shared.manager_stopped();
+                break;
+            }
+            Err(()) => break, // retired after `idle_timeout`
+        }
+    }
+    if let Some(worker) = manager.worker.take() {
+        worker.stop();
+    }
+}
+
+impl Manager {
+    fn handle(&mut self, job: Job) {
+        let Job {
+            call,
+            args,
+            items,
+            timeout,
+            sink,
+        } = job;
+        if sink.cancelled() {
+            self.shared.mark_idle();
+            return;
+        }
+        if let Some(reason) = self.shared.broken() {
+            self.shared.mark_idle();
+            sink.fail(TaskError::BrokenExecutor(reason));
+            return;
+        }
+        // A worker holds the task before its future says it is running.
+        if self.worker.is_none() {
+            match self.shared.start_worker(true) {
+                Ok(worker) => self.worker = Some(worker),
+                Err(TaskError::Cancelled) => {
+                    self.shared.mark_idle();
+                    sink.cancel();
+                    return;
+                }
+                Err(err) => {
+                    self.shared.mark_idle();
+                    sink.fail(err);
+                    return;
+                }
+            }
+        }
+        if !sink.start() {
+            self.shared.mark_idle();
+            return; // cancelled meanwhile
+        }
+        let job = Run {
+            call,
+            args: &args,
+            items: items.as_deref(),
+            timeout,
+        };
+        let answer = match panic::catch_unwind(AssertUnwindSafe(|| self.execute(&job))) {
+            Ok(answer) => answer,
+            Err(payload) => {
+                // Our own bug: the worker's state is unknown, so it goes; the task fails
+                // with the reason and the pool goes on.
+                let why = crate::error::panic_message(&*payload).to_owned();
+                log::error!(target: "concurrent_futures", "process pool manager failed: {why}");
+                self.worker = None;
+                Answer::Failed(TaskError::Transport(
+                    format!("the pool's manager failed: {why}").into(),
+                ))
+            }
+        };
+        drop(args);
+        // Idle before the result is published, so the caller's next submit finds us.
+        self.shared.mark_idle();
+        match answer {
+            Answer::Done(bytes) => sink.done(&bytes),
+            Answer::Items(outcomes) => sink.items(outcomes),
+            Answer::Failed(err) => sink.fail(err),
+        }
+        self.recycle();
+    }
+
+    /// Replaces a worker that is gone or has run its share of tasks, at once, so that the
+    /// next job finds a warm one (as Python's pool does). Not after shutdown.
+    fn recycle(&mut self) {
+        let spent = self.worker.as_ref().is_some_and(|w| {
+            self.shared
+                .config
+                .max_tasks_per_child
+                .is_some_and(|max| w.tasks >= max)
+        });
+        if spent {
+            if let Some(worker) = self.worker.take() {
+                worker.stop();
+            }
+        }
+        if self.worker.is_none() && !self.shared.is_shutdown() {
+            match self.shared.start_worker(false) {
+                Ok(worker) => self.worker = Some(worker),
+                Err(err) => {
+                    log::warn!(target: "concurrent_futures", "could not replace a worker: {err}")
+                }
+            }
+        }
+    }
+
+    fn execute(&mut self, job: &Run<'_>) -> Answer {
+        let limit = self.shared.config.frame_limit;
+        if job.args.len() + 16 > limit {
+            return Answer::Failed(TaskError::Transport(
+                format!(
+                    "argument too large: {} bytes over the frame limit of {limit}",
+                    job.args.len()
+                )
+                .into(),
+            ));
+        }
+        let count = job.items.map_or(1, <[_]>::len);
+        let timeout = job
+            .timeout
+            .map(|t| t.saturating_mul(u32::try_from(count).unwrap_or(u32::MAX)));
+        let outcome = self.call(job.call, job.args, timeout);
+        let Some(items) = job.items.filter(|items| items.len() > 1) else {
+            return match outcome {
+                Ok(bytes) => Answer::Done(bytes),
+                Err(err) => Answer::Failed(err),
+            };
+        };
+        match outcome {
+            Ok(bytes) => Answer::Done(bytes),
+            // The chunk failed as a whole (a crash, a hang, a result too large): run its
+            // items again one by one, so that only the item at fault fails.
+            Err(_) => Answer::Items(
+                items
+                    .iter()
+                    .map(|range| {
+                        let mut one = codec_len(1);
+                        one.extend_from_slice(&job.args[range.clone()]);
+                        self.call(job.call, &one, job.timeout)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Runs one call on this manager's worker (starting one if needed) with a time limit.
+    fn call(
+        &mut self,
+        call: (i64, i64),
+        args: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, TaskError> {
+        if timeout == Some(Duration::ZERO) {
+            return Err(TaskError::TimedOut); // expired before it could start
+        }
+        let worker = match &mut self.worker {
+            Some(worker) => worker,
+            None => self.worker.insert(self.shared.start_worker(true)?),
+        };
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        match worker.call(call, args, deadline) {
+            Ok(Reply::Done(bytes)) => Ok(bytes),
+            Ok(Reply::Panicked(msg)) => Err(TaskError::Panicked(msg.into())),
+            Ok(Reply::Broken(msg)) => Err(TaskError::Transport(msg.into())),
+            Ok(Reply::Refused(msg)) => Err(TaskError::Transport(
+                format!("the worker refused the task: {msg}").into(),
+            )),
+            Err(lost) => {
+                self.worker = None; // reaped
+                Err(lost.into())
+            }
+        }
+    }
+}
+
+/// The parts of a job a run needs, borrowed.
+struct Run<'a> {
+    call: (i64, i64),
+    args: &'a [u8],
+    items: Option<&'a [std::ops::Range<usize>]>,
+    timeout: Option<Duration>,
+}
+
+/// The encoding of a sequence's length, as postcard writes it before the items.
+pub(super) fn codec_len(n: usize) -> Vec<u8> {
+    super::codec::encode(&n).expect("a usize always encodes")
+}
