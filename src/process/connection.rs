@@ -265,6 +265,12 @@ impl Connection {
                 self.process.kill();
                 Err(Lost::Corrupt(why))
             }
+            Err(FrameError::Stalled) => {
+                self.process.kill();
+                Err(Lost::Corrupt(
+                    "the worker sent a frame header and then stalled".into(),
+                ))
+            }
             Err(FrameError::TimedOut) => {
                 self.process
                     .terminate_then_kill(self.shared.config.kill_grace);

@@ -49,8 +49,10 @@ pub(crate) const HANDSHAKE_LIMIT: usize = 64;
 pub(crate) enum FrameError {
     /// The connection failed or closed (the peer is gone).
     Closed,
-    /// The deadline passed before a whole frame arrived.
+    /// The deadline passed before a frame's header arrived.
     TimedOut,
+    /// A header arrived but its body did not follow in time ([`body_time`]).
+    Stalled,
     /// The bytes are not a valid frame.
     Corrupt(String),
 }
@@ -135,7 +137,10 @@ pub(crate) fn read(
     let mut chunk = [0u8; 64 << 10];
     while payload.len() < len {
         let want = (len - payload.len()).min(chunk.len());
-        fill(r, &mut chunk[..want], body_deadline)?;
+        match fill(r, &mut chunk[..want], body_deadline) {
+            Err(FrameError::TimedOut) => return Err(FrameError::Stalled),
+            other => other?,
+        }
         payload.extend_from_slice(&chunk[..want]);
     }
     if checksum(&payload) != word(9) {
@@ -307,7 +312,7 @@ mod tests {
         a.write_all(&whole[..HEADER + 10]).unwrap(); // the header, then silence
         let start = Instant::now();
         let got = read(&mut b, 1 << 20, None);
-        assert!(matches!(got, Err(FrameError::TimedOut)), "{got:?}");
+        assert!(matches!(got, Err(FrameError::Stalled)), "{got:?}");
         assert!(start.elapsed() >= body_time(4096));
         drop(a);
     }
@@ -330,5 +335,76 @@ mod tests {
             read_polled(&mut b, 100, None),
             Err(FrameError::Closed)
         ));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            // Bounded, so CI time stays fixed; set PROPTEST_CASES to search longer.
+            ProptestConfig::with_cases(
+                std::env::var("PROPTEST_CASES")
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(2_000),
+            )
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Arbitrary bytes are a frame, an error, or the end: never a panic, and never a
+            /// payload larger than the bytes given.
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256),
+                                           limit in 0usize..512) {
+                if let Ok((_, payload)) = read(&mut &bytes[..], limit, None) {
+                    prop_assert!(payload.len() <= limit);
+                    prop_assert!(payload.len() + HEADER <= bytes.len());
+                }
+            }
+
+            /// A valid frame with bytes flipped, cut or appended is read as what was sent,
+            /// or refused: never as different content.
+            #[test]
+            fn mutated_frames_are_refused_or_exact(kind in any::<u8>(),
+                                                   payload in proptest::collection::vec(any::<u8>(), 0..200),
+                                                   flips in proptest::collection::vec((any::<usize>(), 1u8..=255), 0..4),
+                                                   cut in any::<usize>(),
+                                                   extra in proptest::collection::vec(any::<u8>(), 0..8)) {
+                let mut bytes = frame(kind, &payload);
+                for (at, mask) in &flips {
+                    let i = at % bytes.len();
+                    bytes[i] ^= mask;
+                }
+                bytes.truncate(HEADER + cut % (bytes.len() - HEADER + 1));
+                bytes.extend_from_slice(&extra);
+                if let Ok((k, p)) = read(&mut &bytes[..], 1 << 20, None) {
+                    // Only a frame whose body matches its header's checksum is accepted.
+                    prop_assert!(fnv_matches(&p, &bytes));
+                    if flips.is_empty() {
+                        prop_assert_eq!((k, p), (kind, payload));
+                    }
+                }
+            }
+
+            /// Decoding arbitrary bytes as nested or recursive types errs or succeeds, never
+            /// panics or overflows the stack.
+            #[test]
+            fn arbitrary_payloads_decode_or_err(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                #[derive(serde::Deserialize)]
+                #[allow(dead_code)]
+                enum Tree { Leaf(u64), Node(Vec<Tree>), Named(String, Option<Box<Tree>>) }
+                let _ = crate::process::codec::decode::<Tree>(&bytes);
+                let _ = crate::process::codec::decode::<Vec<Result<String, String>>>(&bytes);
+                let _ = crate::process::codec::decode::<(u8, i64, f64, Vec<u8>)>(&bytes);
+            }
+        }
+
+        /// The checksum in a frame's header matches the payload read.
+        fn fnv_matches(payload: &[u8], bytes: &[u8]) -> bool {
+            u32::from_le_bytes(bytes[9..13].try_into().unwrap()) == checksum(payload)
+        }
     }
 }

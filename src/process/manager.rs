@@ -33,7 +33,6 @@ struct Manager {
 pub(super) fn run(shared: Arc<Shared>, worker: Option<Connection>) {
     crate::future::core::defer_callbacks(shared.callback_sink());
     let mut manager = Manager { shared, worker };
-    manager.shared.mark_idle();
     let idle = manager.shared.config.idle_timeout;
     loop {
         match manager.shared.next_job(idle) {

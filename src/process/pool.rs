@@ -156,6 +156,9 @@ impl Shared {
             .partition(JoinHandle::is_finished);
         state.handles = live;
         state.handles.push(handle);
+        // Idle from now, not from when its thread gets going: a submit right after `build`
+        // must find the first manager rather than start a second.
+        self.mark_idle();
         state.managers += 1;
         state.spawned += 1;
         for h in done {
