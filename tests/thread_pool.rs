@@ -377,6 +377,25 @@ fn keep_alive_races_with_submit_without_losing_tasks() {
 }
 
 #[test]
+fn a_single_worker_retiring_as_a_task_arrives_leaves_no_task_behind() {
+    // One worker: if it decides to retire just as a submit finds the pool full (the worker
+    // still counted), nobody would be left to run the task.
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .keep_alive(Duration::ZERO)
+        .build()
+        .unwrap();
+    let n: usize = std::env::var("CF_RACE_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200_000);
+    for i in 0..n {
+        let got = pool.submit(move || i).unwrap().result_timeout(HANG);
+        assert_eq!(got.ok(), Some(i), "task {i} was left without a worker");
+    }
+}
+
+#[test]
 fn a_worker_waiting_on_its_own_queued_task_runs_it_inline() {
     let pool = Arc::new(
         ThreadPoolExecutor::builder()

@@ -15,7 +15,9 @@
 //!    thread, unless `max_workers` are running. Idle workers are reused first.
 //! 2. A worker whose keep-alive runs out retires by subtracting one; if that takes
 //!    `surplus` below zero, a task needs it after all and it stays. Both sides use one
-//!    read-modify-write on the same atomic, so no task is ever left without a worker.
+//!    read-modify-write on the same atomic, and the retiring worker stops being counted
+//!    in the same critical section (under `control`, where a submit checks the count
+//!    before starting a thread), so no task is ever left without a worker.
 //! 3. After pushing, a submit re-reads the pool's status; if shutdown (or breakage) raced
 //!    with it, it takes its task back by cancelling it, and returns the closure in the error.
 //!    A task that a worker claimed first simply runs. Either way nothing is lost.
@@ -29,7 +31,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crossbeam_utils::CachePadded;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 pub use self::builder::{InitResult, ThreadPoolBuilder};
 use crate::error::{SubmitError, TaskError};
@@ -617,11 +619,16 @@ impl Shared {
                     Ok(message) => message,
                     Err(RecvTimeoutError::Timeout) => {
                         // Rule 2: retire unless that leaves a queued task without a worker.
+                        // Decided under the lock that `spawn_worker` counts threads under,
+                        // so a submit that finds no idle worker never finds this one still
+                        // counted either.
+                        let control = self.control.lock();
                         if self.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
                             self.surplus.fetch_add(1, Ordering::AcqRel);
                             continue;
                         }
-                        break;
+                        self.exit_locked(&counters, control);
+                        return;
                     }
                     Err(RecvTimeoutError::Disconnected) => unreachable!("the pool owns both ends"),
                 },
@@ -647,7 +654,10 @@ impl Shared {
     }
 
     fn exit(&self, counters: &Arc<WorkerCounters>) {
-        let mut control = self.control.lock();
+        self.exit_locked(counters, self.control.lock());
+    }
+
+    fn exit_locked(&self, counters: &Arc<WorkerCounters>, mut control: MutexGuard<'_, Control>) {
         control.retired.0 += counters.started.load(Ordering::Acquire);
         control.retired.1 += counters.completed.load(Ordering::Acquire);
         control.workers.retain(|w| !Arc::ptr_eq(w, counters));
