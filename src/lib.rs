@@ -55,7 +55,7 @@
 //! | `as_completed(fs, timeout=t)` | [`as_completed(fs)`](as_completed)`.timeout(t)` |
 //! | `wait(fs, timeout, FIRST_COMPLETED)` | [`wait(fs, Some(t), ReturnWhen::FirstCompleted)`](wait) |
 //! | `ex.map(fn, xs, timeout=t, buffersize=n)` | [`pool.map(fn, xs)`](ThreadPoolExecutor::map)`.timeout(t).buffer_size(n)` |
-//! | `Pool.imap_unordered(fn, xs)` | [`pool.map_unordered(fn, xs)`](ThreadPoolExecutor::map_unordered) |
+//! | `Pool.imap_unordered(fn, xs)` | [`pool.map_unordered(fn, xs)`](ThreadPoolExecutor::map_unordered), [`.with_index()`](MapUnordered::with_index) to know each result's item |
 //! | `ex.shutdown(wait=True, cancel_futures=False)` | [`pool.shutdown()`](ThreadPoolExecutor::shutdown), [`shutdown_with(wait, cancel)`](ThreadPoolExecutor::shutdown_with), or drop |
 //! | `CancelledError`, `BrokenExecutor`, an exception in the task | [`TaskError::Cancelled`], [`TaskError::BrokenExecutor`], [`TaskError::Panicked`] |
 //! | `threading.Lock`, `RLock`, `Condition`, `Semaphore`, `Event`, `Barrier` | the [`lock`] module |
@@ -75,13 +75,18 @@
 //!   done-callback is logged through the [`log`] facade and the other callbacks still run.
 //! - Timeouts never consume what they wait on: [`Future::result_timeout`] hands the future
 //!   back, and [`AsCompletedTimeout::into_remaining`] returns the unfinished futures.
+//! - A `map` deadline is final: once it passes no more input is read and the rest is
+//!   cancelled (CPython still yields results that are done by then).
+//! - Process pool callbacks run on a thread of their own, so a callback may wait on the pool
+//!   or shut it down (in CPython it runs on the thread that would complete what it waits for).
 //!
 //! # Threads or processes
 //!
 //! Rust threads already run CPU work in parallel, so [`ThreadPoolExecutor`] is the default.
 //! [`ProcessPoolExecutor`] adds isolation: a task that crashes, aborts, leaks or hangs fails
 //! alone ([`TaskError::WorkerDied`], [`TaskError::TimedOut`]) and its worker is replaced,
-//! where CPython breaks the whole pool.
+//! where CPython breaks the whole pool. Workers talk to the parent over private socket
+//! pairs and act on nothing else; see SECURITY.md for the trust model.
 //!
 //! # Sharing results
 //!

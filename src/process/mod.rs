@@ -132,7 +132,8 @@ impl ProcessPoolExecutor {
     ///
     /// # Errors
     ///
-    /// [`SubmitError::Shutdown`] or [`SubmitError::Broken`], with `(f, arg)` handed back.
+    /// [`SubmitError::Shutdown`](crate::SubmitError::Shutdown) or
+    /// [`SubmitError::Broken`](crate::SubmitError::Broken), with `(f, arg)` handed back.
     ///
     /// # Examples
     ///
