@@ -85,6 +85,14 @@ fn crashes(_: ()) -> u8 {
     std::process::abort() // stands in for a segfault in a C library
 }
 
+/// Crashes on one image, as a C decoder might on one bad file.
+fn fragile(id: u32) -> u32 {
+    if id == 13 {
+        std::process::abort();
+    }
+    id * 2
+}
+
 /// One task: make image `id` and thumbnail it (only two numbers cross to the worker).
 fn job((id, width): (u32, usize)) -> Stats {
     thumbnail(generate(id, width))
@@ -143,5 +151,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .result_timeout(Duration::from_secs(30))
             .map_err(|e| e.to_string())?
     );
+
+    // In a chunked map, a crash fails only its own item: the rest of its chunk is run again
+    // one by one, so there is still one result per input item, in order.
+    let results: Vec<_> = processes.map(fragile, 0..32).chunk_size(8).collect();
+    let failed: Vec<(usize, String)> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e.to_string())))
+        .collect();
+    println!(
+        "map over 32 items in chunks of 8, item 13 crashes: {} results, {} ok, failed: {failed:?}",
+        results.len(),
+        results.iter().filter(|r| r.is_ok()).count()
+    );
+    assert_eq!((results.len(), failed.len()), (32, 1));
     Ok(())
 }
