@@ -5,13 +5,15 @@
 //! take the decoding thread down: a value nested deeper than [`MAX_DEPTH`] is an error (a
 //! recursive `Deserialize` on hostile input would otherwise overflow the stack, which aborts
 //! the whole process), and a panicking `Deserialize` or `Serialize` impl becomes an error
-//! too. Postcard drops the message of `Error::custom`; the wrapper here keeps it.
+//! too. Postcard drops the message of `Error::custom`; the wrappers here (a deserializer and
+//! a serializer around postcard's) keep it, both ways.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, Visitor};
+use serde::ser::{self, Serializer};
 use serde::Serialize;
 
 /// How deep a decoded value may nest (each sequence, map, struct, enum variant, option or
@@ -26,9 +28,14 @@ pub(crate) const DECODE_STACK: usize = 16 << 20;
 
 /// Encodes a value; a failing or panicking `Serialize` impl is an error with its message.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
-    match panic::catch_unwind(AssertUnwindSafe(|| postcard::to_stdvec(value))) {
+    let message = RefCell::new(None);
+    let value = Kept {
+        value,
+        message: &message,
+    };
+    match panic::catch_unwind(AssertUnwindSafe(|| postcard::to_stdvec(&value))) {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(message.into_inner().unwrap_or_else(|| e.to_string())),
         Err(p) => Err(format!(
             "Serialize panicked: {}",
             crate::error::panic_message(&*p)
@@ -43,12 +50,17 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     let taken = std::mem::take(out);
-    match panic::catch_unwind(AssertUnwindSafe(|| postcard::to_extend(value, taken))) {
+    let message = RefCell::new(None);
+    let value = Kept {
+        value,
+        message: &message,
+    };
+    match panic::catch_unwind(AssertUnwindSafe(|| postcard::to_extend(&value, taken))) {
         Ok(Ok(bytes)) => {
             *out = bytes;
             Ok(())
         }
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(message.into_inner().unwrap_or_else(|| e.to_string())),
         Err(p) => Err(format!(
             "Serialize panicked: {}",
             crate::error::panic_message(&*p)
@@ -99,17 +111,32 @@ impl de::Error for Error {
     }
 }
 
+impl ser::Error for Error {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        Error(msg.to_string())
+    }
+}
+
 /// Where the first message of an error on its way through postcard is kept, since postcard
 /// replaces it with a generic one.
 type Message<'m> = &'m RefCell<Option<String>>;
 
 /// Hands our error to postcard as its own, keeping the message aside.
 fn smuggle<E: de::Error>(message: Message<'_>, err: Error) -> E {
+    E::custom(keep(message, err))
+}
+
+/// The same on the way out.
+fn smuggle_out<E: ser::Error>(message: Message<'_>, err: Error) -> E {
+    E::custom(keep(message, err))
+}
+
+fn keep(message: Message<'_>, err: Error) -> String {
     let mut kept = message.borrow_mut();
     if kept.is_none() {
         *kept = Some(err.0.clone());
     }
-    E::custom(err.0)
+    err.0
 }
 
 /// Takes an error back from postcard, preferring the message kept aside.
@@ -458,6 +485,191 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<'_, A> {
     }
 }
 
+/// A value serialized through [`Capture`], so that its (and its parts') custom errors keep
+/// their message.
+struct Kept<'a, 'm, T: ?Sized> {
+    value: &'a T,
+    message: Message<'m>,
+}
+
+impl<T: Serialize + ?Sized> Serialize for Kept<'_, '_, T> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let message = self.message;
+        self.value
+            .serialize(Capture { ser, message })
+            .map_err(|e| smuggle_out(message, e))
+    }
+}
+
+/// A serializer whose error type keeps messages; wraps every serializer that postcard hands
+/// to user code.
+struct Capture<'m, S> {
+    ser: S,
+    message: Message<'m>,
+}
+
+/// A compound serializer (sequence, tuple, map, struct) that wraps its elements.
+struct Parts<'m, C> {
+    parts: C,
+    message: Message<'m>,
+}
+
+macro_rules! forward_serialize {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method(self, $($arg: $ty),*) -> Result<S::Ok, Error> {
+            let message = self.message;
+            self.ser.$method($($arg),*).map_err(|e| recover(message, e))
+        }
+    )*};
+}
+
+macro_rules! forward_compound {
+    ($($method:ident($($arg:ident: $ty:ty),*) -> $inner:ident;)*) => {$(
+        fn $method(self, $($arg: $ty),*) -> Result<Parts<'m, S::$inner>, Error> {
+            let message = self.message;
+            let parts = self.ser.$method($($arg),*).map_err(|e| recover(message, e))?;
+            Ok(Parts { parts, message })
+        }
+    )*};
+}
+
+impl<'m, S: Serializer> Serializer for Capture<'m, S> {
+    type Ok = S::Ok;
+    type Error = Error;
+    type SerializeSeq = Parts<'m, S::SerializeSeq>;
+    type SerializeTuple = Parts<'m, S::SerializeTuple>;
+    type SerializeTupleStruct = Parts<'m, S::SerializeTupleStruct>;
+    type SerializeTupleVariant = Parts<'m, S::SerializeTupleVariant>;
+    type SerializeMap = Parts<'m, S::SerializeMap>;
+    type SerializeStruct = Parts<'m, S::SerializeStruct>;
+    type SerializeStructVariant = Parts<'m, S::SerializeStructVariant>;
+
+    forward_serialize! {
+        serialize_bool(v: bool);
+        serialize_i8(v: i8);
+        serialize_i16(v: i16);
+        serialize_i32(v: i32);
+        serialize_i64(v: i64);
+        serialize_i128(v: i128);
+        serialize_u8(v: u8);
+        serialize_u16(v: u16);
+        serialize_u32(v: u32);
+        serialize_u64(v: u64);
+        serialize_u128(v: u128);
+        serialize_f32(v: f32);
+        serialize_f64(v: f64);
+        serialize_char(v: char);
+        serialize_str(v: &str);
+        serialize_bytes(v: &[u8]);
+        serialize_none();
+        serialize_unit();
+        serialize_unit_struct(name: &'static str);
+        serialize_unit_variant(name: &'static str, index: u32, variant: &'static str);
+    }
+
+    forward_compound! {
+        serialize_seq(len: Option<usize>) -> SerializeSeq;
+        serialize_tuple(len: usize) -> SerializeTuple;
+        serialize_tuple_struct(name: &'static str, len: usize) -> SerializeTupleStruct;
+        serialize_tuple_variant(name: &'static str, index: u32, variant: &'static str, len: usize) -> SerializeTupleVariant;
+        serialize_map(len: Option<usize>) -> SerializeMap;
+        serialize_struct(name: &'static str, len: usize) -> SerializeStruct;
+        serialize_struct_variant(name: &'static str, index: u32, variant: &'static str, len: usize) -> SerializeStructVariant;
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<S::Ok, Error> {
+        let message = self.message;
+        self.ser
+            .serialize_some(&Kept { value, message })
+            .map_err(|e| recover(message, e))
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<S::Ok, Error> {
+        let message = self.message;
+        self.ser
+            .serialize_newtype_struct(name, &Kept { value, message })
+            .map_err(|e| recover(message, e))
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<S::Ok, Error> {
+        let message = self.message;
+        self.ser
+            .serialize_newtype_variant(name, index, variant, &Kept { value, message })
+            .map_err(|e| recover(message, e))
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.ser.is_human_readable()
+    }
+}
+
+macro_rules! compound {
+    ($trait:ident, $($method:ident($($arg:ident: $ty:ty),*);)*) => {
+        impl<C: ser::$trait> ser::$trait for Parts<'_, C> {
+            type Ok = C::Ok;
+            type Error = Error;
+
+            $(
+                fn $method<T: Serialize + ?Sized>(&mut self, $($arg: $ty,)* value: &T) -> Result<(), Error> {
+                    let message = self.message;
+                    self.parts
+                        .$method($($arg,)* &Kept { value, message })
+                        .map_err(|e| recover(message, e))
+                }
+            )*
+
+            fn end(self) -> Result<C::Ok, Error> {
+                let message = self.message;
+                self.parts.end().map_err(|e| recover(message, e))
+            }
+        }
+    };
+}
+
+compound!(SerializeSeq, serialize_element(););
+compound!(SerializeTuple, serialize_element(););
+compound!(SerializeTupleStruct, serialize_field(););
+compound!(SerializeTupleVariant, serialize_field(););
+compound!(SerializeStruct, serialize_field(key: &'static str););
+compound!(SerializeStructVariant, serialize_field(key: &'static str););
+
+impl<C: ser::SerializeMap> ser::SerializeMap for Parts<'_, C> {
+    type Ok = C::Ok;
+    type Error = Error;
+
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
+        let message = self.message;
+        self.parts
+            .serialize_key(&Kept {
+                value: key,
+                message,
+            })
+            .map_err(|e| recover(message, e))
+    }
+
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        let message = self.message;
+        self.parts
+            .serialize_value(&Kept { value, message })
+            .map_err(|e| recover(message, e))
+    }
+
+    fn end(self) -> Result<C::Ok, Error> {
+        let message = self.message;
+        self.parts.end().map_err(|e| recover(message, e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,6 +777,32 @@ mod tests {
         assert_eq!(err, "3 is not allowed here");
         let err = decode::<Panicky>(&[0]).unwrap_err();
         assert_eq!(err, "Deserialize panicked: Deserialize blew up");
+    }
+
+    struct Refuses;
+    impl Serialize for Refuses {
+        fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(ser::Error::custom("this value cannot leave the process"))
+        }
+    }
+
+    #[test]
+    fn custom_serialize_messages_are_kept_at_any_depth() {
+        let err = encode(&Refuses).unwrap_err();
+        assert_eq!(err, "this value cannot leave the process");
+        let nested = (1u8, vec![Some(Refuses)]);
+        assert_eq!(
+            encode(&nested).unwrap_err(),
+            "this value cannot leave the process"
+        );
+        let mut out = vec![9];
+        assert!(encode_into(&nested, &mut out).is_err());
+        // Values without errors encode exactly as postcard does.
+        let plain = (7u32, "x", vec![Some(1.5f64)], [(1u8, 'c')]);
+        assert_eq!(
+            encode(&plain).unwrap(),
+            postcard::to_stdvec(&plain).unwrap()
+        );
     }
 
     #[test]
