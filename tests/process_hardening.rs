@@ -239,7 +239,12 @@ fn an_attacker_process_finds_no_way_in_and_results_stay_genuine() {
 #[test]
 fn a_marked_process_without_its_connection_runs_nothing() {
     for stdin in [Stdio::null(), Stdio::piped()] {
-        let out = worker_command(stdin).output().unwrap();
+        // The old design's variables, an initializer among them, are not read at all.
+        let out = worker_command(stdin)
+            .env("CONCURRENT_FUTURES_INITIALIZER", "4096")
+            .env("CONCURRENT_FUTURES_FRAME_LIMIT", "1")
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(70), "{out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("not a local socket"), "{stderr}");
@@ -525,6 +530,25 @@ fn a_zero_time_limit_expires_at_once_without_killing_a_worker() {
     assert!(items
         .iter()
         .all(|r| *r == Err(MapError::Task(TaskError::TimedOut))));
+}
+
+#[test]
+fn idle_timeouts_of_zero_and_duration_max_serve_every_task() {
+    for idle in [Duration::ZERO, Duration::from_millis(1), Duration::MAX] {
+        concurrent_futures::init();
+        let pool = ProcessPoolExecutor::builder()
+            .max_workers(2)
+            .idle_timeout(idle)
+            .build()
+            .unwrap();
+        for x in 0..30u64 {
+            let got = pool.submit(square, x).unwrap().result_timeout(HANG);
+            assert_eq!(got.ok(), Some(x * x), "idle {idle:?}, task {x}");
+        }
+        let all: Vec<_> = pool.map(square, 0..50u64).collect();
+        assert_eq!(all.len(), 50);
+        assert!(all.iter().all(Result::is_ok));
+    }
 }
 
 #[test]
