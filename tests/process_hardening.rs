@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use common::HANG;
+use common::{alive, eventually, HANG};
 use concurrent_futures::{
     BuildError, MapError, ProcessPoolExecutor, SubmitError, TaskError, MIN_FRAME_BYTES,
 };
@@ -41,21 +41,6 @@ fn pid(_: ()) -> u32 {
 fn sleep_ms(ms: u64) -> u32 {
     std::thread::sleep(Duration::from_millis(ms));
     std::process::id()
-}
-
-fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z ")
-}
-
-fn eventually(mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + HANG;
-    while !cond() {
-        assert!(Instant::now() < end, "condition never held");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -5,9 +5,9 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::HANG;
+use common::{alive, eventually, HANG};
 use concurrent_futures::{
     as_completed, wait, MapError, ProcessPoolExecutor, ReturnWhen, SubmitError, TaskError,
 };
@@ -68,21 +68,6 @@ fn sleep_ms(ms: u64) -> u32 {
 
 fn big(n: usize) -> Vec<u8> {
     vec![7; n]
-}
-
-fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z ")
-}
-
-fn eventually(mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + HANG;
-    while !cond() {
-        assert!(Instant::now() < end, "condition never held");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

@@ -6,22 +6,13 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Gate, HANG};
+use common::{eventually, Gate, HANG};
 use concurrent_futures::lock::Barrier;
 use concurrent_futures::{
     as_completed, wait, BuildError, ReturnWhen, SubmitError, TaskError, ThreadPoolExecutor,
 };
-
-/// Polls `cond` until it holds; fails only if it never does within [`HANG`].
-fn eventually(mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + HANG;
-    while !cond() {
-        assert!(Instant::now() < end, "condition never held");
-        thread::sleep(Duration::from_millis(2));
-    }
-}
 
 #[test]
 fn builder_rejects_zero_workers_and_nul_names() {

@@ -240,6 +240,18 @@ macro_rules! forward_visit {
     )*};
 }
 
+/// Visits a sequence, map or enum through an [`Access`] that wraps its elements.
+macro_rules! forward_access {
+    ($($method:ident($($bound:tt)*);)*) => {$(
+        fn $method<A: $($bound)*<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
+            let Wrap { visitor, depth, message } = self;
+            visitor
+                .$method(Access { access, depth, message })
+                .map_err(|e| smuggle(message, e))
+        }
+    )*};
+}
+
 impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     type Value = V::Value;
 
@@ -300,40 +312,10 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
             .map_err(|e| smuggle(message, e))
     }
 
-    fn visit_seq<A: de::SeqAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
-        let message = self.message;
-        let access = Access {
-            access,
-            depth: self.depth,
-            message,
-        };
-        self.visitor
-            .visit_seq(access)
-            .map_err(|e| smuggle(message, e))
-    }
-
-    fn visit_map<A: de::MapAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
-        let message = self.message;
-        let access = Access {
-            access,
-            depth: self.depth,
-            message,
-        };
-        self.visitor
-            .visit_map(access)
-            .map_err(|e| smuggle(message, e))
-    }
-
-    fn visit_enum<A: de::EnumAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
-        let message = self.message;
-        let access = Access {
-            access,
-            depth: self.depth,
-            message,
-        };
-        self.visitor
-            .visit_enum(access)
-            .map_err(|e| smuggle(message, e))
+    forward_access! {
+        visit_seq(de::SeqAccess);
+        visit_map(de::MapAccess);
+        visit_enum(de::EnumAccess);
     }
 }
 

@@ -2,7 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::sync::{Arc, Mutex, Once};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use concurrent_futures::lock::Event;
 
@@ -66,4 +66,21 @@ pub fn logged(needle: &str) -> Vec<String> {
         .filter(|r| r.contains(needle))
         .cloned()
         .collect()
+}
+
+/// Polls `cond` until it holds; fails only if it never does within [`HANG`].
+pub fn eventually(mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + HANG;
+    while !cond() {
+        assert!(Instant::now() < end, "condition never held");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie (Linux).
+pub fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
 }
