@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -36,6 +37,32 @@ impl<T: Send + 'static> Watch for Future<T> {
         Future::id(self)
     }
 }
+
+/// Futures' identities are addresses: spread them with one multiply instead of SipHash, which
+/// would cost more than the rest of `as_completed`'s bookkeeping per future.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, id: usize) {
+        self.0 = (id as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(26);
+    }
+}
+
+/// A set of futures' identities.
+type Ids = HashSet<usize, BuildHasherDefault<IdHasher>>;
 
 mod sealed {
     /// The erased view of a future that `wait` and `as_completed` need. Public in name only:
@@ -176,7 +203,7 @@ where
 {
     let deadline = timeout.map(deadline_after);
     // The same future given twice counts once, as in Python (`set(fs)`).
-    let mut seen = HashSet::new();
+    let mut seen = Ids::default();
     let futures: Vec<I::Item> = futures
         .into_iter()
         .filter(|f| seen.insert(f.handle().id()))
@@ -262,7 +289,7 @@ pub struct AsCompleted<F: Waitable> {
     slots: Vec<Option<Slot<F>>>,
     free: Vec<usize>,
     /// The identities of the futures in `slots`: one given twice is watched once.
-    present: HashSet<usize>,
+    present: Ids,
     collector: Arc<Collector>,
     remaining: usize,
     /// Insertion counter, so `into_remaining` keeps the order given.
@@ -297,7 +324,7 @@ where
     let mut it = AsCompleted {
         slots: Vec::new(),
         free: Vec::new(),
-        present: HashSet::new(),
+        present: Ids::default(),
         collector: Arc::new(Collector::new()),
         remaining: 0,
         pushed: 0,
