@@ -549,7 +549,7 @@ fn measure(peers: &[usize], runs: usize, mut f: impl FnMut(usize) -> f64) -> Vec
 /// Python's own executors, measured by benches/peers.py when python3 is on the PATH.
 /// Lines look like `A<TAB>python ThreadPoolExecutor<TAB>v1,v2,v3`.
 fn python_figures(workloads: &[String]) -> Vec<(String, Figure)> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers.py");
     let Ok(out) = Command::new("python3").arg(script).args(workloads).output() else {
         println!("(python3 not found: no Python rows)");
         return Vec::new();

@@ -181,6 +181,7 @@ impl<T> Ready<T> {
 /// assert_eq!(results.next(), Some(Err(MapError::Timeout))); // the slow one is given up
 /// assert_eq!(results.next(), None);
 /// ```
+#[must_use = "a map is lazy: nothing is submitted until it is iterated"]
 pub struct Map<'a, T: Send + 'static> {
     feed: Feed<'a, T>,
     in_flight: VecDeque<Pending<T>>,
@@ -355,6 +356,7 @@ impl<T: Send + 'static> fmt::Debug for Map<'_, T> {
 /// assert_eq!(first, Some(Ok(1))); // the quick one comes first
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "a map is lazy: nothing is submitted until it is iterated"]
 pub struct MapUnordered<'a, T: Send + 'static> {
     feed: Feed<'a, T>,
     in_flight: AsCompleted<(Span, Future<Chunk<T>>)>,
@@ -519,6 +521,7 @@ impl<T: Send + 'static> Iterator for MapUnordered<'_, T> {
 /// assert_eq!(seen, [0, 1, 2, 3, 4]);
 /// ```
 #[derive(Debug)]
+#[must_use = "a map is lazy: nothing is submitted until it is iterated"]
 pub struct MapUnorderedIndexed<'a, T: Send + 'static> {
     inner: MapUnordered<'a, T>,
 }

@@ -282,6 +282,7 @@ where
 /// assert_eq!(seen, [0, 1, 2, 10]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "iterators are lazy: iterate it to get the futures as they finish"]
 pub struct AsCompleted<F: Waitable> {
     /// Futures not yet yielded, by key; a yielded future's slot is reused, so memory follows
     /// the futures in flight, not all that ever passed through (`map_unordered` over an
@@ -653,6 +654,7 @@ impl<F: Waitable> fmt::Debug for AsCompleted<F> {
 /// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "iterators are lazy: iterate it to get the futures as they finish"]
 pub struct AsCompletedTimeout<F: Waitable> {
     inner: AsCompleted<F>,
     deadline: Instant,

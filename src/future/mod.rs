@@ -93,6 +93,25 @@ impl fmt::Display for State {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
+/// Dropping a `Future` detaches its task, as dropping a `std::thread::JoinHandle` does: the
+/// task still runs (a pool never cancels work because nobody waits), and its result is
+/// dropped when it finishes. To stop a task that has not started, [`cancel`](Self::cancel)
+/// it first.
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// let pool = ThreadPoolExecutor::new();
+/// let ran = Arc::new(AtomicBool::new(false));
+/// let r = ran.clone();
+/// drop(pool.submit(move || r.store(true, Ordering::SeqCst))?); // detached, not cancelled
+/// pool.shutdown(); // waits for it
+/// assert!(ran.load(Ordering::SeqCst));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// A `Future` is not `Clone`: its value has one owner. [`share`](Self::share) it instead.
 ///
 /// ```compile_fail
@@ -107,7 +126,7 @@ impl fmt::Display for State {
 /// let a = future.result();
 /// let b = future.result();
 /// ```
-#[must_use = "a future does nothing unless its result is read or it is waited on"]
+#[must_use = "the task runs anyway; dropping its Future detaches it and discards the result (and any panic)"]
 pub struct Future<T> {
     pub(crate) task: Arc<dyn Handle<T>>,
 }
