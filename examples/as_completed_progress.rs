@@ -1,14 +1,15 @@
 //! Downloads (simulated) finishing in any order, a progress bar that moves as each one
-//! completes, and a per-item error that does not stop the rest.
+//! completes (indicatif, which draws nothing when stderr is not a terminal), and a per-item
+//! error that does not stop the rest.
 //!
 //! ```text
 //! cargo run --release --example as_completed_progress
 //! ```
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use concurrent_futures::{as_completed, ThreadPoolExecutor};
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// Pretends to fetch a page: sleeps a pseudo-random time, and fails for one URL.
 fn fetch(url: &str) -> Result<usize, String> {
@@ -20,16 +21,6 @@ fn fetch(url: &str) -> Result<usize, String> {
         return Err(format!("{url}: 503 Service Unavailable"));
     }
     Ok(1000 + (h % 9000) as usize)
-}
-
-fn bar(done: usize, total: usize) -> String {
-    let width = 30;
-    let filled = done * width / total;
-    format!(
-        "[{}{}] {done:>2}/{total}",
-        "#".repeat(filled),
-        ".".repeat(width - filled)
-    )
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -55,19 +46,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let (mut bytes, mut failed) = (0, Vec::new());
     let total = futures.len();
-    for (done, item) in as_completed(futures)
-        .timeout(Duration::from_secs(30))
-        .enumerate()
-    {
+    let completions = as_completed(futures).timeout(Duration::from_secs(30));
+    // The iterator knows how many futures it may still yield: the bar's length.
+    let bar = ProgressBar::new(completions.size_hint().1.unwrap_or(total) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("[{bar:30}] {pos:>2}/{len} {msg}")?.progress_chars("#>."),
+    );
+    for item in completions {
         let (url, fut) = item?;
         match fut.result()? {
             Ok(n) => bytes += n,
             Err(e) => failed.push(e),
         }
-        eprint!("\r{} {url:<32}", bar(done + 1, total));
-        std::io::stderr().flush()?;
+        bar.set_message(url);
+        bar.inc(1);
     }
-    eprintln!();
+    bar.finish_and_clear();
     println!(
         "fetched {} pages, {bytes} bytes, in {:.2?} with 8 threads",
         total - failed.len(),

@@ -1,7 +1,7 @@
 //! [`Map`] and [`MapUnordered`]: lazy, bounded, chunked maps over an executor, with a deadline.
 //!
-//! Both pull their input through a [`Source`]: a closure that takes the next chunk of items
-//! and submits it as one task, so one implementation serves every executor. At most
+//! Both pull their input through a [`Source`]: the input iterator and a closure that submits
+//! a chunk of items as one task, so one implementation serves every executor. At most
 //! `buffer` chunks are in flight; each chunk taken from the front is replaced before the
 //! iterator blocks on it, so the workers stay busy while the caller consumes. Nothing is
 //! submitted before the first `next()`, so `buffer_size` and `chunk_size` apply to every
@@ -21,11 +21,55 @@ use crate::ResultTimeoutError;
 /// The results of one chunk, one per item: a panic fails its own item only.
 pub(crate) type Chunk<T> = Vec<Result<T, TaskError>>;
 
-/// Pulls up to `n` input items and submits them as one task: `None` when the input is
-/// exhausted, else how many items it took and the task's future, or `Err` with a reason
-/// when the executor refused the task.
-pub(crate) type Source<'a, T> =
-    Box<dyn FnMut(usize) -> Option<(usize, Result<Future<Chunk<T>>, Arc<str>>)> + Send + 'a>;
+/// What submitting a chunk gives: its future, or the executor's reason for refusing it.
+pub(crate) type Submitted<T> = Result<Future<Chunk<T>>, Arc<str>>;
+
+/// The input of a map: takes up to `n` items and submits them as one task (`None` when the
+/// input is exhausted, else how many items it took and what the submit gave), and says how
+/// many items may be left.
+pub(crate) trait Feeder<T>: Send {
+    fn next_chunk(&mut self, n: usize) -> Option<(usize, Submitted<T>)>;
+    fn size_hint(&self) -> (usize, Option<usize>);
+}
+
+/// A map's input, boxed.
+pub(crate) type Source<'a, T> = Box<dyn Feeder<T> + 'a>;
+
+/// The one [`Feeder`]: an iterator and an executor's way to submit a chunk of its items.
+pub(crate) struct Input<I, S> {
+    items: I,
+    submit: S,
+}
+
+/// A map's input over `items`, each chunk submitted by `submit`.
+pub(crate) fn source<'a, I, S, T>(items: I, submit: S) -> Source<'a, T>
+where
+    I: Iterator + Send + 'a,
+    S: FnMut(Vec<I::Item>) -> Submitted<T> + Send + 'a,
+    T: Send + 'static,
+{
+    Box::new(Input { items, submit })
+}
+
+impl<I, S, T> Feeder<T> for Input<I, S>
+where
+    I: Iterator + Send,
+    S: FnMut(Vec<I::Item>) -> Submitted<T> + Send,
+    T: Send + 'static,
+{
+    fn next_chunk(&mut self, n: usize) -> Option<(usize, Submitted<T>)> {
+        let batch: Vec<I::Item> = self.items.by_ref().take(n).collect();
+        if batch.is_empty() {
+            return None;
+        }
+        let len = batch.len();
+        Some((len, (self.submit)(batch)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.items.size_hint()
+    }
+}
 
 /// Applies `f` to every item of a chunk, catching each item's panic separately.
 pub(crate) fn run_chunk<A, T>(f: &(impl Fn(A) -> T + ?Sized), items: Vec<A>) -> Chunk<T> {
@@ -81,7 +125,7 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
     fn fill(&mut self, in_flight: usize, mut push: impl FnMut(Pending<T>)) {
         let mut in_flight = in_flight;
         while !self.exhausted && in_flight < self.buffer && !self.expired() {
-            match (self.source)(self.chunk) {
+            match self.source.next_chunk(self.chunk) {
                 None => self.exhausted = true,
                 Some((len, outcome)) => {
                     let span = Span {
@@ -97,6 +141,27 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
                     in_flight += 1;
                 }
             }
+        }
+    }
+
+    /// How many results may still come, given `known` results certain to come (in hand or in
+    /// flight). Exact for a sized input without a deadline (while the executor accepts the
+    /// map's tasks: a refusal ends the map early); with a deadline, the map may end with its
+    /// timeout error at any point.
+    fn size_hint(&self, known: usize) -> (usize, Option<usize>) {
+        if self.finished {
+            return (0, Some(0));
+        }
+        let (lo, hi) = if self.exhausted {
+            (0, Some(0))
+        } else {
+            self.source.size_hint()
+        };
+        let lo = known.saturating_add(lo);
+        let hi = hi.and_then(|hi| hi.checked_add(known));
+        match self.deadline {
+            Some(_) => (lo.min(1), hi),
+            None => (lo, hi),
         }
     }
 
@@ -141,6 +206,10 @@ impl<T> Ready<T> {
             items: Vec::new().into_iter(),
             repeat: (span.len > 0).then_some((err, span.len)),
         }
+    }
+
+    fn len(&self) -> usize {
+        self.items.len() + self.repeat.as_ref().map_or(0, |(_, n)| *n)
     }
 
     fn pop(&mut self) -> Option<(usize, Result<T, MapError>)> {
@@ -316,6 +385,11 @@ impl<T: Send + 'static> Iterator for Map<'_, T> {
             };
         }
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let in_flight: usize = self.in_flight.iter().map(|(span, _)| span.len).sum();
+        self.feed.size_hint(self.ready.len() + in_flight)
+    }
 }
 
 impl<T: Send + 'static> std::iter::FusedIterator for Map<'_, T> {}
@@ -360,6 +434,8 @@ impl<T: Send + 'static> fmt::Debug for Map<'_, T> {
 pub struct MapUnordered<'a, T: Send + 'static> {
     feed: Feed<'a, T>,
     in_flight: AsCompleted<(Span, Future<Chunk<T>>)>,
+    /// The items of the chunks in flight.
+    in_flight_items: usize,
     /// A refused chunk, to report once per item.
     refused: Option<(Span, Arc<str>)>,
     ready: Ready<T>,
@@ -370,15 +446,23 @@ impl<'a, T: Send + 'static> MapUnordered<'a, T> {
         MapUnordered {
             feed: Feed::new(source, buffer),
             in_flight: as_completed(Vec::new()),
+            in_flight_items: 0,
             refused: None,
             ready: Ready::empty(),
         }
     }
 
     fn fill(&mut self) {
-        let (in_flight, refused) = (&mut self.in_flight, &mut self.refused);
+        let (in_flight, items, refused) = (
+            &mut self.in_flight,
+            &mut self.in_flight_items,
+            &mut self.refused,
+        );
         self.feed.fill(in_flight.remaining(), |(span, f)| match f {
-            Ok(fut) => in_flight.push((span, fut)),
+            Ok(fut) => {
+                *items += span.len;
+                in_flight.push((span, fut));
+            }
             Err(reason) => *refused = Some((span, reason)),
         });
     }
@@ -456,6 +540,7 @@ impl<'a, T: Send + 'static> MapUnordered<'a, T> {
             fut.cancel();
             lowest = lowest.min(span.first);
         }
+        self.in_flight_items = 0;
         lowest
     }
 
@@ -484,6 +569,7 @@ impl<'a, T: Send + 'static> MapUnordered<'a, T> {
             };
             match key {
                 Some((span, fut)) => {
+                    self.in_flight_items -= span.len;
                     self.fill();
                     self.ready = match fut.result() {
                         Ok(chunk) => Ready::chunk(span, chunk),
@@ -500,11 +586,23 @@ impl<'a, T: Send + 'static> MapUnordered<'a, T> {
     }
 }
 
+impl<T: Send + 'static> MapUnordered<'_, T> {
+    fn hint(&self) -> (usize, Option<usize>) {
+        let refused = self.refused.as_ref().map_or(0, |(span, _)| span.len);
+        self.feed
+            .size_hint(self.ready.len() + self.in_flight_items + refused)
+    }
+}
+
 impl<T: Send + 'static> Iterator for MapUnordered<'_, T> {
     type Item = Result<T, MapError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_indexed().map(|(_, item)| item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.hint()
     }
 }
 
@@ -531,6 +629,10 @@ impl<T: Send + 'static> Iterator for MapUnorderedIndexed<'_, T> {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.inner.next_indexed()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.hint()
     }
 }
 

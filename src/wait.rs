@@ -720,6 +720,16 @@ impl<F: Waitable> Iterator for AsCompletedTimeout<F> {
             }
         }
     }
+
+    /// At most one item per future not yet yielded (the timeout error takes the place of
+    /// the rest); at least one while any is left.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.timed_out {
+            return (0, Some(0));
+        }
+        let left = self.inner.remaining;
+        (left.min(1), Some(left))
+    }
 }
 
 impl<F: Waitable> std::iter::FusedIterator for AsCompletedTimeout<F> {}

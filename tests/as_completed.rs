@@ -256,3 +256,14 @@ fn remaining_futures_come_back_in_the_order_given_after_slots_are_reused() {
     assert_eq!(left, [ids[0], ids[2], ids[3], late_id]);
     drop(ps);
 }
+
+#[test]
+fn the_timeout_form_bounds_its_length() {
+    let (ps, fs) = promises(3);
+    let mut it = as_completed(fs).timeout(HANG);
+    assert_eq!(it.size_hint(), (1, Some(3)));
+    ps[0].set_result(0).unwrap();
+    assert!(it.next().unwrap().is_ok());
+    assert_eq!(it.size_hint(), (1, Some(2)));
+    drop(ps);
+}

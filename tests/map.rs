@@ -459,3 +459,31 @@ fn unordered_with_index_names_every_item_once() {
         }
     }
 }
+
+#[test]
+fn size_hint_is_exact_over_a_sized_input_and_bounded_with_a_deadline() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
+    let mut it = pool.map(|x: u32| x, 0..10).chunk_size(3);
+    assert_eq!(it.size_hint(), (10, Some(10)));
+    it.next().unwrap().unwrap();
+    assert_eq!(it.size_hint(), (9, Some(9)));
+    assert_eq!(it.by_ref().count(), 9);
+    assert_eq!(it.size_hint(), (0, Some(0)));
+
+    let mut it = pool.map_unordered(|x: u32| x, 0..10).chunk_size(4);
+    assert_eq!(it.size_hint(), (10, Some(10)));
+    it.next().unwrap().unwrap();
+    assert_eq!(it.size_hint(), (9, Some(9)));
+    let indexed = pool.map_unordered(|x: u32| x, 0..5).with_index();
+    assert_eq!(indexed.size_hint(), (5, Some(5)));
+
+    // With a deadline the map may end with its timeout error early.
+    let timed = pool.map(|x: u32| x, 0..10).timeout(HANG);
+    assert_eq!(timed.size_hint(), (1, Some(10)));
+    // An endless input has no upper bound.
+    let endless = pool.map(|x: u32| x, 0..);
+    assert_eq!(endless.size_hint(), (usize::MAX, None));
+}

@@ -287,13 +287,8 @@ impl ProcessPoolExecutor {
         I::IntoIter: Send + 'a,
     {
         let shared = self.shared.clone();
-        let mut items = items.into_iter();
         let call = shipping::ship(f, shipping::chunk_trampoline::<A, R> as Trampoline);
-        Box::new(move |chunk| {
-            let batch: Vec<A> = items.by_ref().take(chunk).collect();
-            if batch.is_empty() {
-                return None;
-            }
+        crate::map::source(items.into_iter(), move |batch: Vec<A>| {
             let len = batch.len();
             let (promise, future) = Promise::new();
             // The encoding of a `Vec<A>`, item by item, so that each item can be sent again
@@ -306,7 +301,7 @@ impl ProcessPoolExecutor {
                     let _ = promise.set_error(TaskError::Transport(
                         format!("cannot encode the argument: {e}").into(),
                     ));
-                    return Some((len, Ok(future)));
+                    return Ok(future);
                 }
                 ranges.push(start..args.len());
             }
@@ -318,10 +313,10 @@ impl ProcessPoolExecutor {
                 timeout: shared.config.task_timeout,
                 sink: Box::new(job::Many(promise)),
             };
-            match shared.push(job) {
-                Ok(()) => Some((len, Ok(future))),
-                Err(refusal) => Some((len, Err(Arc::from(refusal.into_error(()).to_string())))),
-            }
+            shared
+                .push(job)
+                .map(|()| future)
+                .map_err(|refusal| Arc::from(refusal.into_error(()).to_string()))
         })
     }
 

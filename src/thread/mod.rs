@@ -318,17 +318,11 @@ impl ThreadPoolExecutor {
     {
         let shared = self.shared.clone();
         let f = Arc::new(f);
-        let mut items = items.into_iter();
-        Box::new(move |chunk| {
-            let batch: Vec<_> = items.by_ref().take(chunk).collect();
-            if batch.is_empty() {
-                return None;
-            }
-            let (f, len) = (f.clone(), batch.len());
-            let submitted = shared
+        crate::map::source(items.into_iter(), move |batch| {
+            let f = f.clone();
+            shared
                 .submit(move || run_chunk(&*f, batch))
-                .map_err(|e| Arc::from(e.to_string()));
-            Some((len, submitted))
+                .map_err(|e| Arc::from(e.to_string()))
         })
     }
 
