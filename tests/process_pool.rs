@@ -99,7 +99,14 @@ fn a_panic_is_a_value_and_the_worker_lives_on() {
         .unwrap()
         .result()
         .unwrap_err();
-    assert_eq!(err, TaskError::Panicked("bad pixel".into()));
+    // The panic's own message, then where it happened, in the worker.
+    let message = err.panic_message().unwrap_or_default();
+    assert!(
+        message.starts_with("bad pixel (worker process ")
+            && message.contains(", thread '")
+            && message.contains("tests/process_pool.rs:"),
+        "{message}"
+    );
     assert_eq!(
         pool.submit(pid, ()).unwrap().result().unwrap(),
         before,
@@ -467,4 +474,36 @@ fn a_failing_initializer_is_a_clear_build_error() {
             .contains("the initializer failed: panicked: no model file"),
         "{err}"
     );
+}
+
+/// Builds a pool and panics a task in it; run as a child process by the next test, which
+/// reads its stderr.
+#[test]
+fn panic_report_helper() {
+    if std::env::var_os("CF_PANIC_REPORT").is_none() {
+        return;
+    }
+    let pool = pool(1);
+    let err = pool.submit(boom, "bad pixel".into()).unwrap().result();
+    println!("RESULT {err:?}");
+}
+
+#[test]
+fn a_task_panic_is_not_printed_as_the_parents_own_unless_asked() {
+    let run = |backtrace: &str| {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["panic_report_helper", "--exact", "--nocapture", "-q"])
+            .env("CF_PANIC_REPORT", "1")
+            .env("RUST_BACKTRACE", backtrace)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(stdout.contains("RESULT Err(Panicked(\"bad pixel (worker process"), "{stdout}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let quiet = run("0");
+    assert!(!quiet.contains("panicked at"), "{quiet}");
+    let asked = run("1");
+    assert!(asked.contains("panicked at") && asked.contains("bad pixel"), "{asked}");
 }

@@ -59,7 +59,7 @@ pub(crate) fn trampoline<A: DeserializeOwned, R: Serialize>(f: usize, arg: &[u8]
             Ok(bytes) => Outcome::Done(bytes),
             Err(e) => Outcome::Broken(format!("cannot encode the result: {e}")),
         },
-        Err(p) => Outcome::Panicked(crate::error::panic_message(&*p).to_owned()),
+        Err(p) => Outcome::Panicked(super::worker::panic_report(&*p)),
     }
 }
 
@@ -78,7 +78,7 @@ pub(crate) fn chunk_trampoline<A: DeserializeOwned, R: Serialize>(
         .into_iter()
         .map(|a| {
             panic::catch_unwind(AssertUnwindSafe(|| f(a)))
-                .map_err(|p| crate::error::panic_message(&*p).to_owned())
+                .map_err(|p| super::worker::panic_report(&*p))
         })
         .collect();
     match codec::encode(&results) {

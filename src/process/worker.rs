@@ -231,6 +231,7 @@ fn serve(mut socket: UnixStream) -> i32 {
     if frame::write(&mut socket, frame::HELLO, &[&hello], frame::HANDSHAKE_LIMIT).is_err() {
         return NOT_A_WORKER;
     }
+    quiet_panics();
     let (limit, initializer) = match frame::read(&mut socket, frame::HANDSHAKE_LIMIT, None) {
         Ok((frame::SETUP, setup)) if setup.len() == 16 => {
             let limit = u64::from_le_bytes(setup[..8].try_into().expect("8 bytes"));
@@ -241,8 +242,7 @@ fn serve(mut socket: UnixStream) -> i32 {
     };
     if initializer != 0 {
         let outcome = shipping::initializer_at(initializer).and_then(|init| {
-            std::panic::catch_unwind(init)
-                .map_err(|p| format!("panicked: {}", crate::error::panic_message(&*p)))
+            std::panic::catch_unwind(init).map_err(|p| format!("panicked: {}", panic_report(&*p)))
         });
         if let Err(why) = outcome {
             let why = truncate(format!("the initializer failed: {why}"), limit);
@@ -284,6 +284,49 @@ fn serve(mut socket: UnixStream) -> i32 {
         if sent.is_err() {
             return 0;
         }
+    }
+}
+
+thread_local! {
+    /// Where the last panic on this thread happened, for the task's error.
+    static PANIC_CONTEXT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A task's panic is its future's error in the parent, so the worker does not print it as
+/// `thread 'main' panicked at ...` on the parent's stderr (where it would read as if the
+/// parent had crashed). It records where the panic happened, for the error message, and
+/// prints the standard report only when `RUST_BACKTRACE` asks for a backtrace.
+fn quiet_panics() {
+    let report = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+    let standard = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let at = info
+            .location()
+            .map(|l| format!(", at {l}"))
+            .unwrap_or_default();
+        let context = format!(
+            "worker process {}, thread '{}'{at}",
+            std::process::id(),
+            thread.name().unwrap_or("<unnamed>")
+        );
+        let _ = PANIC_CONTEXT.try_with(|c| *c.borrow_mut() = Some(context));
+        if report {
+            standard(info);
+        }
+    }));
+}
+
+/// The message of a panic caught on this thread, with where it happened.
+pub(crate) fn panic_report(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = crate::error::panic_message(payload);
+    match PANIC_CONTEXT
+        .try_with(|c| c.borrow_mut().take())
+        .ok()
+        .flatten()
+    {
+        Some(context) => format!("{message} ({context})"),
+        None => message.to_owned(),
     }
 }
 
