@@ -81,6 +81,12 @@ fn thumbnail(img: Image) -> Stats {
     }
 }
 
+fn stuck(_: ()) -> u8 {
+    loop {
+        std::thread::sleep(Duration::from_secs(1)); // a call that never returns
+    }
+}
+
 fn crashes(_: ()) -> u8 {
     std::process::abort() // stands in for a segfault in a C library
 }
@@ -166,5 +172,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         results.iter().filter(|r| r.is_ok()).count()
     );
     assert_eq!((results.len(), failed.len()), (32, 1));
+
+    // And a running task can be killed on request (Python's cancel() cannot): its worker is
+    // replaced, nothing else is touched.
+    let hung = processes.submit(stuck, ())?;
+    while !hung.running() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    processes.kill_task(&hung);
+    println!("a stuck task, killed on request: {:?}", hung.result());
     Ok(())
 }

@@ -499,11 +499,92 @@ fn a_task_panic_is_not_printed_as_the_parents_own_unless_asked() {
             .unwrap();
         assert!(out.status.success(), "{out:?}");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(stdout.contains("RESULT Err(Panicked(\"bad pixel (worker process"), "{stdout}");
+        assert!(
+            stdout.contains("RESULT Err(Panicked(\"bad pixel (worker process"),
+            "{stdout}"
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let quiet = run("0");
     assert!(!quiet.contains("panicked at"), "{quiet}");
     let asked = run("1");
-    assert!(asked.contains("panicked at") && asked.contains("bad pixel"), "{asked}");
+    assert!(
+        asked.contains("panicked at") && asked.contains("bad pixel"),
+        "{asked}"
+    );
+}
+
+fn hang_forever(_: ()) -> u8 {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn kill_task_stops_a_running_task_and_touches_nothing_else() {
+    let pool = pool(2);
+    let other = pool.submit(sleep_ms, 300).unwrap();
+    let stuck = pool.submit(hang_forever, ()).unwrap();
+    eventually(|| stuck.running() && other.running());
+    let pids = pool.worker_pids();
+    assert!(pool.kill_task(&stuck));
+    assert_eq!(stuck.result(), Err(TaskError::Cancelled));
+    assert!(other.result().is_ok(), "the other task is untouched");
+    // The killed worker was replaced; the pool serves on.
+    assert_eq!(pool.submit(square, 7).unwrap().result(), Ok(49));
+    eventually(|| pids.iter().filter(|p| alive(**p)).count() == 1);
+    assert_eq!(pool.worker_pids().len(), 2);
+}
+
+#[test]
+fn kill_task_cancels_a_queued_task_and_ignores_a_finished_one() {
+    let pool = pool(1);
+    let busy = pool.submit(sleep_ms, 300).unwrap();
+    let queued = pool.submit(square, 3).unwrap();
+    assert!(pool.kill_task(&queued));
+    assert!(queued.cancelled());
+    let before = busy.result().unwrap();
+    let done = pool.submit(square, 2).unwrap();
+    while !done.done() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!pool.kill_task(&done));
+    assert_eq!(done.result(), Ok(4));
+    assert_eq!(
+        pool.submit(pid, ()).unwrap().result(),
+        Ok(before),
+        "no worker was killed"
+    );
+}
+
+/// Touches and leaks `mib` MiB, as a leaking library would.
+fn leak(mib: usize) -> u32 {
+    let v = vec![1u8; mib << 20];
+    std::hint::black_box(&v);
+    std::mem::forget(v);
+    std::process::id()
+}
+
+#[test]
+fn a_worker_over_its_memory_limit_is_replaced_after_its_task() {
+    concurrent_futures::init();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_memory_per_child(64 << 20)
+        .build()
+        .unwrap();
+    let small = pool.submit(leak, 1).unwrap().result().unwrap();
+    assert_eq!(
+        pool.submit(pid, ()).unwrap().result(),
+        Ok(small),
+        "under the limit: the same worker"
+    );
+    let big = pool.submit(leak, 128).unwrap().result().unwrap();
+    assert_eq!(
+        big, small,
+        "the task that crossed the limit completed on that worker"
+    );
+    let next = pool.submit(pid, ()).unwrap().result().unwrap();
+    assert_ne!(next, big, "over the limit: replaced after its task");
+    eventually(|| !alive(big));
 }

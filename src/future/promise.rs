@@ -48,6 +48,11 @@ impl<T: Send + 'static> Promise<T> {
         Future::from_task(self.task.clone())
     }
 
+    /// The identity of the future: what [`Future::id`] returns for it.
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.task).cast::<()>() as usize
+    }
+
     /// Marks the future running unless it was cancelled: `true` if it is now running (or
     /// already was), `false` if it was cancelled or is already finished. After `true` the
     /// future can no longer be cancelled.

@@ -20,6 +20,7 @@ pub const MIN_FRAME_BYTES: usize = 1024;
 pub(super) struct Config {
     pub(super) max_workers: usize,
     pub(super) max_tasks_per_child: Option<usize>,
+    pub(super) max_memory_per_child: Option<u64>,
     pub(super) task_timeout: Option<Duration>,
     pub(super) idle_timeout: Option<Duration>,
     pub(super) frame_limit: usize,
@@ -57,6 +58,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("max_workers", &self.max_workers)
             .field("max_tasks_per_child", &self.max_tasks_per_child)
+            .field("max_memory_per_child", &self.max_memory_per_child)
             .field("task_timeout", &self.task_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("frame_limit", &self.frame_limit)
@@ -84,6 +86,7 @@ impl ProcessPoolBuilder {
             config: Config {
                 max_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 max_tasks_per_child: None,
+                max_memory_per_child: None,
                 task_timeout: None,
                 idle_timeout: None,
                 frame_limit: DEFAULT_FRAME_LIMIT,
@@ -114,6 +117,23 @@ impl ProcessPoolBuilder {
     /// See [`ProcessPoolBuilder`].
     pub fn max_tasks_per_child(mut self, n: usize) -> Self {
         self.config.max_tasks_per_child = Some(n.max(1));
+        self
+    }
+
+    /// Replaces a worker whose resident memory has grown past `bytes` when it finishes a
+    /// task (Celery's `worker_max_memory_per_child`): a library that leaks or a cache that
+    /// only grows is reset without a fixed task count. The task that pushed it over still
+    /// completes normally. Read from `/proc` (Linux); where that cannot be read, the limit is
+    /// not applied.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Recycle a worker once it holds more than 512 MiB.
+    /// let b = concurrent_futures::ProcessPoolBuilder::new().max_memory_per_child(512 << 20);
+    /// ```
+    pub fn max_memory_per_child(mut self, bytes: u64) -> Self {
+        self.config.max_memory_per_child = Some(bytes);
         self
     }
 

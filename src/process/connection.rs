@@ -34,6 +34,21 @@ impl Process {
         self.pid
     }
 
+    /// The resident memory of the process, from `/proc` (Linux); `None` where it cannot be
+    /// read.
+    pub(super) fn resident_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
     /// Sends SIGKILL unless the process has been reaped already.
     pub(super) fn kill(&self) {
         let _ = self.child.lock().kill();
@@ -217,6 +232,10 @@ impl Connection {
             }
             _ => Err("the worker's handshake failed".into()),
         }
+    }
+
+    pub(super) fn process(&self) -> &Arc<Process> {
+        &self.process
     }
 
     /// Runs one task: sends it, then waits for the answer until `deadline` (`None`: no time

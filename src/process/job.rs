@@ -29,6 +29,8 @@ pub(super) trait Sink: Send {
     fn start(&self) -> bool;
     fn cancelled(&self) -> bool;
     fn cancel(&self);
+    /// The identity of the future, as [`Future::id`](crate::Future::id) gives it.
+    fn id(&self) -> usize;
     fn fail(self: Box<Self>, err: TaskError);
     /// The payload of a DONE frame answering the whole job.
     fn done(self: Box<Self>, bytes: &[u8]);
@@ -68,6 +70,9 @@ macro_rules! promise_sink {
         }
         fn cancel(&self) {
             self.0.cancel();
+        }
+        fn id(&self) -> usize {
+            self.0.id()
         }
         fn fail(self: Box<Self>, err: TaskError) {
             let _ = self.0.set_error(err);

@@ -83,11 +83,17 @@ impl Manager {
                 }
             }
         }
+        let id = sink.id();
+        if let Some(worker) = &self.worker {
+            self.shared.running(id, worker.process()); // from here `kill_task` reaches it
+        }
         if !sink.start() {
+            self.shared.finished(id);
             self.shared.mark_idle();
             return; // cancelled meanwhile
         }
         let job = Run {
+            id,
             call,
             args: &args,
             items: items.as_deref(),
@@ -107,6 +113,9 @@ impl Manager {
             }
         };
         drop(args);
+        if self.shared.finished(id) {
+            self.worker = None; // killed after its answer came: it is gone all the same
+        }
         // Idle before the result is published, so the caller's next submit finds us.
         self.shared.mark_idle();
         match answer {
@@ -120,11 +129,12 @@ impl Manager {
     /// Replaces a worker that is gone or has run its share of tasks, at once, so that the
     /// next job finds a warm one (as Python's pool does). Not after shutdown.
     fn recycle(&mut self) {
+        let config = &self.shared.config;
         let spent = self.worker.as_ref().is_some_and(|w| {
-            self.shared
-                .config
-                .max_tasks_per_child
-                .is_some_and(|max| w.tasks >= max)
+            config.max_tasks_per_child.is_some_and(|max| w.tasks >= max)
+                || config
+                    .max_memory_per_child
+                    .is_some_and(|max| w.process().resident_bytes().is_some_and(|rss| rss > max))
         });
         if spent {
             if let Some(worker) = self.worker.take() {
@@ -156,7 +166,7 @@ impl Manager {
         let timeout = job
             .timeout
             .map(|t| t.saturating_mul(u32::try_from(count).unwrap_or(u32::MAX)));
-        let outcome = self.call(job.call, job.args, timeout);
+        let outcome = self.call(job.id, job.call, job.args, timeout);
         let Some(items) = job.items.filter(|items| items.len() > 1) else {
             return match outcome {
                 Ok(bytes) => Answer::Done(bytes),
@@ -165,6 +175,8 @@ impl Manager {
         };
         match outcome {
             Ok(bytes) => Answer::Done(bytes),
+            // Killed on request: the whole chunk is cancelled.
+            Err(TaskError::Cancelled) => Answer::Failed(TaskError::Cancelled),
             // The chunk failed as a whole (a crash, a hang, a result too large): run its
             // items again one by one, so that only the item at fault fails.
             Err(_) => Answer::Items(
@@ -173,7 +185,7 @@ impl Manager {
                     .map(|range| {
                         let mut one = codec_len(1);
                         one.extend_from_slice(&job.args[range.clone()]);
-                        self.call(job.call, &one, job.timeout)
+                        self.call(job.id, job.call, &one, job.timeout)
                     })
                     .collect(),
             ),
@@ -181,8 +193,10 @@ impl Manager {
     }
 
     /// Runs one call on this manager's worker (starting one if needed) with a time limit.
+    /// A worker killed by `kill_task` meanwhile fails the call as cancelled.
     fn call(
         &mut self,
+        id: usize,
         call: (i64, i64),
         args: &[u8],
         timeout: Option<Duration>,
@@ -195,7 +209,14 @@ impl Manager {
             None => self.worker.insert(self.shared.start_worker(true)?),
         };
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        match worker.call(call, args, deadline) {
+        self.shared.running(id, worker.process());
+        let reply = worker.call(call, args, deadline);
+        if self.shared.killed(id) {
+            // Killed on request, whatever the worker managed to send first: it is gone.
+            self.worker = None;
+            return Err(TaskError::Cancelled);
+        }
+        match reply {
             Ok(Reply::Done(bytes)) => Ok(bytes),
             Ok(Reply::Panicked(msg)) => Err(TaskError::Panicked(msg.into())),
             Ok(Reply::Broken(msg)) => Err(TaskError::Transport(msg.into())),
@@ -212,6 +233,8 @@ impl Manager {
 
 /// The parts of a job a run needs, borrowed.
 struct Run<'a> {
+    /// The future's identity, for `kill_task`.
+    id: usize,
     call: (i64, i64),
     args: &'a [u8],
     items: Option<&'a [std::ops::Range<usize>]>,

@@ -323,6 +323,31 @@ impl ProcessPoolExecutor {
         })
     }
 
+    /// Kills the worker running `future`'s task, which Python's `cancel()` cannot do: the
+    /// future fails with [`TaskError::Cancelled`], the worker is replaced, and no other task
+    /// is touched (a chunk of a map is killed whole). A task still queued is cancelled as
+    /// [`Future::cancel`](crate::Future::cancel) would. Returns `true` if the task was
+    /// running and its worker was killed, or it was queued and is now cancelled; `false` if
+    /// it had already finished.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::{ProcessPoolExecutor, TaskError};
+    /// # use std::time::Duration;
+    /// fn stuck(_: ()) { loop { std::thread::sleep(Duration::from_secs(1)) } }
+    /// concurrent_futures::init();
+    /// let pool = ProcessPoolExecutor::new()?;
+    /// let fut = pool.submit(stuck, ())?;
+    /// while !fut.running() { std::thread::sleep(Duration::from_millis(1)) }
+    /// assert!(pool.kill_task(&fut));
+    /// assert_eq!(fut.result(), Err(TaskError::Cancelled));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn kill_task<T: Send + 'static>(&self, future: &crate::Future<T>) -> bool {
+        self.shared.kill_task(future.id()) || future.cancel()
+    }
+
     /// The number of worker processes.
     ///
     /// # Examples

@@ -57,6 +57,10 @@ struct PoolState {
     handles: Vec<JoinHandle<()>>,
     /// Every worker process that exists, starting or running.
     workers: Vec<Arc<Process>>,
+    /// The futures whose tasks a worker holds now, by identity, with that worker.
+    running: Vec<(usize, Arc<Process>)>,
+    /// Of those, the ones `kill_task` killed: they fail as cancelled.
+    killed: Vec<usize>,
 }
 
 /// Why the pool refuses a task; becomes a [`SubmitError`] around what the caller gets back.
@@ -99,6 +103,8 @@ impl Shared {
                 spawned: 0,
                 handles: Vec::new(),
                 workers: Vec::new(),
+                running: Vec::new(),
+                killed: Vec::new(),
             }),
             callbacks,
         })
@@ -264,6 +270,44 @@ impl Shared {
             .lock()
             .workers
             .retain(|p| !Arc::ptr_eq(p, process));
+    }
+
+    /// `process` now holds (or is about to hold) the task of future `id`.
+    pub(super) fn running(&self, id: usize, process: &Arc<Process>) {
+        let mut state = self.state.lock();
+        state.running.retain(|(r, _)| *r != id);
+        state.running.push((id, process.clone()));
+    }
+
+    /// Whether `kill_task` killed the worker of future `id`'s task.
+    pub(super) fn killed(&self, id: usize) -> bool {
+        self.state.lock().killed.contains(&id)
+    }
+
+    /// The job of future `id` is over; true if `kill_task` killed its worker meanwhile.
+    pub(super) fn finished(&self, id: usize) -> bool {
+        let mut state = self.state.lock();
+        state.running.retain(|(r, _)| *r != id);
+        let killed = state.killed.iter().position(|k| *k == id);
+        killed.map(|i| state.killed.swap_remove(i)).is_some()
+    }
+
+    /// Kills the worker that holds future `id`'s task, if one does.
+    pub(super) fn kill_task(&self, id: usize) -> bool {
+        let mut state = self.state.lock();
+        let Some(process) = state
+            .running
+            .iter()
+            .find(|(r, _)| *r == id)
+            .map(|(_, p)| p.clone())
+        else {
+            return false;
+        };
+        if !state.killed.contains(&id) {
+            state.killed.push(id);
+        }
+        process.kill();
+        true
     }
 
     pub(super) fn worker_pids(&self) -> Vec<u32> {
