@@ -1,11 +1,14 @@
 //! [`Executor`]: what both pools can do, for code that takes either.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+#[cfg(all(unix, feature = "process"))]
+use serde::{de::DeserializeOwned, Serialize};
 
 use crate::future::Future;
+#[cfg(all(unix, feature = "process"))]
 use crate::map::{Map, MapUnordered};
-use crate::{SubmitError, ThreadPoolExecutor};
+use crate::SubmitError;
+#[cfg(all(unix, feature = "process"))]
+use crate::ThreadPoolExecutor;
 
 /// What submitting a `fn(A) -> R` with its argument returns: the future, or the refusal with
 /// the function and argument handed back.
@@ -31,6 +34,8 @@ pub type FnSubmit<A, R> = Result<Future<R>, SubmitError<(fn(A) -> R, A)>>;
 /// assert_eq!(word_lengths(&threads, vec!["a".into(), "bcd".into()]), [1, 3]);
 /// // With processes: word_lengths(&ProcessPoolExecutor::new()?, ...) — the same call.
 /// ```
+#[cfg(all(unix, feature = "process"))]
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "process"))))]
 pub trait Executor {
     /// Runs `f(arg)` and returns its future (Python's `apply_async` / `submit(fn, arg)`).
     ///
@@ -63,6 +68,7 @@ pub trait Executor {
 }
 
 /// Both pools have inherent methods of the same shape; the trait forwards to them.
+#[cfg(all(unix, feature = "process"))]
 macro_rules! forward_executor {
     ($pool:ty) => {
         impl Executor for $pool {
@@ -101,6 +107,7 @@ macro_rules! forward_executor {
     };
 }
 
+#[cfg(all(unix, feature = "process"))]
 forward_executor!(ThreadPoolExecutor);
-#[cfg(unix)]
+#[cfg(all(unix, feature = "process"))]
 forward_executor!(crate::ProcessPoolExecutor);

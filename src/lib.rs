@@ -88,6 +88,13 @@
 //! where CPython breaks the whole pool. Workers talk to the parent over private socket
 //! pairs and act on nothing else; see SECURITY.md for the trust model.
 //!
+//! # Cargo features
+//!
+//! - `process` (default): [`ProcessPoolExecutor`] on Unix, [`init`], and the [`Executor`]
+//!   trait shared by both pools; brings serde, postcard and libc. Without it the crate is the
+//!   thread pool, futures, `map`, `wait`, `as_completed` and the [`lock`] module, with six
+//!   small dependencies.
+//!
 //! # Sharing results
 //!
 //! A [`Future`] is the single owner of its value: [`Future::result`] moves it out, with no
@@ -95,20 +102,26 @@
 //! [`result`](SharedFuture::result) hands out `&T` to every clone and to callbacks.
 
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate tour names the process pool, which this build leaves out.
+#![cfg_attr(
+    not(all(unix, feature = "process")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 mod error;
 mod executor;
 mod future;
 pub mod lock;
 mod map;
-#[cfg(unix)]
+#[cfg(all(unix, feature = "process"))]
 mod process;
 mod sync;
 mod thread;
 mod wait;
 
-/// The README's examples are compiled and run as doc tests.
-#[cfg(doctest)]
+/// The README's examples are compiled and run as doc tests (they show the process pool too).
+#[cfg(all(doctest, unix, feature = "process"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
@@ -116,10 +129,12 @@ pub use crate::error::{
     BuildError, InvalidStateError, MapError, ResultTimeoutError, SubmitError, TaskError,
     TimeoutError, TryResultError,
 };
-pub use crate::executor::{Executor, FnSubmit};
+#[cfg(all(unix, feature = "process"))]
+pub use crate::executor::Executor;
+pub use crate::executor::FnSubmit;
 pub use crate::future::{Future, Promise, SharedFuture, State};
 pub use crate::map::{Map, MapUnordered, MapUnorderedIndexed};
-#[cfg(unix)]
+#[cfg(all(unix, feature = "process"))]
 pub use crate::process::{init, ProcessPoolBuilder, ProcessPoolExecutor, MIN_FRAME_BYTES};
 pub use crate::thread::{InitResult, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use crate::wait::{

@@ -29,7 +29,7 @@ fn public_types_cross_threads() {
     send_sync::<BoundedSemaphore>();
     send_sync::<Event>();
     send_sync::<Barrier>();
-    #[cfg(unix)]
+    #[cfg(all(unix, feature = "process"))]
     {
         send_sync::<ProcessPoolExecutor>();
         send_sync::<ProcessPoolBuilder>();

@@ -1,6 +1,6 @@
 //! A pool whose new workers keep dying at start-up is marked broken instead of respawning
 //! forever. This test binary's workers die at start once a marker file exists.
-#![cfg(unix)]
+#![cfg(all(unix, feature = "process"))]
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! The process pool against hostile processes and bad data: no rendezvous to squat, no code
 //! run from the environment or from forged offsets, nothing a worker sends can crash or
 //! hang the parent, and one result per item from `map` whatever the workers do.
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", feature = "process"))]
 
 mod common;
 

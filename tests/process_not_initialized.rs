@@ -1,5 +1,5 @@
 //! A program that forgot `init()` gets a typed error, never a fork bomb or a second `main`.
-#![cfg(unix)]
+#![cfg(all(unix, feature = "process"))]
 
 use concurrent_futures::{BuildError, ProcessPoolExecutor};
 

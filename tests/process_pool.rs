@@ -1,6 +1,6 @@
 //! `ProcessPoolExecutor`: results, panics, real crashes, time limits, recycling, shutdown,
 //! and no orphans. Crashes are real: a null write, `abort`, `exit`, SIGKILL.
-#![cfg(unix)]
+#![cfg(all(unix, feature = "process"))]
 
 mod common;
 

@@ -49,6 +49,7 @@ impl<T: Send + 'static> Promise<T> {
     }
 
     /// The identity of the future: what [`Future::id`] returns for it.
+    #[cfg(all(unix, feature = "process"))]
     pub(crate) fn id(&self) -> usize {
         Arc::as_ptr(&self.task).cast::<()>() as usize
     }

@@ -14,6 +14,7 @@ pub(crate) const DEFAULT_FRAME_LIMIT: usize = 64 << 20;
 
 /// The smallest [`ProcessPoolBuilder::max_frame_bytes`] that [`build`](ProcessPoolBuilder::build)
 /// accepts: 1 KiB, room for a task's addresses, a small argument and an error message.
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "process"))))]
 pub const MIN_FRAME_BYTES: usize = 1024;
 
 #[derive(Clone)]
@@ -49,6 +50,7 @@ pub(super) struct Config {
 /// ```
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until build() is called"]
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "process"))))]
 pub struct ProcessPoolBuilder {
     config: Config,
 }

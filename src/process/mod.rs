@@ -97,6 +97,7 @@ use crate::map::{Map, MapUnordered, Source};
 ///     Ok(())
 /// }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "process"))))]
 pub struct ProcessPoolExecutor {
     shared: Arc<Shared>,
 }

@@ -65,6 +65,7 @@ pub(crate) fn initialized() -> bool {
 ///     Ok(())
 /// }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "process"))))]
 pub fn init() {
     INITIALIZED.store(true, Ordering::Release);
     if std::env::var_os(WORKER_ENV).is_none() {
@@ -99,6 +100,7 @@ pub fn init() {
 /// concurrent_futures::worker_test!();
 /// ```
 #[macro_export]
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "process"))))]
 macro_rules! worker_test {
     () => {
         #[test]
