@@ -105,7 +105,9 @@ impl ProcessPoolBuilder {
     ///
     /// # Examples
     ///
-    /// See [`ProcessPoolBuilder`].
+    /// ```
+    /// let builder = concurrent_futures::ProcessPoolBuilder::new().max_workers(4);
+    /// ```
     pub fn max_workers(mut self, n: usize) -> Self {
         self.config.max_workers = n;
         self
@@ -116,7 +118,10 @@ impl ProcessPoolBuilder {
     ///
     /// # Examples
     ///
-    /// See [`ProcessPoolBuilder`].
+    /// ```
+    /// // A fresh worker after every 100 tasks.
+    /// let builder = concurrent_futures::ProcessPoolBuilder::new().max_tasks_per_child(100);
+    /// ```
     pub fn max_tasks_per_child(mut self, n: usize) -> Self {
         self.config.max_tasks_per_child = Some(n.max(1));
         self
@@ -151,7 +156,10 @@ impl ProcessPoolBuilder {
     ///
     /// # Examples
     ///
-    /// See [`ProcessPoolBuilder`].
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = concurrent_futures::ProcessPoolBuilder::new().task_timeout(Duration::from_secs(60));
+    /// ```
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.config.task_timeout = Some(limit);
         self
@@ -176,7 +184,10 @@ impl ProcessPoolBuilder {
     ///
     /// # Examples
     ///
-    /// See [`ProcessPoolBuilder`].
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = concurrent_futures::ProcessPoolBuilder::new().idle_timeout(Duration::from_secs(30));
+    /// ```
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.config.idle_timeout = Some(idle);
         self
@@ -236,7 +247,18 @@ impl ProcessPoolBuilder {
     ///
     /// # Examples
     ///
-    /// See [`ProcessPoolBuilder`].
+    /// ```no_run
+    /// use concurrent_futures::{BuildError, ProcessPoolExecutor};
+    ///
+    /// concurrent_futures::init(); // first thing in main
+    /// let pool = ProcessPoolExecutor::builder().max_workers(2).build()?;
+    /// assert_eq!(pool.max_workers(), 2);
+    /// assert!(matches!(
+    ///     ProcessPoolExecutor::builder().max_workers(0).build(),
+    ///     Err(BuildError::ZeroWorkers)
+    /// ));
+    /// # Ok::<(), BuildError>(())
+    /// ```
     pub fn build(self) -> Result<ProcessPoolExecutor, BuildError> {
         if self.config.max_workers == 0 {
             return Err(BuildError::ZeroWorkers);

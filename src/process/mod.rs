@@ -111,7 +111,14 @@ impl ProcessPoolExecutor {
     ///
     /// # Examples
     ///
-    /// See [`init`].
+    /// ```no_run
+    /// fn double(x: u32) -> u32 { x * 2 }
+    ///
+    /// concurrent_futures::init(); // first thing in main
+    /// let pool = concurrent_futures::ProcessPoolExecutor::new()?;
+    /// assert_eq!(pool.submit(double, 21)?.result()?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Result<ProcessPoolExecutor, BuildError> {
         ProcessPoolBuilder::new().build()
     }
@@ -120,7 +127,11 @@ impl ProcessPoolExecutor {
     ///
     /// # Examples
     ///
-    /// See [`ProcessPoolBuilder`].
+    /// ```no_run
+    /// concurrent_futures::init();
+    /// let pool = concurrent_futures::ProcessPoolExecutor::builder().max_workers(2).build()?;
+    /// # Ok::<(), concurrent_futures::BuildError>(())
+    /// ```
     pub fn builder() -> ProcessPoolBuilder {
         ProcessPoolBuilder::new()
     }
@@ -141,7 +152,24 @@ impl ProcessPoolExecutor {
     ///
     /// # Examples
     ///
-    /// See [`ProcessPoolExecutor`].
+    /// ```no_run
+    /// use concurrent_futures::{ProcessPoolExecutor, TaskError};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Job { name: String, size: u64 }
+    ///
+    /// fn describe(job: Job) -> String { format!("{} is {} bytes", job.name, job.size) }
+    /// fn fails(_: ()) -> u8 { panic!("bad input") }
+    ///
+    /// concurrent_futures::init();
+    /// let pool = ProcessPoolExecutor::new()?;
+    /// let fut = pool.submit(describe, Job { name: "a.txt".into(), size: 3 })?;
+    /// assert_eq!(fut.result()?, "a.txt is 3 bytes");
+    /// // A panic is the task's error; the worker lives on.
+    /// assert!(matches!(pool.submit(fails, ())?.result(), Err(TaskError::Panicked(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn submit<A, R>(&self, f: fn(A) -> R, arg: A) -> FnSubmit<A, R>
     where
         A: Serialize + DeserializeOwned,
@@ -248,7 +276,16 @@ impl ProcessPoolExecutor {
     ///
     /// # Examples
     ///
-    /// See [`ProcessPoolExecutor`].
+    /// ```no_run
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// concurrent_futures::init();
+    /// let pool = concurrent_futures::ProcessPoolExecutor::new()?;
+    /// // Chunks of 1,000 items per message make a cheap function worth sending to processes.
+    /// let squares: Vec<u64> = pool.map(square, 0..10_000).chunk_size(1_000).collect::<Result<_, _>>()?;
+    /// assert_eq!(squares[99], 99 * 99);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn map<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Map<'a, R>
     where
         A: Serialize + DeserializeOwned + 'a,
@@ -418,7 +455,18 @@ impl ProcessPoolExecutor {
     ///
     /// # Examples
     ///
-    /// See [`shutdown_with`](Self::shutdown_with).
+    /// ```no_run
+    /// fn one(_: ()) -> u8 { 1 }
+    ///
+    /// concurrent_futures::init();
+    /// let pool = concurrent_futures::ProcessPoolExecutor::new()?;
+    /// let fut = pool.submit(one, ())?;
+    /// pool.shutdown(); // runs what is queued, then stops and reaps every worker
+    /// assert!(fut.done());
+    /// assert!(pool.worker_pids().is_empty());
+    /// assert!(pool.submit(one, ()).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn shutdown(&self) {
         self.shutdown_with(true, false);
     }
