@@ -38,8 +38,11 @@ pub enum TaskError {
     /// The task panicked; the panic message is kept (the worker lives on).
     #[error("task panicked: {0}")]
     Panicked(Arc<str>),
-    /// A [`Promise`](crate::Promise) was failed with this error (Python's `set_exception`).
-    #[error("task failed: {0}")]
+    /// The task's own error: a [`Promise`](crate::Promise) failed with it (Python's
+    /// `set_exception`), or a task returned it ([`Future::result_flat`](crate::Future::result_flat)).
+    /// Shown as that error, whose own causes follow as `source()`; reach the error itself
+    /// with [`failure`](Self::failure) to downcast it.
+    #[error(transparent)]
     Failed(Arc<dyn std::error::Error + Send + Sync>),
     /// The executor broke before the task could run: an initializer failed
     /// (Python's `BrokenExecutor`).
@@ -100,6 +103,27 @@ impl TaskError {
         }
     }
 
+    /// The task's own error, for [`TaskError::Failed`]: downcast it to the type the task
+    /// returned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// let fut = pool.submit(|| "x".parse::<u8>())?;
+    /// let err = fut.result_flat().unwrap_err();
+    /// let parse = err.failure().and_then(|e| e.downcast_ref::<std::num::ParseIntError>());
+    /// assert!(parse.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn failure(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            TaskError::Failed(err) => Some(&**err),
+            _ => None,
+        }
+    }
+
     /// Builds the message of a caught panic payload, as the standard library prints it.
     pub(crate) fn from_panic(payload: Box<dyn Any + Send>) -> TaskError {
         TaskError::Panicked(panic_message(&*payload).into())
@@ -146,11 +170,12 @@ pub enum SubmitError<F> {
         reason: Arc<str>,
     },
     /// No worker thread could be started, and none is running to take the task.
-    #[error("cannot schedule new tasks: no worker thread could be started: {error}")]
+    #[error("cannot schedule new tasks: no worker thread could be started")]
     Spawn {
         /// The refused task.
         task: F,
-        /// The operating system's error.
+        /// The operating system's error (also the error's `source()`).
+        #[source]
         error: Arc<std::io::Error>,
     },
 }
@@ -168,10 +193,53 @@ impl<F> SubmitError<F> {
     /// assert_eq!(task(), "hello");
     /// ```
     pub fn into_inner(self) -> F {
+        self.into_parts().0
+    }
+
+    /// The same error without the task. An error that carries a closure is `Sync` only if
+    /// the closure is; this one always is, so `?` can turn it into a
+    /// `Box<dyn Error + Send + Sync>` or an `anyhow::Error`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::{SubmitError, ThreadPoolExecutor};
+    /// use std::cell::Cell;
+    ///
+    /// fn run(pool: &ThreadPoolExecutor) -> Result<u8, Box<dyn std::error::Error + Send + Sync>> {
+    ///     let not_sync = Cell::new(7); // a closure holding it is Send but not Sync
+    ///     let fut = pool.submit(move || not_sync.get()).map_err(SubmitError::without_task)?;
+    ///     Ok(fut.result()?)
+    /// }
+    ///
+    /// let pool = ThreadPoolExecutor::new();
+    /// assert_eq!(run(&pool).unwrap(), 7);
+    /// pool.shutdown();
+    /// assert_eq!(run(&pool).unwrap_err().to_string(), "cannot schedule new tasks after shutdown");
+    /// ```
+    pub fn without_task(self) -> SubmitError<()> {
+        self.into_parts().1
+    }
+
+    /// Splits the error into the refused task and the same error without it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// pool.shutdown();
+    /// let (task, err) = pool.submit(|| 1).unwrap_err().into_parts();
+    /// assert_eq!(task(), 1);
+    /// assert_eq!(err.to_string(), "cannot schedule new tasks after shutdown");
+    /// ```
+    pub fn into_parts(self) -> (F, SubmitError<()>) {
         match self {
-            SubmitError::Shutdown(task)
-            | SubmitError::Broken { task, .. }
-            | SubmitError::Spawn { task, .. } => task,
+            SubmitError::Shutdown(task) => (task, SubmitError::Shutdown(())),
+            SubmitError::Broken { task, reason } => {
+                (task, SubmitError::Broken { task: (), reason })
+            }
+            SubmitError::Spawn { task, error } => (task, SubmitError::Spawn { task: (), error }),
         }
     }
 }

@@ -388,3 +388,35 @@ fn shared_futures_are_map_keys() {
         assert_eq!(*fut.result().unwrap(), url.len());
     }
 }
+
+#[test]
+fn a_tasks_own_error_keeps_its_source_chain_through_result_flat() {
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("could not load the model")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let pool = concurrent_futures::ThreadPoolExecutor::new();
+    let fut = pool
+        .submit(|| -> Result<u8, Outer> { Err(Outer(std::io::ErrorKind::NotFound.into())) })
+        .unwrap();
+    let err = fut.result_flat().unwrap_err();
+    use std::error::Error as _;
+    assert_eq!(err.to_string(), "could not load the model");
+    let cause = err.source().expect("the task's error's own cause");
+    assert_eq!(
+        cause.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+        Some(std::io::ErrorKind::NotFound)
+    );
+    assert!(err.failure().unwrap().downcast_ref::<Outer>().is_some());
+    // A boxed error takes it with one `?`.
+    let boxed: Box<dyn std::error::Error + Send + Sync> = err.into();
+    assert_eq!(boxed.to_string(), "could not load the model");
+}

@@ -477,6 +477,39 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(60 * 60 * 24 * 365 * 30))
 }
 
+impl<U, E> Future<Result<U, E>>
+where
+    U: Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    /// Like [`result`](Self::result) for a task that returns a `Result`: its own error
+    /// becomes [`TaskError::Failed`], so one `?` (or one `match`) handles every way the task
+    /// can fail, as one `except` does in Python. The error itself stays reachable with
+    /// [`TaskError::failure`] (to downcast) and its causes as `source()`.
+    ///
+    /// # Errors
+    ///
+    /// The task's own error as [`TaskError::Failed`]; otherwise as [`result`](Self::result).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{TaskError, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new();
+    /// let ok = pool.submit(|| "42".parse::<u32>())?;
+    /// assert_eq!(ok.result_flat()?, 42); // not Ok(Ok(42))
+    /// let bad = pool.submit(|| "4x2".parse::<u32>())?;
+    /// let err = bad.result_flat().unwrap_err();
+    /// assert!(matches!(err, TaskError::Failed(_)));
+    /// assert_eq!(err.to_string(), "invalid digit found in string");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn result_flat(self) -> Result<U, TaskError> {
+        self.result()?.map_err(|e| TaskError::Failed(Arc::new(e)))
+    }
+}
+
 impl<T: Send + 'static> std::future::Future for Future<T> {
     type Output = Result<T, TaskError>;
 

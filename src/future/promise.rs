@@ -111,7 +111,7 @@ impl<T: Send + 'static> Promise<T> {
     /// promise.set_exception("disk full").unwrap();
     /// let err = future.result().unwrap_err();
     /// assert!(matches!(err, TaskError::Failed(_)));
-    /// assert_eq!(err.to_string(), "task failed: disk full");
+    /// assert_eq!(err.to_string(), "disk full");
     /// ```
     pub fn set_exception(
         &self,
