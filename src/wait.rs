@@ -86,7 +86,8 @@ mod sealed {
 use sealed::Watch;
 
 /// What [`wait`] and [`as_completed`] accept: a [`Future`], a `&Future`, a
-/// [`SharedFuture`], or a `(key, future)` pair whose key rides along (Python's
+/// [`SharedFuture`], a `&SharedFuture` (so the keys of a map of shared futures can be
+/// waited on in place), or a `(key, future)` pair whose key rides along (Python's
 /// `{executor.submit(f, x): x for x in xs}` idiom).
 ///
 /// This trait is sealed.
@@ -143,6 +144,13 @@ impl<T: Send + 'static> sealed::Sealed for SharedFuture<T> {
     }
 }
 impl<T: Send + 'static> Waitable for SharedFuture<T> {}
+
+impl<T: Send + 'static> sealed::Sealed for &SharedFuture<T> {
+    fn handle(&self) -> &dyn Watch {
+        self.future()
+    }
+}
+impl<T: Send + 'static> Waitable for &SharedFuture<T> {}
 
 impl<K, F: Waitable> sealed::Sealed for (K, F) {
     fn handle(&self) -> &dyn Watch {
