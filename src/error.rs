@@ -221,6 +221,17 @@ impl<F> SubmitError<F> {
         self.into_parts().1
     }
 
+    /// The same error around `f(task)`.
+    pub(crate) fn map_task<G>(self, f: impl FnOnce(F) -> G) -> SubmitError<G> {
+        let (task, err) = self.into_parts();
+        let task = f(task);
+        match err {
+            SubmitError::Shutdown(()) => SubmitError::Shutdown(task),
+            SubmitError::Broken { reason, .. } => SubmitError::Broken { task, reason },
+            SubmitError::Spawn { error, .. } => SubmitError::Spawn { task, error },
+        }
+    }
+
     /// Splits the error into the refused task and the same error without it.
     ///
     /// # Examples

@@ -23,6 +23,7 @@
 //!    A task that a worker claimed first simply runs. Either way nothing is lost.
 
 mod builder;
+mod scope;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -34,6 +35,7 @@ use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 pub use self::builder::{InitResult, ThreadPoolBuilder};
+pub use self::scope::{Scope, ScopedTask};
 use crate::error::{SubmitError, TaskError};
 use crate::future::core::{Call, Job, RunCtx, Runnable, Task, WorkerCounters, WorkerGuard};
 use crate::future::Future;

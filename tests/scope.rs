@@ -1,0 +1,217 @@
+//! `ThreadPoolExecutor::scope`: tasks that borrow from the stack, and the guarantee that
+//! every one has finished or been dropped before `scope` returns, whatever happens.
+
+mod common;
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use common::{Gate, HANG};
+use concurrent_futures::{
+    as_completed, wait, ReturnWhen, SubmitError, TaskError, ThreadPoolExecutor,
+};
+
+#[test]
+fn tasks_borrow_from_the_stack_and_have_run_when_scope_returns() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(3)
+        .build()
+        .unwrap();
+    let data: Vec<u64> = (1..=1000).collect();
+    let total = AtomicUsize::new(0);
+    let sums: Vec<u64> = pool.scope(|s| {
+        let futs: Vec<_> = data
+            .chunks(100)
+            .map(|chunk| {
+                s.submit(|| {
+                    total.fetch_add(chunk.len(), Ordering::Relaxed);
+                    chunk.iter().sum::<u64>()
+                })
+                .unwrap()
+            })
+            .collect();
+        // The pool's own tools work on scoped futures.
+        let (done, _) = wait(futs.iter(), Some(HANG), ReturnWhen::AllCompleted);
+        assert_eq!(done.len(), 10);
+        as_completed(futs).map(|f| f.result().unwrap()).collect()
+    });
+    assert_eq!(sums.iter().sum::<u64>(), 500_500);
+    assert_eq!(total.load(Ordering::Relaxed), 1000);
+}
+
+#[test]
+fn a_leaked_future_does_not_let_scope_return_early() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
+    let mut written = vec![0u8; 4];
+    pool.scope(|s| {
+        for (i, slot) in written.iter_mut().enumerate() {
+            let fut = s
+                .submit(move || {
+                    thread::sleep(Duration::from_millis(20));
+                    *slot = i as u8 + 1;
+                })
+                .unwrap();
+            std::mem::forget(fut); // nobody will ever wait on it
+        }
+    });
+    assert_eq!(
+        written,
+        [1, 2, 3, 4],
+        "every task ran before scope returned"
+    );
+}
+
+#[test]
+fn a_panic_in_the_body_waits_for_the_tasks_then_resumes() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
+    let finished = AtomicUsize::new(0);
+    let caught = panic::catch_unwind(AssertUnwindSafe(|| {
+        pool.scope(|s| {
+            for _ in 0..4 {
+                let _detached = s
+                    .submit(|| {
+                        thread::sleep(Duration::from_millis(30));
+                        finished.fetch_add(1, Ordering::SeqCst);
+                    })
+                    .unwrap();
+            }
+            panic!("the body gives up");
+        })
+    }));
+    let payload = caught.unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"the body gives up"));
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        4,
+        "tasks finished before the unwind"
+    );
+}
+
+#[test]
+fn a_panicking_task_is_its_futures_error_and_the_scope_returns() {
+    let pool = ThreadPoolExecutor::new();
+    let name = String::from("bad input");
+    let err = pool.scope(|s| {
+        s.submit(|| -> u8 { panic!("{name}") })
+            .unwrap()
+            .result()
+            .unwrap_err()
+    });
+    assert_eq!(err, TaskError::Panicked("bad input".into()));
+}
+
+#[test]
+fn nested_scopes_and_tasks_that_submit_into_their_scope() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
+    let count = AtomicUsize::new(0);
+    pool.scope(|outer| {
+        for _ in 0..3 {
+            let _detached = outer
+                .submit(|| {
+                    // A task opens a scope of its own on the same pool...
+                    pool.scope(|inner| {
+                        for _ in 0..3 {
+                            let _detached = inner
+                                .submit(|| count.fetch_add(1, Ordering::SeqCst))
+                                .unwrap();
+                        }
+                    });
+                    // ...and submits more work into the outer one.
+                    let _detached = outer
+                        .submit(|| count.fetch_add(100, Ordering::SeqCst))
+                        .unwrap();
+                })
+                .unwrap();
+        }
+    });
+    assert_eq!(count.load(Ordering::SeqCst), 3 * 3 + 3 * 100);
+}
+
+#[test]
+fn a_scope_on_the_pools_only_worker_runs_its_tasks_inline() {
+    let pool = Arc::new(
+        ThreadPoolExecutor::builder()
+            .max_workers(1)
+            .build()
+            .unwrap(),
+    );
+    let p = pool.clone();
+    let outer = pool
+        .submit(move || {
+            let local = vec![1u32, 2, 3];
+            let seen = AtomicUsize::new(0);
+            p.scope(|s| {
+                for x in &local {
+                    // Tasks of the scope submit more tasks into it, all on the one worker
+                    // that is busy waiting here.
+                    let _detached = s
+                        .submit(|| {
+                            seen.fetch_add(*x as usize, Ordering::SeqCst);
+                            let _detached =
+                                s.submit(|| seen.fetch_add(10, Ordering::SeqCst)).unwrap();
+                        })
+                        .unwrap();
+                }
+            });
+            seen.load(Ordering::SeqCst)
+        })
+        .unwrap();
+    assert_eq!(outer.result_timeout(HANG).ok(), Some(36));
+}
+
+#[test]
+fn a_refused_task_comes_back_callable_and_cancelled_ones_are_dropped() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let ran = AtomicUsize::new(0);
+    pool.scope(|s| {
+        let g = gate.clone();
+        let blocker = pool.submit(move || g.pass()).unwrap();
+        let queued = s.submit(|| ran.fetch_add(1, Ordering::SeqCst)).unwrap();
+        assert!(queued.cancel(), "still queued behind the blocker");
+        pool.shutdown_with(false, false);
+        match s.submit(|| ran.fetch_add(10, Ordering::SeqCst)) {
+            Err(SubmitError::Shutdown(task)) => {
+                task(); // the closure, handed back
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        gate.open();
+        blocker.result().unwrap();
+    });
+    assert_eq!(ran.load(Ordering::SeqCst), 10);
+}
+
+#[test]
+fn many_scopes_with_many_tasks_count_exactly() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(4)
+        .build()
+        .unwrap();
+    for round in 0..200 {
+        let counter = AtomicUsize::new(0);
+        pool.scope(|s| {
+            for _ in 0..50 {
+                let _detached = s
+                    .submit(|| counter.fetch_add(1, Ordering::Relaxed))
+                    .unwrap();
+            }
+        });
+        assert_eq!(counter.load(Ordering::Relaxed), 50, "round {round}");
+    }
+}
