@@ -420,3 +420,41 @@ fn a_tasks_own_error_keeps_its_source_chain_through_result_flat() {
     let boxed: Box<dyn std::error::Error + Send + Sync> = err.into();
     assert_eq!(boxed.to_string(), "could not load the model");
 }
+
+#[test]
+fn on_result_hands_the_outcome_to_the_callback() {
+    use std::sync::mpsc;
+    let pool = concurrent_futures::ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    // Not Clone, not shared: the value itself moves into the callback.
+    struct Page(String);
+    let t = tx.clone();
+    pool.submit(|| Page("body".into()))
+        .unwrap()
+        .on_result(move |r| t.send(r.map(|p| p.0)).unwrap());
+    assert_eq!(rx.recv().unwrap(), Ok("body".to_string()));
+    // Already done: it runs at once, here.
+    let done = pool.submit(|| 1).unwrap();
+    while !done.done() {
+        std::thread::yield_now();
+    }
+    let here = std::thread::current().id();
+    let t = tx.clone();
+    done.on_result(move |r| {
+        assert_eq!(std::thread::current().id(), here);
+        t.send(r.map(|v| v.to_string())).unwrap();
+    });
+    assert_eq!(rx.try_recv().unwrap(), Ok("1".to_string()));
+    // Cancelled: the callback sees it.
+    let (blocker_tx, blocker_rx) = mpsc::channel::<()>();
+    let blocker = pool.submit(move || blocker_rx.recv().unwrap()).unwrap();
+    let queued = pool.submit(|| String::from("never")).unwrap();
+    assert!(queued.cancel());
+    queued.on_result(move |r| tx.send(r).unwrap());
+    assert_eq!(rx.recv().unwrap(), Err(TaskError::Cancelled));
+    blocker_tx.send(()).unwrap();
+    blocker.result().unwrap();
+}

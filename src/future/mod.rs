@@ -426,6 +426,44 @@ impl<T: Send + 'static> Future<T> {
         }
     }
 
+    /// Calls `callback` with the task's outcome when it is done: Python's
+    /// `add_done_callback(lambda f: use(f.result()))`, with the value moved into the
+    /// callback. It takes the handle, since the value has one owner; to read it from several
+    /// callbacks, [`share`](Self::share) the future and use
+    /// [`SharedFuture::add_done_callback`] instead.
+    ///
+    /// Runs where [`add_done_callback`](Self::add_done_callback) runs its callbacks: at once
+    /// if the future is done, else in the thread that completes or cancels it (for a
+    /// process pool, one of the pool's callback threads).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{TaskError, ThreadPoolExecutor};
+    /// use std::sync::mpsc;
+    ///
+    /// let pool = ThreadPoolExecutor::new();
+    /// let (tx, rx) = mpsc::channel();
+    /// let page = pool.submit(|| String::from("<html>"))?;
+    /// let tx2 = tx.clone();
+    /// page.on_result(move |r| tx2.send(r.map(|html| html.len())).unwrap());
+    /// let broken = pool.submit(|| -> usize { panic!("404") })?;
+    /// broken.on_result(move |r| tx.send(r).unwrap());
+    /// let mut got = vec![rx.recv()?, rx.recv()?];
+    /// got.sort_by_key(|r| r.is_err());
+    /// assert_eq!(got[0], Ok(6));
+    /// assert!(matches!(&got[1], Err(TaskError::Panicked(m)) if &**m == "404"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_result(self, callback: impl FnOnce(Result<T, TaskError>) + Send + 'static) {
+        // Registered through a second handle; the owner rides in the callback and takes
+        // the value when it runs (callbacks run after the task's lock is released).
+        let handle = Future {
+            task: self.task.clone(),
+        };
+        handle.add_done_callback(move |_| callback(self.result()));
+    }
+
     /// Turns this handle into a clonable [`SharedFuture`] that hands out `&T`.
     ///
     /// # Examples
