@@ -337,7 +337,12 @@ impl<V> InvalidStateError<V> {
     ///
     /// # Examples
     ///
-    /// See [`InvalidStateError`].
+    /// ```
+    /// use concurrent_futures::{Promise, State};
+    /// let (p, _f) = Promise::new();
+    /// p.cancel();
+    /// assert_eq!(p.set_result(1).unwrap_err().state(), State::Cancelled);
+    /// ```
     pub fn state(&self) -> State {
         self.state
     }
@@ -346,7 +351,11 @@ impl<V> InvalidStateError<V> {
     ///
     /// # Examples
     ///
-    /// See [`InvalidStateError`].
+    /// ```
+    /// let (p, _f) = concurrent_futures::Promise::new();
+    /// p.set_result("first").unwrap();
+    /// assert_eq!(p.set_result("second").unwrap_err().into_inner(), "second");
+    /// ```
     pub fn into_inner(self) -> V {
         self.value
     }

@@ -282,7 +282,17 @@ impl<'a, T: Send + 'static> Map<'a, T> {
     ///
     /// # Examples
     ///
-    /// See [`Map`].
+    /// ```
+    /// use concurrent_futures::{MapError, ThreadPoolExecutor};
+    /// use std::time::Duration;
+    ///
+    /// let pool = ThreadPoolExecutor::new();
+    /// let out: Vec<_> = pool
+    ///     .map(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), [0, 10_000])
+    ///     .timeout(Duration::from_millis(100))
+    ///     .collect();
+    /// assert_eq!(out, [Ok(()), Err(MapError::Timeout)]); // then it ends
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.feed.set_timeout(timeout);
         self

@@ -398,7 +398,18 @@ impl<F: Waitable> AsCompleted<F> {
     ///
     /// # Examples
     ///
-    /// See [`AsCompleted`].
+    /// ```
+    /// use concurrent_futures::{as_completed, Promise};
+    ///
+    /// let (p, first) = Promise::new();
+    /// let mut it = as_completed([first]);
+    /// let (q, second) = Promise::new();
+    /// it.push(second);
+    /// q.set_result(2).unwrap();
+    /// p.set_result(1).unwrap();
+    /// let got: Vec<u8> = it.map(|f| f.result().unwrap()).collect();
+    /// assert_eq!(got, [2, 1]); // in completion order
+    /// ```
     pub fn push(&mut self, future: F) {
         if let Some(key) = self.insert(future) {
             self.register(key);
@@ -450,7 +461,16 @@ impl<F: Waitable> AsCompleted<F> {
     ///
     /// # Examples
     ///
-    /// See [`AsCompletedStream`].
+    /// ```
+    /// use concurrent_futures::{as_completed, Promise};
+    /// use futures::StreamExt;
+    ///
+    /// let (p, f) = Promise::new();
+    /// p.set_result(5).unwrap();
+    /// let mut stream = as_completed([f]).into_stream();
+    /// let fut = futures::executor::block_on(stream.next()).unwrap();
+    /// assert_eq!(fut.result().unwrap(), 5);
+    /// ```
     pub fn into_stream(self) -> AsCompletedStream<F> {
         AsCompletedStream { inner: self }
     }
@@ -706,7 +726,16 @@ impl<F: Waitable> AsCompletedTimeout<F> {
     ///
     /// # Examples
     ///
-    /// See [`AsCompleted::timeout`].
+    /// ```
+    /// use concurrent_futures::{as_completed, Promise};
+    /// use std::time::Duration;
+    ///
+    /// let (_p, slow) = Promise::<u8>::new();
+    /// let mut it = as_completed([slow]).timeout(Duration::from_millis(10));
+    /// assert!(it.next().unwrap().is_err()); // timed out
+    /// let left = it.into_remaining();
+    /// assert_eq!(left.len(), 1); // still pending, to wait on again
+    /// ```
     pub fn into_remaining(self) -> Vec<F> {
         let AsCompletedTimeout { inner, .. } = self;
         inner.into_remaining()

@@ -175,7 +175,12 @@ impl<T: Send + 'static> Future<T> {
     ///
     /// # Examples
     ///
-    /// See [`cancel`](Self::cancel).
+    /// ```
+    /// let (_promise, future) = concurrent_futures::Promise::<u8>::new();
+    /// assert!(!future.cancelled());
+    /// future.cancel();
+    /// assert!(future.cancelled());
+    /// ```
     pub fn cancelled(&self) -> bool {
         self.state() == State::Cancelled
     }
@@ -219,7 +224,15 @@ impl<T: Send + 'static> Future<T> {
     ///
     /// # Examples
     ///
-    /// See [`done`](Self::done).
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    /// let pool = ThreadPoolExecutor::new();
+    /// let fut = pool.submit(|| 1 + 1)?;
+    /// fut.wait(); // without taking the value
+    /// assert!(fut.done());
+    /// assert_eq!(fut.result()?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(&self) {
         if !self.done() && !self::core::help(&*self.task, self) {
             self::core::block_until(&*self.task, None);

@@ -37,7 +37,12 @@ impl<T: Send + 'static> Promise<T> {
     ///
     /// # Examples
     ///
-    /// See [`Promise`].
+    /// ```
+    /// let (promise, future) = concurrent_futures::Promise::new();
+    /// assert!(!future.done());
+    /// promise.set_result(3).unwrap();
+    /// assert_eq!(future.result().unwrap(), 3);
+    /// ```
     pub fn new() -> (Promise<T>, Future<T>) {
         let task = Task::new(Promised, 0);
         let future = Future::from_task(task.clone());

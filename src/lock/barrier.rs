@@ -154,7 +154,18 @@ impl Barrier {
     ///
     /// # Examples
     ///
-    /// See [`Barrier`].
+    /// ```
+    /// use concurrent_futures::lock::Barrier;
+    /// use std::sync::Arc;
+    ///
+    /// let barrier = Arc::new(Barrier::new(2));
+    /// let b = barrier.clone();
+    /// let other = std::thread::spawn(move || b.wait().unwrap());
+    /// let mine = barrier.wait().unwrap();
+    /// let mut ids = [mine, other.join().unwrap()];
+    /// ids.sort();
+    /// assert_eq!(ids, [0, 1]); // each party gets its own index
+    /// ```
     pub fn wait(&self) -> Result<usize, BrokenBarrierError> {
         self.wait_until(self.timeout.map(deadline_after))
     }
@@ -249,7 +260,13 @@ impl Barrier {
     ///
     /// # Examples
     ///
-    /// See [`BrokenBarrierError`].
+    /// ```
+    /// use concurrent_futures::lock::{Barrier, BrokenBarrierError};
+    ///
+    /// let barrier = Barrier::new(2);
+    /// barrier.abort(); // e.g. one party failed
+    /// assert_eq!(barrier.wait(), Err(BrokenBarrierError));
+    /// ```
     pub fn abort(&self) {
         self.break_barrier(&mut self.inner.lock());
     }
@@ -309,7 +326,12 @@ impl Barrier {
     ///
     /// # Examples
     ///
-    /// See [`with_timeout`](Self::with_timeout).
+    /// ```
+    /// let barrier = concurrent_futures::lock::Barrier::new(3);
+    /// assert!(!barrier.is_broken());
+    /// barrier.abort();
+    /// assert!(barrier.is_broken());
+    /// ```
     pub fn is_broken(&self) -> bool {
         self.inner.lock().phase == Phase::Broken
     }

@@ -77,7 +77,11 @@ impl<T: ?Sized> Condition<T> {
     ///
     /// # Examples
     ///
-    /// See [`Condition`].
+    /// ```
+    /// let cond = concurrent_futures::lock::Condition::new(vec![1]);
+    /// cond.lock().push(2); // the guard derefs to the state
+    /// assert_eq!(cond.into_inner(), [1, 2]);
+    /// ```
     pub fn lock(&self) -> ConditionGuard<'_, T> {
         ConditionGuard {
             cond: self,
@@ -114,7 +118,11 @@ impl<T: ?Sized> Condition<T> {
     ///
     /// # Examples
     ///
-    /// See [`Condition`].
+    /// ```
+    /// let cond = concurrent_futures::lock::Condition::new(false);
+    /// *cond.lock() = true;
+    /// assert_eq!(cond.notify_all(), 0); // nobody was waiting
+    /// ```
     pub fn notify_all(&self) -> usize {
         self.cv.notify_all()
     }
@@ -166,7 +174,22 @@ impl<T: ?Sized> ConditionGuard<'_, T> {
     ///
     /// # Examples
     ///
-    /// See [`Condition`].
+    /// ```
+    /// use concurrent_futures::lock::Condition;
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// let queue = Arc::new(Condition::new(Vec::<u32>::new()));
+    /// let q = queue.clone();
+    /// std::thread::spawn(move || {
+    ///     let mut g = q.lock();
+    ///     g.push(7);
+    ///     g.notify_all();
+    /// });
+    /// let mut g = queue.lock();
+    /// assert!(g.wait_for(|items| !items.is_empty(), Some(Duration::from_secs(30))));
+    /// assert_eq!(g.pop(), Some(7));
+    /// ```
     pub fn wait_for(
         &mut self,
         mut predicate: impl FnMut(&mut T) -> bool,

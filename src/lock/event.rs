@@ -47,7 +47,12 @@ impl Event {
     ///
     /// # Examples
     ///
-    /// See [`set`](Self::set).
+    /// ```
+    /// let ready = concurrent_futures::lock::Event::new();
+    /// assert!(!ready.is_set());
+    /// ready.set();
+    /// assert!(ready.is_set());
+    /// ```
     pub fn is_set(&self) -> bool {
         *self.flag.lock()
     }
@@ -85,7 +90,16 @@ impl Event {
     ///
     /// # Examples
     ///
-    /// See [`set`](Self::set).
+    /// ```
+    /// use concurrent_futures::lock::Event;
+    /// use std::sync::Arc;
+    ///
+    /// let ready = Arc::new(Event::new());
+    /// let r = ready.clone();
+    /// std::thread::spawn(move || r.set());
+    /// ready.wait(); // returns once set
+    /// assert!(ready.is_set());
+    /// ```
     pub fn wait(&self) {
         let mut flag = self.flag.lock();
         while !*flag {

@@ -72,7 +72,12 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Examples
     ///
-    /// See [`RwLock`].
+    /// ```
+    /// let config = concurrent_futures::lock::RwLock::new(String::from("v1"));
+    /// let a = config.read();
+    /// let b = config.read(); // readers share the lock
+    /// assert_eq!((a.as_str(), b.as_str()), ("v1", "v1"));
+    /// ```
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
         RwLockReadGuard {
             inner: self.inner.read(),
@@ -83,7 +88,11 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Examples
     ///
-    /// See [`RwLock`].
+    /// ```
+    /// let config = concurrent_futures::lock::RwLock::new(String::from("v1"));
+    /// config.write().push_str("+patch");
+    /// assert_eq!(*config.read(), "v1+patch");
+    /// ```
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
         RwLockWriteGuard {
             inner: self.inner.write(),

@@ -175,7 +175,14 @@ impl Semaphore {
     ///
     /// # Examples
     ///
-    /// See [`Semaphore`].
+    /// ```
+    /// let slots = concurrent_futures::lock::Semaphore::new(2);
+    /// let a = slots.acquire();
+    /// let _b = slots.acquire();
+    /// assert!(slots.try_acquire().is_none()); // both taken
+    /// drop(a); // the permit goes back on drop
+    /// assert!(slots.try_acquire().is_some());
+    /// ```
     pub fn acquire(&self) -> SemaphorePermit<'_> {
         self.counter.permit()
     }
@@ -234,7 +241,11 @@ impl Semaphore {
     ///
     /// # Examples
     ///
-    /// See [`release`](Self::release).
+    /// ```
+    /// let slots = concurrent_futures::lock::Semaphore::new(3);
+    /// let _p = slots.acquire();
+    /// assert_eq!(slots.available(), 2);
+    /// ```
     pub fn available(&self) -> usize {
         *self.counter.count.lock()
     }
@@ -262,7 +273,10 @@ impl BoundedSemaphore {
     ///
     /// # Examples
     ///
-    /// See [`BoundedSemaphore`].
+    /// ```
+    /// let b = concurrent_futures::lock::BoundedSemaphore::new(1);
+    /// assert_eq!(b.available(), 1);
+    /// ```
     pub fn new(permits: usize) -> Self {
         BoundedSemaphore {
             counter: Counter {
@@ -323,7 +337,12 @@ impl BoundedSemaphore {
     ///
     /// # Examples
     ///
-    /// See [`BoundedSemaphore`].
+    /// ```
+    /// let b = concurrent_futures::lock::BoundedSemaphore::new(1);
+    /// b.acquire().forget(); // keep the permit past the guard
+    /// assert!(b.release(1).is_ok());
+    /// assert!(b.release(1).is_err()); // more than it started with
+    /// ```
     pub fn release(&self, n: usize) -> Result<(), OverReleaseError> {
         self.counter.release(n)
     }

@@ -123,7 +123,14 @@ impl ThreadPoolBuilder {
     ///
     /// # Examples
     ///
-    /// See [`ThreadPoolExecutor::builder`].
+    /// ```
+    /// let pool = concurrent_futures::ThreadPoolExecutor::builder()
+    ///     .thread_name_prefix("fetch")
+    ///     .build()?;
+    /// let name = pool.submit(|| std::thread::current().name().map(str::to_owned))?.result()?;
+    /// assert!(name.unwrap().starts_with("fetch_"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.thread_name_prefix = Some(prefix.into());
         self
