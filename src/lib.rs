@@ -136,7 +136,7 @@ pub use crate::future::{Future, Promise, SharedFuture, State};
 pub use crate::map::{Map, MapUnordered, MapUnorderedIndexed};
 #[cfg(all(unix, feature = "process"))]
 pub use crate::process::{init, ProcessPoolBuilder, ProcessPoolExecutor, MIN_FRAME_BYTES};
-pub use crate::thread::{InitResult, Scope, ScopedTask, ThreadPoolBuilder, ThreadPoolExecutor};
+pub use crate::thread::{Scope, ScopedTask, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use crate::wait::{
     as_completed, wait, AsCompleted, AsCompletedStream, AsCompletedTimeout, ReturnWhen, Waitable,
 };

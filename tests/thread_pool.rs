@@ -284,7 +284,7 @@ fn pool_threads_spawned(inits: &AtomicUsize) -> usize {
 fn a_failing_initializer_breaks_the_pool() {
     let pool = ThreadPoolExecutor::builder()
         .max_workers(1)
-        .initializer(|| Err::<(), _>("cannot connect"))
+        .try_initializer(|| Err::<(), _>("cannot connect"))
         .build()
         .unwrap();
     let futs: Vec<_> = (0..5)
@@ -321,7 +321,7 @@ fn unreachable_submit() -> concurrent_futures::Future<i32> {
 #[test]
 fn a_panicking_initializer_breaks_the_pool() {
     let pool = ThreadPoolExecutor::builder()
-        .initializer(|| -> () { panic!("init exploded") })
+        .initializer(|| panic!("init exploded")) // no `-> ()` needed
         .build()
         .unwrap();
     let f = pool.submit(|| 1).unwrap();

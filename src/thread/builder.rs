@@ -27,37 +27,6 @@ impl Config {
     }
 }
 
-/// What an initializer may return: `()`, or a `Result` whose error (any `Display`) breaks
-/// the pool.
-///
-/// # Examples
-///
-/// ```
-/// use concurrent_futures::ThreadPoolExecutor;
-///
-/// let plain = ThreadPoolExecutor::builder().initializer(|| ()).build()?;
-/// let fallible = ThreadPoolExecutor::builder()
-///     .initializer(|| -> Result<(), std::io::Error> { Ok(()) })
-///     .build()?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub trait InitResult {
-    /// `Err` with a message if the initializer failed.
-    fn into_init_result(self) -> Result<(), String>;
-}
-
-impl InitResult for () {
-    fn into_init_result(self) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-impl<E: fmt::Display> InitResult for Result<(), E> {
-    fn into_init_result(self) -> Result<(), String> {
-        self.map_err(|e| e.to_string())
-    }
-}
-
 /// Settings for a [`ThreadPoolExecutor`]: Python's constructor arguments, and a few more.
 ///
 /// # Examples
@@ -172,9 +141,10 @@ impl ThreadPoolBuilder {
 
     /// Runs `init` at the start of every worker thread, before it takes any task.
     ///
-    /// If it returns an error or panics, the pool is broken, as in Python: every queued task
-    /// fails with [`TaskError::BrokenExecutor`](crate::TaskError::BrokenExecutor) and later
-    /// submits get [`SubmitError::Broken`](crate::SubmitError::Broken).
+    /// If it panics, the pool is broken, as in Python: every queued task fails with
+    /// [`TaskError::BrokenExecutor`](crate::TaskError::BrokenExecutor) and later submits get
+    /// [`SubmitError::Broken`](crate::SubmitError::Broken). For an initializer that can fail
+    /// with an error, see [`try_initializer`](Self::try_initializer).
     ///
     /// # Examples
     ///
@@ -187,16 +157,47 @@ impl ThreadPoolBuilder {
     ///     .initializer(|| CONN.with(|c| c.set(7)))
     ///     .build()?;
     /// assert_eq!(pool.submit(|| CONN.with(Cell::get))?.result()?, 7);
+    ///
+    /// // A closure that never returns needs no annotation.
+    /// let doomed = ThreadPoolExecutor::builder()
+    ///     .initializer(|| panic!("no database"))
+    ///     .build()?;
+    /// assert!(doomed.submit(|| 1)?.result().is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn initializer<F, R>(mut self, init: F) -> Self
+    pub fn initializer<F>(self, init: F) -> Self
     where
-        F: Fn() -> R + Send + Sync + 'static,
-        R: InitResult,
+        F: Fn() + Send + Sync + 'static,
+    {
+        self.try_initializer(move || {
+            init();
+            Ok::<(), std::convert::Infallible>(())
+        })
+    }
+
+    /// Like [`initializer`](Self::initializer) for an initializer that returns a `Result`:
+    /// an `Err` (any `Display`) breaks the pool with its message, as a panic does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{TaskError, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::builder()
+    ///     .try_initializer(|| std::fs::metadata("/no/such/config").map(drop))
+    ///     .build()?;
+    /// let err = pool.submit(|| 1)?.result().unwrap_err();
+    /// assert!(matches!(err, TaskError::BrokenExecutor(_)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_initializer<F, E>(mut self, init: F) -> Self
+    where
+        F: Fn() -> Result<(), E> + Send + Sync + 'static,
+        E: fmt::Display,
     {
         self.initializer = Some(Arc::new(move || {
             match panic::catch_unwind(AssertUnwindSafe(&init)) {
-                Ok(result) => result.into_init_result(),
+                Ok(result) => result.map_err(|e| e.to_string()),
                 Err(payload) => Err(format!(
                     "initializer panicked: {}",
                     crate::error::panic_message(&*payload)

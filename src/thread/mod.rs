@@ -34,7 +34,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-pub use self::builder::{InitResult, ThreadPoolBuilder};
+pub use self::builder::ThreadPoolBuilder;
 pub use self::scope::{Scope, ScopedTask};
 use crate::error::{SubmitError, TaskError};
 use crate::future::core::{Call, Job, RunCtx, Runnable, Task, WorkerCounters, WorkerGuard};
@@ -464,7 +464,7 @@ impl ThreadPoolExecutor {
     /// ```
     /// # use concurrent_futures::ThreadPoolExecutor;
     /// let pool = ThreadPoolExecutor::builder()
-    ///     .initializer(|| Err::<(), _>("no database"))
+    ///     .try_initializer(|| Err::<(), _>("no database"))
     ///     .build()?;
     /// let fut = pool.submit(|| 1)?;
     /// assert!(fut.result().is_err());
