@@ -12,6 +12,21 @@ use crate::ThreadPoolExecutor;
 
 /// What submitting a `fn(A) -> R` with its argument returns: the future, or the refusal with
 /// the function and argument handed back.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{FnSubmit, ThreadPoolExecutor};
+///
+/// fn double(x: u32) -> u32 { x * 2 }
+/// let pool = ThreadPoolExecutor::new();
+/// let submitted: FnSubmit<u32, u32> = pool.apply(double, 21);
+/// assert_eq!(submitted?.result()?, 42);
+/// pool.shutdown();
+/// let (f, arg) = pool.apply(double, 5).unwrap_err().into_inner(); // both come back
+/// assert_eq!(f(arg), 10);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type FnSubmit<A, R> = Result<Future<R>, SubmitError<(fn(A) -> R, A)>>;
 
 /// The operations both pools share, over plain functions and serializable data: generic code

@@ -38,6 +38,15 @@ pub struct Condition<T: ?Sized> {
 }
 
 /// Access to a [`Condition`]'s state, with the waits that release and retake the lock.
+///
+/// # Examples
+///
+/// ```
+/// let cond = concurrent_futures::lock::Condition::new(0u32);
+/// let mut guard = cond.lock();
+/// *guard += 1; // the state, through the guard
+/// guard.notify_all();
+/// ```
 #[must_use = "if unused the Condition will immediately unlock"]
 pub struct ConditionGuard<'a, T: ?Sized> {
     cond: &'a Condition<T>,

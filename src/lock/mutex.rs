@@ -31,6 +31,17 @@ pub struct Lock<T: ?Sized> {
 }
 
 /// Access to a [`Lock`]'s state; unlocks when dropped.
+///
+/// # Examples
+///
+/// ```
+/// let counter = concurrent_futures::lock::Lock::new(0);
+/// {
+///     let mut guard = counter.lock();
+///     *guard += 1;
+/// } // unlocked here
+/// assert_eq!(*counter.lock(), 1);
+/// ```
 #[must_use = "if unused the Lock will immediately unlock"]
 pub struct LockGuard<'a, T: ?Sized> {
     pub(super) inner: parking_lot::MutexGuard<'a, T>,
@@ -228,6 +239,15 @@ pub struct RLock<T: ?Sized> {
 }
 
 /// Shared access to an [`RLock`]'s state; releases one level when dropped.
+///
+/// # Examples
+///
+/// ```
+/// let r = concurrent_futures::lock::RLock::new(5);
+/// let outer = r.lock();
+/// let inner = r.lock(); // the same thread may take it again
+/// assert_eq!(*outer + *inner, 10);
+/// ```
 #[must_use = "if unused the RLock will immediately unlock"]
 pub struct RLockGuard<'a, T: ?Sized> {
     inner: parking_lot::ReentrantMutexGuard<'a, T>,

@@ -29,12 +29,28 @@ pub struct RwLock<T: ?Sized> {
 }
 
 /// Shared access to an [`RwLock`]'s state.
+///
+/// # Examples
+///
+/// ```
+/// let table = concurrent_futures::lock::RwLock::new(vec![1, 2]);
+/// let view = table.read();
+/// assert_eq!(view.len(), 2);
+/// ```
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockReadGuard<'a, T: ?Sized> {
     inner: parking_lot::RwLockReadGuard<'a, T>,
 }
 
 /// Exclusive access to an [`RwLock`]'s state.
+///
+/// # Examples
+///
+/// ```
+/// let table = concurrent_futures::lock::RwLock::new(vec![1, 2]);
+/// table.write().push(3);
+/// assert_eq!(table.read().len(), 3);
+/// ```
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockWriteGuard<'a, T: ?Sized> {
     inner: parking_lot::RwLockWriteGuard<'a, T>,

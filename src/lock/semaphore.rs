@@ -120,6 +120,16 @@ pub struct Semaphore {
 }
 
 /// A permit from a [`Semaphore`] or [`BoundedSemaphore`]; released when dropped.
+///
+/// # Examples
+///
+/// ```
+/// let s = concurrent_futures::lock::Semaphore::new(1);
+/// let permit = s.acquire();
+/// assert_eq!(s.available(), 0);
+/// drop(permit);
+/// assert_eq!(s.available(), 1);
+/// ```
 #[must_use = "if unused the permit is released at once"]
 pub struct SemaphorePermit<'a> {
     counter: &'a Counter,

@@ -14,6 +14,15 @@ pub(crate) const DEFAULT_FRAME_LIMIT: usize = 64 << 20;
 
 /// The smallest [`ProcessPoolBuilder::max_frame_bytes`] that [`build`](ProcessPoolBuilder::build)
 /// accepts: 1 KiB, room for a task's addresses, a small argument and an error message.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{BuildError, ProcessPoolBuilder, MIN_FRAME_BYTES};
+///
+/// let err = ProcessPoolBuilder::new().max_frame_bytes(MIN_FRAME_BYTES - 1).build().unwrap_err();
+/// assert!(matches!(err, BuildError::FrameLimit { .. }));
+/// ```
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "process"))))]
 pub const MIN_FRAME_BYTES: usize = 1024;
 

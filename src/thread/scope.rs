@@ -27,6 +27,21 @@ use crate::future::core::Job;
 use crate::future::Future;
 
 /// A closure of a scope, as [`Scope::submit`] hands it back when the pool refuses it.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{SubmitError, ThreadPoolExecutor};
+///
+/// let pool = ThreadPoolExecutor::new();
+/// pool.shutdown();
+/// let name = String::from("report");
+/// pool.scope(|s| {
+///     if let Err(SubmitError::Shutdown(task)) = s.submit(|| name.len()) {
+///         assert_eq!(task(), 6); // the refused closure, boxed, still borrowing `name`
+///     }
+/// });
+/// ```
 pub type ScopedTask<'scope, T> = Box<dyn FnOnce() -> T + Send + 'scope>;
 
 /// The `'static` form of a [`ScopedTask`], only ever held by a [`ScopedJob`].
