@@ -588,3 +588,13 @@ fn a_worker_over_its_memory_limit_is_replaced_after_its_task() {
     assert_ne!(next, big, "over the limit: replaced after its task");
     eventually(|| !alive(big));
 }
+
+#[test]
+fn an_idle_worker_waits_for_work_as_long_as_it_takes() {
+    // Reads wake every second to look at their deadline; an idle worker must not take
+    // that for its parent going away.
+    let pool = pool(1);
+    let before = pool.submit(pid, ()).unwrap().result().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(pool.submit(pid, ()).unwrap().result(), Ok(before));
+}

@@ -28,14 +28,29 @@ pub(crate) const DECODE_STACK: usize = 16 << 20;
 
 /// Encodes a value; a failing or panicking `Serialize` impl is an error with its message.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
-    let message = RefCell::new(None);
-    let value = Kept {
-        value,
-        message: &message,
-    };
-    match panic::catch_unwind(AssertUnwindSafe(|| postcard::to_stdvec(&value))) {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => Err(message.into_inner().unwrap_or_else(|| e.to_string())),
+    let mut out = Vec::new();
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the encoding of a value to `out`; as [`encode`] on failure (`out` is then
+/// emptied).
+///
+/// Plain postcard does the work; only when it fails is the value encoded again through
+/// the message-keeping wrapper, to say why (an encoding that failed once fails again the
+/// same way: `Serialize` impls are deterministic in practice, and a second run that succeeds
+/// is still reported as the first failure).
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let taken = std::mem::take(out);
+    match panic::catch_unwind(AssertUnwindSafe(|| postcard::to_extend(value, taken))) {
+        Ok(Ok(bytes)) => {
+            *out = bytes;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(explain(value).unwrap_or_else(|| e.to_string())),
         Err(p) => Err(format!(
             "Serialize panicked: {}",
             crate::error::panic_message(&*p)
@@ -43,29 +58,60 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String
     }
 }
 
-/// Appends the encoding of a value to `out`; as [`encode`] on failure (`out` is then
-/// emptied).
-pub(crate) fn encode_into<T: Serialize + ?Sized>(
-    value: &T,
+/// Appends the encodings of `items` one after another (the body of a postcard sequence),
+/// returning where each lies in `out`; one failing item fails them all, as [`encode`] says.
+pub(crate) fn encode_items<T: Serialize>(
+    items: &[T],
     out: &mut Vec<u8>,
-) -> Result<(), String> {
-    let taken = std::mem::take(out);
-    let message = RefCell::new(None);
-    let value = Kept {
-        value,
-        message: &message,
-    };
-    match panic::catch_unwind(AssertUnwindSafe(|| postcard::to_extend(&value, taken))) {
+) -> Result<Vec<std::ops::Range<usize>>, String> {
+    let mut ranges = Vec::with_capacity(items.len());
+    let mut bytes = std::mem::take(out);
+    let run = AssertUnwindSafe(|| -> Result<Vec<u8>, (usize, postcard::Error)> {
+        for (i, item) in items.iter().enumerate() {
+            let start = bytes.len();
+            bytes = postcard::to_extend(item, std::mem::take(&mut bytes)).map_err(|e| (i, e))?;
+            ranges.push(start..bytes.len());
+        }
+        Ok(std::mem::take(&mut bytes))
+    });
+    match panic::catch_unwind(run) {
         Ok(Ok(bytes)) => {
             *out = bytes;
-            Ok(())
+            Ok(ranges)
         }
-        Ok(Err(e)) => Err(message.into_inner().unwrap_or_else(|| e.to_string())),
+        Ok(Err((i, e))) => Err(explain(&items[i]).unwrap_or_else(|| e.to_string())),
         Err(p) => Err(format!(
             "Serialize panicked: {}",
             crate::error::panic_message(&*p)
         )),
     }
+}
+
+/// Decodes a value from bytes the parent encoded (a worker's arguments): plain postcard,
+/// with panics caught. The parent is the same program over a private connection, so these
+/// bytes are trusted not to nest deeper than its own values do; results going the other way
+/// are decoded with [`decode`].
+pub(crate) fn decode_trusted<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match panic::catch_unwind(AssertUnwindSafe(|| postcard::from_bytes(bytes))) {
+        Ok(Ok(value)) => Ok(value),
+        // Only on failure: decode again through the wrapper that keeps custom messages.
+        Ok(Err(e)) => Err(decode::<T>(bytes).err().unwrap_or_else(|| e.to_string())),
+        Err(p) => Err(format!(
+            "Deserialize panicked: {}",
+            crate::error::panic_message(&*p)
+        )),
+    }
+}
+
+/// The message of the first custom error a value's `Serialize` impl raises, if any.
+fn explain<T: Serialize + ?Sized>(value: &T) -> Option<String> {
+    let message = RefCell::new(None);
+    let kept = Kept {
+        value,
+        message: &message,
+    };
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| postcard::to_stdvec(&kept)));
+    message.into_inner()
 }
 
 /// Decodes a value from untrusted bytes: nesting past [`MAX_DEPTH`], trailing bytes, a
@@ -85,7 +131,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
         Ok((Ok(value), Ok(0))) => Ok(value),
         Ok((Ok(_), Ok(rest))) => Err(format!("{rest} unexpected bytes after the value")),
         Ok((Ok(_), Err(e))) => Err(e.to_string()),
-        Ok((Err(e), _)) => Err(message.into_inner().unwrap_or(e.0)),
+        Ok((Err(e), _)) => Err(message.into_inner().unwrap_or(*e.0)),
         Err(p) => Err(format!(
             "Deserialize panicked: {}",
             crate::error::panic_message(&*p)
@@ -95,7 +141,10 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 
 /// An error that keeps its message (postcard's `custom` does not).
 #[derive(Debug)]
-pub(crate) struct Error(String);
+/// Boxed, so that every `Result` on the decoding path stays two words (a `String` made each
+/// one three, which cost a measurable share of chunked `map` throughput).
+#[allow(clippy::box_collection)] // on purpose: one word, see above
+pub(crate) struct Error(Box<String>);
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -107,13 +156,13 @@ impl std::error::Error for Error {}
 
 impl de::Error for Error {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        Error(msg.to_string())
+        Error(Box::new(msg.to_string()))
     }
 }
 
 impl ser::Error for Error {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        Error(msg.to_string())
+        Error(Box::new(msg.to_string()))
     }
 }
 
@@ -134,20 +183,24 @@ fn smuggle_out<E: ser::Error>(message: Message<'_>, err: Error) -> E {
 fn keep(message: Message<'_>, err: Error) -> String {
     let mut kept = message.borrow_mut();
     if kept.is_none() {
-        *kept = Some(err.0.clone());
+        *kept = Some((*err.0).clone());
     }
-    err.0
+    *err.0
 }
 
 /// Takes an error back from postcard, preferring the message kept aside.
 fn recover<E: fmt::Display>(message: Message<'_>, err: E) -> Error {
-    Error(message.borrow().clone().unwrap_or_else(|| err.to_string()))
+    Error(Box::new(
+        message.borrow().clone().unwrap_or_else(|| err.to_string()),
+    ))
 }
 
 fn deeper(depth: usize) -> Result<usize, Error> {
-    depth
-        .checked_sub(1)
-        .ok_or_else(|| Error(format!("value nested deeper than {MAX_DEPTH} levels")))
+    depth.checked_sub(1).ok_or_else(|| {
+        Error(Box::new(format!(
+            "value nested deeper than {MAX_DEPTH} levels"
+        )))
+    })
 }
 
 /// A deserializer that counts nesting and keeps messages; wraps every deserializer that

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::frame::{self, FrameError};
+use super::frame::{self, FrameError, Link};
 use super::pool::Shared;
 use super::shipping;
 use super::worker;
@@ -123,7 +123,7 @@ impl From<Lost> for TaskError {
 /// A live worker and its connection. Dropping it kills and reaps the worker unless it was
 /// stopped; either way it leaves the pool's list.
 pub(super) struct Connection {
-    socket: UnixStream,
+    socket: Link,
     process: Arc<Process>,
     shared: Arc<Shared>,
     limit: usize,
@@ -161,7 +161,7 @@ impl Connection {
             child: Mutex::new(child),
         });
         let mut conn = Connection {
-            socket: ours,
+            socket: Link::new(ours),
             process: process.clone(),
             shared: shared.clone(),
             limit: config.frame_limit,
@@ -172,6 +172,12 @@ impl Connection {
         }
         let deadline = Instant::now().checked_add(config.start_timeout);
         conn.handshake(deadline)?;
+        // A worker that stops reading must not hang a write either: time enough for the
+        // largest frame, set once.
+        conn.socket
+            .stream()
+            .set_write_timeout(Some(frame::body_time(conn.limit)))
+            .map_err(|e| format!("cannot set up the worker's connection: {e}"))?;
         Ok(conn)
     }
 
@@ -248,10 +254,6 @@ impl Connection {
         deadline: Option<Instant>,
     ) -> Result<Reply, Lost> {
         let header = [trampoline.to_le_bytes(), function.to_le_bytes()];
-        // A worker that stops reading must not hang us either.
-        let _ = self
-            .socket
-            .set_write_timeout(Some(frame::body_time(args.len())));
         if let Err(e) = frame::write(
             &mut self.socket,
             frame::TASK,
@@ -303,7 +305,7 @@ impl Connection {
 
     /// Asks the worker to exit, and reaps it (killing it if it takes over five seconds).
     pub(super) fn stop(self) {
-        let _ = frame::write(&mut &self.socket, frame::STOP, &[], self.limit);
+        let _ = frame::write(&mut self.socket.stream(), frame::STOP, &[], self.limit);
         self.process.reap_within(Some(Duration::from_secs(5)));
     }
 }

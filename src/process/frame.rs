@@ -63,6 +63,58 @@ pub(crate) trait Timed: Read {
     fn read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
 }
 
+/// How long one blocking read may wait before the reader looks at its deadline again.
+const TICK: Duration = Duration::from_secs(1);
+
+/// A worker connection that remembers the read timeout set on it, so that a frame read
+/// costs no `setsockopt` unless a deadline is less than a [`TICK`] away: reads wait at most a
+/// tick and the reader loops until its own deadline.
+#[derive(Debug)]
+pub(crate) struct Link {
+    stream: UnixStream,
+    timeout: Option<Duration>,
+}
+
+impl Link {
+    pub(crate) fn new(stream: UnixStream) -> Link {
+        Link {
+            stream,
+            timeout: None,
+        }
+    }
+
+    pub(crate) fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+impl Timed for Link {
+    fn read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let want = timeout.map_or(TICK, |t| t.min(TICK));
+        if self.timeout != Some(want) {
+            self.stream.set_read_timeout(Some(want))?;
+            self.timeout = Some(want);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
 impl Timed for UnixStream {
     fn read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.set_read_timeout(timeout)
@@ -133,15 +185,17 @@ pub(crate) fn read(
         )));
     }
     let body_deadline = Instant::now().checked_add(body_time(len));
+    // Grown 64 KiB at a time as bytes arrive, never to the claimed length up front (and
+    // only the bytes about to be read are zeroed).
     let mut payload = Vec::new();
-    let mut chunk = [0u8; 64 << 10];
     while payload.len() < len {
-        let want = (len - payload.len()).min(chunk.len());
-        match fill(r, &mut chunk[..want], body_deadline) {
+        let start = payload.len();
+        let want = (len - start).min(64 << 10);
+        payload.resize(start + want, 0);
+        match fill(r, &mut payload[start..], body_deadline) {
             Err(FrameError::TimedOut) => return Err(FrameError::Stalled),
             other => other?,
         }
-        payload.extend_from_slice(&chunk[..want]);
     }
     if checksum(&payload) != word(9) {
         return Err(FrameError::Corrupt("frame checksum mismatch".into()));
@@ -165,16 +219,12 @@ fn fill(r: &mut impl Timed, buf: &mut [u8], deadline: Option<Instant>) -> Result
             Ok(0) => return Err(FrameError::Closed),
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A tick passed, or the deadline (which the loop checks): wait on.
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                if deadline.is_none() {
-                    return Err(FrameError::Closed);
-                }
-            }
+                ) => {}
             Err(_) => return Err(FrameError::Closed),
         }
     }
@@ -185,25 +235,18 @@ fn fill(r: &mut impl Timed, buf: &mut [u8], deadline: Option<Instant>) -> Result
 /// blocking: an answer that is microseconds away is far cheaper to catch awake than to be
 /// woken for, which on virtual machines can cost tens of microseconds.
 pub(crate) fn read_polled(
-    socket: &mut UnixStream,
+    link: &mut Link,
     limit: usize,
     deadline: Option<Instant>,
 ) -> Result<(u8, Vec<u8>), FrameError> {
-    let first = first_byte(socket);
-    read(
-        &mut Prefixed {
-            first,
-            stream: socket,
-        },
-        limit,
-        deadline,
-    )
+    let first = first_byte(&mut link.stream);
+    read(&mut Prefixed { first, link }, limit, deadline)
 }
 
-/// A stream with one byte already taken off its front.
+/// A connection with one byte already taken off its front.
 struct Prefixed<'a> {
     first: Option<u8>,
-    stream: &'a mut UnixStream,
+    link: &'a mut Link,
 }
 
 impl Read for Prefixed<'_> {
@@ -215,7 +258,7 @@ impl Read for Prefixed<'_> {
             }
             (first, _) => {
                 self.first = first;
-                self.stream.read(buf)
+                self.link.read(buf)
             }
         }
     }
@@ -223,7 +266,7 @@ impl Read for Prefixed<'_> {
 
 impl Timed for Prefixed<'_> {
     fn read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.stream.set_read_timeout(timeout)
+        self.link.read_timeout(timeout)
     }
 }
 
@@ -307,11 +350,11 @@ mod tests {
 
     #[test]
     fn a_body_that_never_arrives_times_out() {
-        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let (mut a, b) = UnixStream::pair().unwrap();
         let whole = frame(DONE, &[7; 4096]);
         a.write_all(&whole[..HEADER + 10]).unwrap(); // the header, then silence
         let start = Instant::now();
-        let got = read(&mut b, 1 << 20, None);
+        let got = read(&mut Link::new(b), 1 << 20, None);
         assert!(matches!(got, Err(FrameError::Stalled)), "{got:?}");
         assert!(start.elapsed() >= body_time(4096));
         drop(a);
@@ -332,7 +375,7 @@ mod tests {
         ));
         drop(a);
         assert!(matches!(
-            read_polled(&mut b, 100, None),
+            read_polled(&mut Link::new(b), 100, None),
             Err(FrameError::Closed)
         ));
     }
@@ -406,5 +449,15 @@ mod tests {
         fn fnv_matches(payload: &[u8], bytes: &[u8]) -> bool {
             u32::from_le_bytes(bytes[9..13].try_into().unwrap()) == checksum(payload)
         }
+    }
+
+    #[test]
+    fn a_link_waits_past_its_tick_for_a_frame() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let reader = std::thread::spawn(move || read_polled(&mut Link::new(b), 100, None));
+        std::thread::sleep(TICK + Duration::from_millis(500));
+        a.write_all(&frame(TASK, b"late")).unwrap();
+        let got = reader.join().unwrap();
+        assert!(matches!(&got, Ok((TASK, p)) if p == b"late"), "{got:?}");
     }
 }

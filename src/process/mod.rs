@@ -335,17 +335,15 @@ impl ProcessPoolExecutor {
             // The encoding of a `Vec<A>`, item by item, so that each item can be sent again
             // alone if the chunk's worker dies.
             let mut args = manager::codec_len(len);
-            let mut ranges = Vec::with_capacity(len);
-            for item in &batch {
-                let start = args.len();
-                if let Err(e) = codec::encode_into(item, &mut args) {
+            let ranges = match codec::encode_items(&batch, &mut args) {
+                Ok(ranges) => ranges,
+                Err(e) => {
                     let _ = promise.set_error(TaskError::Transport(
                         format!("cannot encode the argument: {e}").into(),
                     ));
                     return Ok(future);
                 }
-                ranges.push(start..args.len());
-            }
+            };
             drop(batch);
             let job = Job {
                 call,

@@ -9,7 +9,7 @@
 //! under the state lock, so no job is ever left without a manager and an idle manager (with
 //! its warm worker) is always used before a new one is started.
 
-use std::sync::atomic::{AtomicIsize, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -40,6 +40,11 @@ pub(super) struct Shared {
     /// Worker starts that failed in a row, pool-wide.
     start_failures: AtomicU32,
     state: Mutex<PoolState>,
+    /// Set with `state.broken`, so managers check it without the state lock.
+    is_broken: AtomicBool,
+    /// Which worker holds which future's task, for `kill_task`: a lock of its own, so the
+    /// managers' per-job bookkeeping never waits on submits, which take `state`.
+    holders: Mutex<Holders>,
     /// Where the done-callbacks of this pool's futures run: never on a manager thread, so a
     /// callback may wait on the pool or shut it down.
     callbacks: ThreadPoolExecutor,
@@ -57,6 +62,10 @@ struct PoolState {
     handles: Vec<JoinHandle<()>>,
     /// Every worker process that exists, starting or running.
     workers: Vec<Arc<Process>>,
+}
+
+#[derive(Default)]
+struct Holders {
     /// The futures whose tasks a worker holds now, by identity, with that worker.
     running: Vec<(usize, Arc<Process>)>,
     /// Of those, the ones `kill_task` killed: they fail as cancelled.
@@ -103,9 +112,9 @@ impl Shared {
                 spawned: 0,
                 handles: Vec::new(),
                 workers: Vec::new(),
-                running: Vec::new(),
-                killed: Vec::new(),
             }),
+            is_broken: AtomicBool::new(false),
+            holders: Mutex::new(Holders::default()),
             callbacks,
         })
     }
@@ -274,28 +283,28 @@ impl Shared {
 
     /// `process` now holds (or is about to hold) the task of future `id`.
     pub(super) fn running(&self, id: usize, process: &Arc<Process>) {
-        let mut state = self.state.lock();
-        state.running.retain(|(r, _)| *r != id);
-        state.running.push((id, process.clone()));
+        let mut holders = self.holders.lock();
+        holders.running.retain(|(r, _)| *r != id);
+        holders.running.push((id, process.clone()));
     }
 
     /// Whether `kill_task` killed the worker of future `id`'s task.
     pub(super) fn killed(&self, id: usize) -> bool {
-        self.state.lock().killed.contains(&id)
+        self.holders.lock().killed.contains(&id)
     }
 
     /// The job of future `id` is over; true if `kill_task` killed its worker meanwhile.
     pub(super) fn finished(&self, id: usize) -> bool {
-        let mut state = self.state.lock();
-        state.running.retain(|(r, _)| *r != id);
-        let killed = state.killed.iter().position(|k| *k == id);
-        killed.map(|i| state.killed.swap_remove(i)).is_some()
+        let mut holders = self.holders.lock();
+        holders.running.retain(|(r, _)| *r != id);
+        let killed = holders.killed.iter().position(|k| *k == id);
+        killed.map(|i| holders.killed.swap_remove(i)).is_some()
     }
 
     /// Kills the worker that holds future `id`'s task, if one does.
     pub(super) fn kill_task(&self, id: usize) -> bool {
-        let mut state = self.state.lock();
-        let Some(process) = state
+        let mut holders = self.holders.lock();
+        let Some(process) = holders
             .running
             .iter()
             .find(|(r, _)| *r == id)
@@ -303,8 +312,8 @@ impl Shared {
         else {
             return false;
         };
-        if !state.killed.contains(&id) {
-            state.killed.push(id);
+        if !holders.killed.contains(&id) {
+            holders.killed.push(id);
         }
         process.kill();
         true
@@ -315,6 +324,9 @@ impl Shared {
     }
 
     pub(super) fn broken(&self) -> Option<Arc<str>> {
+        if !self.is_broken.load(Ordering::Acquire) {
+            return None; // the common case, without the state lock
+        }
         self.state.lock().broken.clone()
     }
 
@@ -327,6 +339,7 @@ impl Shared {
         let reason: Arc<str> = reason.into();
         log::error!(target: "concurrent_futures", "process pool broken: {reason}");
         self.state.lock().broken.get_or_insert(reason.clone());
+        self.is_broken.store(true, Ordering::Release);
         // Pushes now fail; what was queued before fails here. Completions (and the callbacks
         // they may run on this thread) happen outside the lock.
         for job in self.drain() {

@@ -50,7 +50,7 @@ pub(crate) enum Outcome {
 /// Decodes an `A`, calls the `fn(A) -> R` at `f`, encodes the `R`.
 pub(crate) fn trampoline<A: DeserializeOwned, R: Serialize>(f: usize, arg: &[u8]) -> Outcome {
     let f = to_fn::<A, R>(f);
-    let arg: A = match codec::decode(arg) {
+    let arg: A = match codec::decode_trusted(arg) {
         Ok(a) => a,
         Err(e) => return Outcome::Broken(format!("cannot decode the argument: {e}")),
     };
@@ -70,7 +70,7 @@ pub(crate) fn chunk_trampoline<A: DeserializeOwned, R: Serialize>(
     args: &[u8],
 ) -> Outcome {
     let f = to_fn::<A, R>(f);
-    let args: Vec<A> = match codec::decode(args) {
+    let args: Vec<A> = match codec::decode_trusted(args) {
         Ok(a) => a,
         Err(e) => return Outcome::Broken(format!("cannot decode the arguments: {e}")),
     };

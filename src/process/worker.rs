@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::frame::{self, FrameError};
+use super::frame::{self, FrameError, Link};
 use super::shipping::{self, Outcome};
 
 /// Marks a process started by a pool. Useless without the inherited connection, and removed
@@ -224,7 +224,8 @@ fn replace_stdin(null: &std::fs::File) -> Result<(), String> {
 
 /// Says hello, takes the setup, runs the initializer, then runs tasks until told to stop or
 /// the parent goes away. Returns the exit code.
-fn serve(mut socket: UnixStream) -> i32 {
+fn serve(socket: UnixStream) -> i32 {
+    let mut socket = Link::new(socket);
     watch_parent(std::os::unix::process::parent_id());
     let mut hello = Vec::with_capacity(20);
     hello.extend_from_slice(&PROTOCOL.to_le_bytes());
