@@ -159,8 +159,10 @@ impl ProcessPoolBuilder {
     /// [`ProcessPoolExecutor::submit_with_timeout`]. In a [`map`](ProcessPoolExecutor::map)
     /// the limit is per item (a chunk of `n` items gets `n` times it).
     ///
-    /// A zero limit expires at once: the task fails with [`TaskError::TimedOut`](crate::TaskError::TimedOut) without
-    /// being sent to a worker. A limit too large to add to the clock (`Duration::MAX`)
+    /// Limits are enforced with the kernel's socket timer, so they fire up to a few
+    /// milliseconds late (one timer tick); a task a little over a very short limit may still
+    /// finish. A zero limit expires at once: the task fails with
+    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut) without being sent to a worker. A limit too large to add to the clock (`Duration::MAX`)
     /// means no limit.
     ///
     /// # Examples
