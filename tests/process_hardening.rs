@@ -153,8 +153,14 @@ fn attack_once(victim: &str, got_in: &mut Vec<String>) {
             let target = std::fs::read_link(fd.path()).unwrap_or_default();
             if target.to_string_lossy().starts_with("socket:") {
                 if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(fd.path()) {
-                    let _ = f.write_all(b"CFP2");
-                    got_in.push(format!("opened {}", fd.path().display()));
+                    // The number may have been reused since the link was read (for a pipe,
+                    // which a process of the same user can always open): only a socket
+                    // opened counts as a way in.
+                    use std::os::unix::fs::FileTypeExt;
+                    if f.metadata().is_ok_and(|m| m.file_type().is_socket()) {
+                        let _ = f.write_all(b"CFP2");
+                        got_in.push(format!("opened {}", fd.path().display()));
+                    }
                 }
             }
         }
@@ -284,6 +290,7 @@ fn fake_parent(initializer: i64) -> (std::process::Child, UnixStream, Result<(),
     assert_eq!((kind, hello.len()), (HELLO, 20));
     let mut setup = (1u64 << 20).to_le_bytes().to_vec();
     setup.extend_from_slice(&initializer.to_le_bytes());
+    setup.extend_from_slice(&(-1i32).to_le_bytes()); // no stdout to restore
     send(&mut ours, SETUP, &setup);
     let (kind, why) = recv(&mut ours);
     let ready = if kind == READY { Ok(()) } else { Err(why) };
@@ -778,4 +785,68 @@ fn terminate_kills_a_worker_that_is_still_starting() {
         pool.submit(square, 1),
         Err(SubmitError::Shutdown(_))
     ));
+}
+
+/// Sleeps in the initializer of workers started while the marker exists.
+fn slow_start_for_count() {
+    if std::env::var_os("CF_COUNT_SOCKETS").is_some()
+        && marker_file(std::os::unix::process::parent_id()).exists()
+    {
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+/// Counts this process's sockets while one worker runs a task and a second is still in its
+/// initializer: alone in a process, so that no other test's pool counts.
+#[test]
+fn socket_count_helper() {
+    if std::env::var_os("CF_COUNT_SOCKETS").is_none() {
+        return;
+    }
+    concurrent_futures::init();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .initializer(slow_start_for_count)
+        .build()
+        .unwrap();
+    let mark = marker_file(std::process::id());
+    std::fs::write(&mark, b"").unwrap();
+    let busy = pool.submit(sleep_ms, 1_000).unwrap();
+    eventually(|| busy.running());
+    let starting = pool.submit(square, 2).unwrap();
+    eventually(|| pool.worker_pids().len() == 2);
+    std::thread::sleep(Duration::from_millis(100)); // well into the handshake
+    let sockets = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path())
+                .map(|t| t.to_string_lossy().starts_with("socket:"))
+                .unwrap_or(false)
+        })
+        .count();
+    println!("SOCKETS {sockets} WORKERS {}", pool.worker_pids().len());
+    std::fs::remove_file(&mark).unwrap();
+    let _ = (busy.result(), starting.result());
+}
+
+#[test]
+fn the_parent_holds_only_its_own_end_of_each_connection() {
+    // A worker's end left open in the parent would keep a dead worker's connection from
+    // ever reading as closed (a killed worker would be noticed only at a time limit).
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["socket_count_helper", "--exact", "--nocapture", "-q"])
+        .env("CF_COUNT_SOCKETS", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("SOCKETS "))
+        .unwrap_or_else(|| panic!("no count: {stdout}"));
+    let nums: Vec<usize> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(nums[0], nums[1], "one socket per worker: {line}");
 }

@@ -7,7 +7,7 @@
 //! no name exists anywhere for another process to reach, squat or race.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -124,6 +124,8 @@ impl From<Lost> for TaskError {
 /// stopped; either way it leaves the pool's list.
 pub(super) struct Connection {
     socket: Link,
+    /// The descriptor number at which the worker finds the parent's stdout (-1: none).
+    relay: i32,
     process: Arc<Process>,
     shared: Arc<Shared>,
     limit: usize,
@@ -139,7 +141,8 @@ impl Connection {
             UnixStream::pair().map_err(|e| format!("cannot make a socket pair: {e}"))?;
         let exe = shipping::worker_executable()
             .map_err(|e| format!("cannot find this executable: {e}"))?;
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             // In a test binary these arguments run only the worker test; in a program they
             // are never looked at, because `init()` runs first and does not return.
             .args([
@@ -150,17 +153,23 @@ impl Connection {
                 "--test-threads=1",
             ])
             .env(worker::WORKER_ENV, "1")
-            .stdin(Stdio::from(OwnedFd::from(theirs)))
             // Its own process group: Ctrl-C in a terminal reaches the parent, which decides.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot start a worker process: {e}"))?;
+            .process_group(0);
+        let relay = relay_stdout(&mut command, theirs.as_raw_fd());
+        let spawned = command.stdin(Stdio::from(OwnedFd::from(theirs))).spawn();
+        // The command holds the worker's end of the socket pair: close it now, or a worker
+        // that dies would never read as gone (its end would still be open here).
+        drop(command);
+        let child = spawned.map_err(|e| format!("cannot start a worker process: {e}"))?;
+        let relay_fd = relay.as_ref().map_or(-1, |r| r.target);
+        drop(relay);
         // The child holds the other end now; ours was closed with the `Command`.
         let process = Arc::new(Process {
             pid: child.id(),
             child: Mutex::new(child),
         });
         let mut conn = Connection {
+            relay: relay_fd,
             socket: Link::new(ours),
             process: process.clone(),
             shared: shared.clone(),
@@ -216,9 +225,10 @@ impl Connection {
             .config
             .initializer
             .map_or(0, |init| shipping::offset(init as usize));
-        let mut setup = [0u8; 16];
+        let mut setup = [0u8; 20];
         setup[..8].copy_from_slice(&(self.limit as u64).to_le_bytes());
-        setup[8..].copy_from_slice(&initializer.to_le_bytes());
+        setup[8..16].copy_from_slice(&initializer.to_le_bytes());
+        setup[16..].copy_from_slice(&self.relay.to_le_bytes());
         frame::write(
             &mut self.socket,
             frame::SETUP,
@@ -317,6 +327,48 @@ impl Drop for Connection {
         self.process.reap_within(None);
         self.shared.unregister(&self.process);
     }
+}
+
+/// The parent's stdout, on its way to a worker at descriptor `target`.
+struct Relay {
+    /// A close-on-exec copy of stdout, open in the parent until the child has been started.
+    _stdout: OwnedFd,
+    target: i32,
+}
+
+/// Starts the worker with stdout on `/dev/null` and a copy of the parent's stdout at
+/// descriptor `target` (the number its connection has in the parent, free in the child once
+/// std has moved the connection to stdin). The worker moves it back to stdout in `init()`,
+/// so whatever ran before (a test harness's "running 1 test") went nowhere while tasks
+/// print where the parent prints. `None`, and stdout simply inherited, where that cannot be
+/// arranged.
+#[allow(unsafe_code)]
+fn relay_stdout(command: &mut Command, target: i32) -> Option<Relay> {
+    use std::os::fd::{AsFd, AsRawFd};
+    if target <= 2 {
+        return None; // the parent's own stdio is closed: keep things simple
+    }
+    let stdout = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+    let from = stdout.as_raw_fd();
+    command.stdout(Stdio::null());
+    // SAFETY: the closure runs in the child between fork and exec, after std has set up its
+    // stdio, and only calls `dup2`, which is async-signal-safe; it allocates nothing and
+    // takes no lock. `from` is open in the parent until `spawn` returns (we hold `stdout`),
+    // so it is open in the child; `target` is the child's copy of the connection, which
+    // std has already duplicated onto stdin. `dup2` replaces it with the stdout copy and
+    // clears close-on-exec, so the worker inherits it at that number.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(from, target) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Some(Relay {
+        _stdout: stdout,
+        target,
+    })
 }
 
 /// How a worker ended, for error messages.

@@ -20,7 +20,8 @@ pub(crate) const HEADER: usize = 13;
 /// Worker to parent, first frame: protocol version u32, build fingerprint u64, layout
 /// probe i64.
 pub(crate) const HELLO: u8 = 1;
-/// Parent to worker, answering HELLO: frame limit u64, initializer offset i64 (0: none).
+/// Parent to worker, answering HELLO: frame limit u64, initializer offset i64 (0: none),
+/// the descriptor where the parent's stdout waits i32 (-1: none).
 pub(crate) const SETUP: u8 = 2;
 /// Worker to parent: the initializer ran (or there was none); tasks may come.
 pub(crate) const READY: u8 = 3;

@@ -222,6 +222,28 @@ fn replace_stdin(null: &std::fs::File) -> Result<(), String> {
     Ok(())
 }
 
+/// Moves the parent's stdout, handed down at descriptor `relay`, back to stdout (the worker
+/// started with stdout on `/dev/null`, so a test harness's banner went nowhere).
+#[allow(unsafe_code)]
+fn restore_stdout(relay: i32) {
+    if relay <= 2 {
+        return; // stdout was inherited as it is
+    }
+    let _ = std::io::stdout().flush();
+    // SAFETY: `relay` is the descriptor the parent placed for us before exec (SETUP says
+    // where); `dup2` makes stdout a copy of it and `close` releases the number. Neither
+    // touches memory of ours, and nothing else in this process uses that descriptor.
+    unsafe {
+        if libc::dup2(relay, 1) == -1 {
+            eprintln!(
+                "concurrent_futures worker: its stdout could not be restored: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        libc::close(relay);
+    }
+}
+
 /// Says hello, takes the setup, runs the initializer, then runs tasks until told to stop or
 /// the parent goes away. Returns the exit code.
 fn serve(socket: UnixStream) -> i32 {
@@ -235,14 +257,16 @@ fn serve(socket: UnixStream) -> i32 {
         return NOT_A_WORKER;
     }
     quiet_panics();
-    let (limit, initializer) = match frame::read(&mut socket, frame::HANDSHAKE_LIMIT, None) {
-        Ok((frame::SETUP, setup)) if setup.len() == 16 => {
+    let (limit, initializer, relay) = match frame::read(&mut socket, frame::HANDSHAKE_LIMIT, None) {
+        Ok((frame::SETUP, setup)) if setup.len() == 20 => {
             let limit = u64::from_le_bytes(setup[..8].try_into().expect("8 bytes"));
-            let init = i64::from_le_bytes(setup[8..].try_into().expect("8 bytes"));
-            (usize::try_from(limit).unwrap_or(usize::MAX), init)
+            let init = i64::from_le_bytes(setup[8..16].try_into().expect("8 bytes"));
+            let relay = i32::from_le_bytes(setup[16..].try_into().expect("4 bytes"));
+            (usize::try_from(limit).unwrap_or(usize::MAX), init, relay)
         }
         _ => return NOT_A_WORKER, // the parent went away, or is not a pool
     };
+    restore_stdout(relay);
     if initializer != 0 {
         let outcome = shipping::initializer_at(initializer).and_then(|init| {
             std::panic::catch_unwind(init).map_err(|p| format!("panicked: {}", panic_report(&*p)))
