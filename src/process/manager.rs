@@ -205,11 +205,16 @@ impl Manager {
             return Err(TaskError::TimedOut); // expired before it could start
         }
         let worker = match &mut self.worker {
+            // `handle` registered this worker for the job already.
             Some(worker) => worker,
-            None => self.worker.insert(self.shared.start_worker(true)?),
+            None => {
+                // A replacement, while a chunk's items run again: `kill_task` must reach it.
+                let worker = self.worker.insert(self.shared.start_worker(true)?);
+                self.shared.running(id, worker.process());
+                worker
+            }
         };
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        self.shared.running(id, worker.process());
         let reply = worker.call(call, args, deadline);
         if self.shared.killed(id) {
             // Killed on request, whatever the worker managed to send first: it is gone.

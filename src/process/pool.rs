@@ -136,11 +136,16 @@ impl Shared {
         if self.surplus.fetch_sub(1, Ordering::AcqRel) < 1
             && state.managers < self.config.max_workers
         {
-            if let Err(e) = self.spawn_manager(&mut state, None) {
-                if state.managers == 0 {
+            match self.spawn_manager(&mut state, None) {
+                Ok(retired) => {
+                    drop(state);
+                    join_all(retired);
+                }
+                Err(e) if state.managers == 0 => {
                     drop(state);
                     self.break_pool(format!("cannot start a manager thread: {e}"));
-                } else {
+                }
+                Err(e) => {
                     log::warn!(target: "concurrent_futures", "could not start a manager thread: {e}");
                 }
             }
@@ -151,21 +156,26 @@ impl Shared {
     /// Starts the first manager, with the worker `build` started.
     pub(super) fn start_manager(self: &Arc<Self>, worker: Connection) -> std::io::Result<()> {
         let mut state = self.state.lock();
-        self.spawn_manager(&mut state, Some(worker))
+        let retired = self.spawn_manager(&mut state, Some(worker))?;
+        drop(state);
+        join_all(retired);
+        Ok(())
     }
 
+    /// Starts a manager thread; returns the retired managers' threads, to be joined once the
+    /// state lock is released.
     fn spawn_manager(
         self: &Arc<Self>,
         state: &mut PoolState,
         worker: Option<Connection>,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<Vec<JoinHandle<()>>> {
         let shared = self.clone();
         let handle = std::thread::Builder::new()
             .name(format!("ProcessPoolExecutor-{}_{}", self.id, state.spawned))
             // Results are decoded here: room for the deepest value the codec accepts.
             .stack_size(codec::DECODE_STACK)
             .spawn(move || manager::run(shared, worker))?;
-        // Retired managers have returned; join them so that they do not pile up.
+        // Retired managers have returned; the caller joins them so that they do not pile up.
         let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut state.handles)
             .into_iter()
             .partition(JoinHandle::is_finished);
@@ -176,10 +186,7 @@ impl Shared {
         self.mark_idle();
         state.managers += 1;
         state.spawned += 1;
-        for h in done {
-            let _ = h.join();
-        }
-        Ok(())
+        Ok(done)
     }
 
     /// The next message for a manager: a job, or `None` to stop. Waits at most `idle`, after
@@ -413,5 +420,13 @@ impl Shared {
             worker.kill();
         }
         self.shutdown(true, false);
+    }
+}
+
+/// Joins threads that have returned (outside any lock: joining waits for their
+/// thread-local destructors).
+fn join_all(handles: Vec<JoinHandle<()>>) {
+    for handle in handles {
+        let _ = handle.join();
     }
 }

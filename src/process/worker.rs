@@ -206,41 +206,40 @@ fn check_peer(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
     }
 }
 
-/// Points standard input at `null`.
+/// Makes descriptor `to` a copy of `from` (closing what `to` was).
 #[allow(unsafe_code)]
-fn replace_stdin(null: &std::fs::File) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: both descriptors are open (we hold `null`; 0 is standard input); `dup2`
-    // atomically closes 0 and makes it a copy of `null`, touching no memory of ours.
-    let rc = unsafe { libc::dup2(null.as_raw_fd(), 0) };
-    if rc == -1 {
-        return Err(format!(
-            "its standard input cannot be replaced: {}",
-            std::io::Error::last_os_error()
-        ));
+fn dup_onto(from: std::os::fd::RawFd, to: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: `dup2` touches no memory of ours; both numbers are descriptors of this
+    // process (callers say which), and it replaces `to` atomically.
+    if unsafe { libc::dup2(from, to) } == -1 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }
 
+/// Points standard input at `null`.
+fn replace_stdin(null: &std::fs::File) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    dup_onto(null.as_raw_fd(), 0).map_err(|e| format!("its standard input cannot be replaced: {e}"))
+}
+
 /// Moves the parent's stdout, handed down at descriptor `relay`, back to stdout (the worker
 /// started with stdout on `/dev/null`, so a test harness's banner went nowhere).
-#[allow(unsafe_code)]
 fn restore_stdout(relay: i32) {
+    use std::os::fd::{FromRawFd, OwnedFd};
     if relay <= 2 {
         return; // stdout was inherited as it is
     }
     let _ = std::io::stdout().flush();
-    // SAFETY: `relay` is the descriptor the parent placed for us before exec (SETUP says
-    // where); `dup2` makes stdout a copy of it and `close` releases the number. Neither
-    // touches memory of ours, and nothing else in this process uses that descriptor.
-    unsafe {
-        if libc::dup2(relay, 1) == -1 {
-            eprintln!(
-                "concurrent_futures worker: its stdout could not be restored: {}",
-                std::io::Error::last_os_error()
-            );
+    match dup_onto(relay, 1) {
+        Ok(()) => {
+            #[allow(unsafe_code)]
+            // SAFETY: `relay` is open (dup2 just copied it) and is ours alone: the parent
+            // placed it for us before exec, and nothing else here knows its number.
+            drop(unsafe { OwnedFd::from_raw_fd(relay) });
         }
-        libc::close(relay);
+        // Not a descriptor of ours after all: leave it, stdout stays on /dev/null.
+        Err(e) => eprintln!("concurrent_futures worker: its stdout could not be restored: {e}"),
     }
 }
 
