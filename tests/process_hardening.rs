@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use common::{alive, eventually, HANG};
+use common::{alive, alone, eventually, pool, HANG};
 use concurrent_futures::{
     BuildError, MapError, ProcessPoolExecutor, SubmitError, TaskError, MIN_FRAME_BYTES,
 };
@@ -21,14 +21,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 concurrent_futures::worker_test!();
 
 const MARKER: &str = "CONCURRENT_FUTURES_WORKER";
-
-fn pool(workers: usize) -> ProcessPoolExecutor {
-    concurrent_futures::init();
-    ProcessPoolExecutor::builder()
-        .max_workers(workers)
-        .build()
-        .unwrap()
-}
 
 fn square(x: u64) -> u64 {
     x * x
@@ -182,8 +174,7 @@ fn an_attacker_process_finds_no_way_in_and_results_stay_genuine() {
         .max_tasks_per_child(1)
         .build()
         .unwrap();
-    let attack = Command::new(std::env::current_exe().unwrap())
-        .args(["attacker_helper", "--exact", "--nocapture", "-q"])
+    let attack = alone("attacker_helper")
         .env("CF_ATTACK_PID", std::process::id().to_string())
         .stdout(Stdio::piped())
         .spawn()
@@ -710,8 +701,7 @@ fn lazy_threads_helper() {
 
 #[test]
 fn a_huge_max_workers_starts_threads_lazily_and_reuses_a_warm_worker() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["lazy_threads_helper", "--exact", "--nocapture", "-q"])
+    let out = alone("lazy_threads_helper")
         .env("CF_COUNT_THREADS", "1")
         .output()
         .unwrap();
@@ -834,8 +824,7 @@ fn socket_count_helper() {
 fn the_parent_holds_only_its_own_end_of_each_connection() {
     // A worker's end left open in the parent would keep a dead worker's connection from
     // ever reading as closed (a killed worker would be noticed only at a time limit).
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["socket_count_helper", "--exact", "--nocapture", "-q"])
+    let out = alone("socket_count_helper")
         .env("CF_COUNT_SOCKETS", "1")
         .output()
         .unwrap();

@@ -7,21 +7,13 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{alive, eventually, HANG};
+use common::{alive, alone, eventually, pool, HANG};
 use concurrent_futures::{
     as_completed, wait, MapError, ProcessPoolExecutor, ReturnWhen, SubmitError, TaskError,
 };
 use serde::{Deserialize, Serialize};
 
 concurrent_futures::worker_test!();
-
-fn pool(workers: usize) -> ProcessPoolExecutor {
-    concurrent_futures::init();
-    ProcessPoolExecutor::builder()
-        .max_workers(workers)
-        .build()
-        .unwrap()
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Image {
@@ -491,8 +483,7 @@ fn panic_report_helper() {
 #[test]
 fn a_task_panic_is_not_printed_as_the_parents_own_unless_asked() {
     let run = |backtrace: &str| {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["panic_report_helper", "--exact", "--nocapture", "-q"])
+        let out = alone("panic_report_helper")
             .env("CF_PANIC_REPORT", "1")
             .env("RUST_BACKTRACE", backtrace)
             .output()
@@ -617,8 +608,7 @@ fn worker_stdout_helper() {
 
 #[test]
 fn tasks_print_to_the_parents_stdout_and_workers_add_no_harness_banner() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["worker_stdout_helper", "--exact", "--nocapture", "-q"])
+    let out = alone("worker_stdout_helper")
         .env("CF_STDOUT_HELPER", "1")
         .output()
         .unwrap();

@@ -9,18 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::HANG;
-use concurrent_futures::{ProcessPoolExecutor, ResultTimeoutError, SubmitError, TaskError};
+use common::{pool, HANG};
+use concurrent_futures::{ResultTimeoutError, SubmitError, TaskError};
 
 concurrent_futures::worker_test!();
-
-fn pool(workers: usize) -> ProcessPoolExecutor {
-    concurrent_futures::init();
-    ProcessPoolExecutor::builder()
-        .max_workers(workers)
-        .build()
-        .unwrap()
-}
 
 fn square(x: u64) -> u64 {
     x * x

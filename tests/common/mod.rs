@@ -84,3 +84,21 @@ pub fn alive(pid: u32) -> bool {
             .unwrap_or_default()
             .contains(") Z ")
 }
+
+/// This test binary, set to run only the test `name` (a helper that acts when its
+/// environment variable is set), in a process of its own.
+pub fn alone(name: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([name, "--exact", "--nocapture", "-q"]);
+    cmd
+}
+
+/// A process pool of `workers` workers, after `init()`.
+#[cfg(all(unix, feature = "process"))]
+pub fn pool(workers: usize) -> concurrent_futures::ProcessPoolExecutor {
+    concurrent_futures::init();
+    concurrent_futures::ProcessPoolExecutor::builder()
+        .max_workers(workers)
+        .build()
+        .unwrap()
+}
