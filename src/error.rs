@@ -62,6 +62,16 @@ pub enum TaskError {
     /// corrupt or oversized frame).
     #[error("task could not be carried between processes: {0}")]
     Transport(Arc<str>),
+    /// A Redis task was delivered to workers as many times as its `max_deliveries` allows
+    /// and none of them finished it: each died, was killed or lost its lease. The text says
+    /// how many deliveries were made.
+    #[error("worker lost: {0}")]
+    WorkerLost(Arc<str>),
+    /// A worker refused a Redis queue entry without running it: an unknown task name, an
+    /// argument that does not decode as the task's type, an oversized or malformed entry.
+    /// The entry is kept in the dead-letter stream.
+    #[error("task rejected by the worker: {0}")]
+    Rejected(Arc<str>),
 }
 
 impl TaskError {
@@ -178,6 +188,19 @@ pub enum SubmitError<F> {
         #[source]
         error: Arc<std::io::Error>,
     },
+    /// A Redis executor was handed a function that its `Tasks` list does not name, so no
+    /// worker could know what to run.
+    #[error("cannot schedule the task: its function is not registered in the executor's Tasks")]
+    Unregistered(F),
+    /// The task's argument cannot be sent: it does not serialize, or it is larger than the
+    /// executor's payload limit.
+    #[error("cannot schedule the task: {reason}")]
+    Rejected {
+        /// The refused task.
+        task: F,
+        /// Why it cannot be sent.
+        reason: Arc<str>,
+    },
 }
 
 impl<F> SubmitError<F> {
@@ -229,6 +252,8 @@ impl<F> SubmitError<F> {
             SubmitError::Shutdown(()) => SubmitError::Shutdown(task),
             SubmitError::Broken { reason, .. } => SubmitError::Broken { task, reason },
             SubmitError::Spawn { error, .. } => SubmitError::Spawn { task, error },
+            SubmitError::Unregistered(()) => SubmitError::Unregistered(task),
+            SubmitError::Rejected { reason, .. } => SubmitError::Rejected { task, reason },
         }
     }
 
@@ -251,6 +276,10 @@ impl<F> SubmitError<F> {
                 (task, SubmitError::Broken { task: (), reason })
             }
             SubmitError::Spawn { task, error } => (task, SubmitError::Spawn { task: (), error }),
+            SubmitError::Unregistered(task) => (task, SubmitError::Unregistered(())),
+            SubmitError::Rejected { task, reason } => {
+                (task, SubmitError::Rejected { task: (), reason })
+            }
         }
     }
 }
@@ -266,6 +295,11 @@ impl<F> fmt::Debug for SubmitError<F> {
             SubmitError::Spawn { error, .. } => f
                 .debug_struct("Spawn")
                 .field("error", error)
+                .finish_non_exhaustive(),
+            SubmitError::Unregistered(_) => f.write_str("Unregistered(..)"),
+            SubmitError::Rejected { reason, .. } => f
+                .debug_struct("Rejected")
+                .field("reason", reason)
                 .finish_non_exhaustive(),
         }
     }

@@ -1,13 +1,13 @@
 //! [`Executor`]: what both pools can do, for code that takes either.
 
-#[cfg(all(unix, feature = "process"))]
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::future::Future;
-#[cfg(all(unix, feature = "process"))]
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 use crate::map::{Map, MapUnordered};
 use crate::SubmitError;
-#[cfg(all(unix, feature = "process"))]
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 use crate::ThreadPoolExecutor;
 
 /// What submitting a `fn(A) -> R` with its argument returns: the future, or the refusal with
@@ -49,8 +49,8 @@ pub type FnSubmit<A, R> = Result<Future<R>, SubmitError<(fn(A) -> R, A)>>;
 /// assert_eq!(word_lengths(&threads, vec!["a".into(), "bcd".into()]), [1, 3]);
 /// // With processes: word_lengths(&ProcessPoolExecutor::new()?, ...) — the same call.
 /// ```
-#[cfg(all(unix, feature = "process"))]
-#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "process"))))]
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
+#[cfg_attr(docsrs, doc(cfg(any(all(unix, feature = "process"), feature = "redis"))))]
 pub trait Executor {
     /// Runs `f(arg)` and returns its future (Python's `apply_async` / `submit(fn, arg)`).
     ///
@@ -83,7 +83,7 @@ pub trait Executor {
 }
 
 /// Both pools have inherent methods of the same shape; the trait forwards to them.
-#[cfg(all(unix, feature = "process"))]
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 macro_rules! forward_executor {
     ($pool:ty) => {
         impl Executor for $pool {
@@ -122,7 +122,9 @@ macro_rules! forward_executor {
     };
 }
 
-#[cfg(all(unix, feature = "process"))]
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 forward_executor!(ThreadPoolExecutor);
 #[cfg(all(unix, feature = "process"))]
 forward_executor!(crate::ProcessPoolExecutor);
+#[cfg(feature = "redis")]
+forward_executor!(crate::redis::RedisExecutor);

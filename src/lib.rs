@@ -116,6 +116,9 @@ pub mod lock;
 mod map;
 #[cfg(all(unix, feature = "process"))]
 mod process;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod sync;
 mod thread;
 mod wait;
@@ -129,7 +132,7 @@ pub use crate::error::{
     BuildError, InvalidStateError, MapError, ResultTimeoutError, SubmitError, TaskError,
     TimeoutError, TryResultError,
 };
-#[cfg(all(unix, feature = "process"))]
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 pub use crate::executor::Executor;
 pub use crate::executor::FnSubmit;
 pub use crate::future::{Future, Promise, SharedFuture, State};

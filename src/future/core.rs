@@ -463,7 +463,7 @@ thread_local! {
 /// From now on, the callbacks of futures that this thread completes run wherever `sink`
 /// sends them (in order, all of one future's together). For threads that must never run
 /// user code that could wait on them: a process pool's managers.
-#[cfg(all(unix, feature = "process"))]
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 pub(crate) fn defer_callbacks(sink: CallbackSink) {
     DEFER_CALLBACKS.with(|d| *d.borrow_mut() = Some(sink));
 }

@@ -228,17 +228,9 @@ impl ThreadPoolExecutor {
         R: Send + 'static,
     {
         // A `Call` job, not a closure, so that a refused task gives back `f` and `arg`.
-        self.shared.submit(Call { f, arg }).map_err(|e| match e {
-            SubmitError::Shutdown(c) => SubmitError::Shutdown((c.f, c.arg)),
-            SubmitError::Broken { task: c, reason } => SubmitError::Broken {
-                task: (c.f, c.arg),
-                reason,
-            },
-            SubmitError::Spawn { task: c, error } => SubmitError::Spawn {
-                task: (c.f, c.arg),
-                error,
-            },
-        })
+        self.shared
+            .submit(Call { f, arg })
+            .map_err(|e| e.map_task(|c| (c.f, c.arg)))
     }
 
     /// Applies `f` to every item and yields the results in input order: Python's

@@ -1,0 +1,1277 @@
+//! [`RedisExecutor`]: queues tasks on a Redis stream and completes their futures from the
+//! replies that workers append to this client's own reply stream.
+//!
+//! Three threads per executor: the *writer* sends queued tasks in pipelined batches (one
+//! round trip for everything submitted meanwhile), the *reader* blocks on the reply stream
+//! (`XREAD BLOCK`, its own connection) and completes futures as replies arrive, and the
+//! callback pool runs done-callbacks so that a callback that waits on another task of this
+//! executor never stalls the reader.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::Waker;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use ::redis::Value;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::conn::Link;
+use super::info::{self, QueueInfo};
+use super::tasks::{Outcome, Tasks};
+use super::wire::{self, Keys, Scripts, FORMAT, GROUP};
+use super::SetupError;
+use crate::error::{panic_message, SubmitError, TaskError};
+use crate::executor::FnSubmit;
+use crate::future::core::{self, Handle, Promised, RunCtx, Task, Waiter};
+use crate::future::Future;
+use crate::map::{self, Chunk, Map, MapUnordered, Source, Submitted};
+use crate::ThreadPoolExecutor;
+
+/// How long the reader's `XREAD BLOCK` waits server-side before it looks around.
+const BLOCK: Duration = Duration::from_secs(5);
+/// The most tasks sent in one pipeline, and replies read in one `XREAD`.
+const BATCH: usize = 512;
+/// How many map chunks may be queued at once by default.
+const MAP_BUFFER: usize = 256;
+/// The longest error message kept from a reply.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Per-task settings: a time limit the worker enforces, and retries on failure.
+///
+/// Unset fields take the executor's defaults
+/// ([`RedisExecutorBuilder::time_limit`], [`RedisExecutorBuilder::retries`]).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::redis::TaskOptions;
+/// use std::time::Duration;
+///
+/// let opts = TaskOptions::new()
+///     .time_limit(Duration::from_secs(30))
+///     .retries(3, Duration::from_millis(500));
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskOptions {
+    time_limit: Option<Duration>,
+    retries: Option<(u32, Duration)>,
+}
+
+impl TaskOptions {
+    /// No per-task settings: the executor's defaults apply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::redis::TaskOptions;
+    /// assert_eq!(TaskOptions::new(), TaskOptions::default());
+    /// ```
+    pub fn new() -> TaskOptions {
+        TaskOptions::default()
+    }
+
+    /// The longest the task may run on the worker; past it the worker reports
+    /// [`TaskError::TimedOut`] (and, if it runs tasks in processes, kills the one running
+    /// it). Unlike [`Future::result_timeout`], which only stops waiting, this stops the task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::redis::TaskOptions;
+    /// let opts = TaskOptions::new().time_limit(std::time::Duration::from_secs(5));
+    /// # let _ = opts;
+    /// ```
+    pub fn time_limit(mut self, limit: Duration) -> TaskOptions {
+        self.time_limit = Some(limit);
+        self
+    }
+
+    /// Runs the task again, up to `times` more times, if it panics, times out or its
+    /// worker process dies, waiting `backoff`, then twice that, and so on, between tries.
+    /// Off by default: a task's failure is reported at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::redis::TaskOptions;
+    /// let opts = TaskOptions::new().retries(2, std::time::Duration::from_millis(100));
+    /// # let _ = opts;
+    /// ```
+    pub fn retries(mut self, times: u32, backoff: Duration) -> TaskOptions {
+        self.retries = Some((times, backoff));
+        self
+    }
+}
+
+/// Builds a [`RedisExecutor`]; from [`RedisExecutor::builder`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use concurrent_futures::redis::{RedisExecutor, Tasks};
+/// use std::time::Duration;
+///
+/// fn double(x: u64) -> u64 { x * 2 }
+///
+/// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("double/v1", double))
+///     .namespace("jobs")
+///     .result_ttl(Duration::from_secs(3600))
+///     .max_deliveries(3)
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct RedisExecutorBuilder {
+    url: String,
+    tasks: Tasks,
+    cfg: Config,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Config {
+    pub(super) namespace: String,
+    pub(super) result_ttl: Duration,
+    pub(super) max_deliveries: u32,
+    pub(super) defaults: TaskOptions,
+    pub(super) max_payload: usize,
+    pub(super) queue_ttl: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            namespace: "cf".into(),
+            result_ttl: Duration::from_secs(24 * 3600),
+            max_deliveries: 3,
+            defaults: TaskOptions::default(),
+            max_payload: 16 << 20,
+            queue_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl RedisExecutorBuilder {
+    /// The key prefix shared with the workers: `{namespace}:queue` and so on (default
+    /// `"cf"`). 1 to 64 ASCII letters, digits and `_ . -`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).namespace("thumbs").build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn namespace(mut self, namespace: &str) -> Self {
+        self.cfg.namespace = namespace.to_owned();
+        self
+    }
+
+    /// How long results, dead letters and this client's reply stream are kept in Redis
+    /// after they were written (default one day).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new())
+    ///     .result_ttl(std::time::Duration::from_secs(600))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn result_ttl(mut self, ttl: Duration) -> Self {
+        self.cfg.result_ttl = ttl;
+        self
+    }
+
+    /// How many times a task may be handed to a worker (default 3): a worker that dies or
+    /// loses its lease gives the task back, and after this many deliveries it fails with
+    /// [`TaskError::WorkerLost`]. At least 1, at most 100.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).max_deliveries(5).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_deliveries(mut self, n: u32) -> Self {
+        self.cfg.max_deliveries = n.clamp(1, wire::MAX_TRIES);
+        self
+    }
+
+    /// The default time limit of every task (see [`TaskOptions::time_limit`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new())
+    ///     .time_limit(std::time::Duration::from_secs(60))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.cfg.defaults.time_limit = Some(limit);
+        self
+    }
+
+    /// Retries for every task (see [`TaskOptions::retries`]); off by default.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new())
+    ///     .retries(3, std::time::Duration::from_secs(1))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn retries(mut self, times: u32, backoff: Duration) -> Self {
+        self.cfg.defaults.retries = Some((times.min(wire::MAX_TRIES), backoff));
+        self
+    }
+
+    /// The largest encoded argument this client sends and result it decodes (default 16
+    /// MiB). Larger arguments are refused at submit ([`SubmitError::Rejected`]); larger
+    /// results fail their task with [`TaskError::Transport`]. Workers have their own limit.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new())
+    ///     .max_payload_bytes(1 << 20)
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.cfg.max_payload = bytes;
+        self
+    }
+
+    /// Connects, makes sure the queue and its consumer group exist, and starts the writer
+    /// and reader threads.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError`] if the URL or namespace is invalid or Redis cannot be reached.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://:password@10.0.0.5:6379/0", Tasks::new()).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn build(self) -> Result<RedisExecutor, SetupError> {
+        let redis = super::open(&self.url, &self.cfg.namespace)?;
+        let keys = Keys::new(&self.cfg.namespace);
+        let mut control = Link::new(redis.clone(), "RedisExecutor", Duration::from_secs(30));
+        control
+            .once(|con| super::ensure_group(con, &keys))
+            .map_err(SetupError::connect)?;
+        let client_id = format!(
+            "{}-{}-{:08x}",
+            wire::hostname(),
+            std::process::id(),
+            wire::random() as u32
+        );
+        let callbacks = ThreadPoolExecutor::builder()
+            .max_workers(64)
+            .keep_alive(Duration::from_secs(1))
+            .thread_name_prefix("RedisExecutor-callbacks")
+            .build()
+            .expect("a valid thread pool configuration");
+        let (outbox, rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            reply_key: keys.reply(&client_id),
+            client_id,
+            keys,
+            scripts: Scripts::new(),
+            redis,
+            tasks: self.tasks,
+            cfg: self.cfg,
+            seq: AtomicU64::new(1),
+            book: Mutex::new(Book {
+                waiting: HashMap::new(),
+                closed: false,
+            }),
+            drained: Condvar::new(),
+            outbox,
+            control: Mutex::new(control),
+            callbacks,
+            threads: Mutex::new(Vec::new()),
+        });
+        let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+            thread::Builder::new()
+                .name(name.into())
+                .spawn(body)
+                .map_err(|e| SetupError::Config(format!("cannot start a thread: {e}")))
+        };
+        let w = shared.clone();
+        let writer = spawn("RedisExecutor-writer", Box::new(move || writer(&w, &rx)))?;
+        let r = shared.clone();
+        let reader = spawn("RedisExecutor-reader", Box::new(move || reader(&r)))?;
+        shared.threads.lock().extend([writer, reader]);
+        Ok(RedisExecutor { shared })
+    }
+}
+
+/// An executor whose tasks run on [`RedisWorker`](super::RedisWorker)s, on this machine or
+/// any other that reaches the same Redis: Python's `concurrent.futures` API over a queue,
+/// where RQ and Celery give up the `Future`.
+///
+/// Tasks are plain functions registered by name in a [`Tasks`] list that the client and
+/// the workers share. `submit` returns an ordinary [`Future`]: `result`,
+/// `result_timeout` (a client-side wait that never cancels the task), `cancel`,
+/// `add_done_callback`, `.await`, [`as_completed`](crate::as_completed) and
+/// [`wait`](crate::wait) work as they do on the local pools. The [`Executor`](crate::Executor)
+/// trait makes generic code run unchanged on threads, processes and Redis.
+///
+/// Delivery is at least once: a task whose worker dies is run again by another worker
+/// after its lease expires, up to [`max_deliveries`](RedisExecutorBuilder::max_deliveries),
+/// and its future completes exactly once. See the crate's README ("Many machines") for the
+/// guarantees and the Redis settings they need.
+///
+/// Dropping the executor shuts it down and waits for the tasks it queued, like
+/// [`shutdown`](Self::shutdown); call [`shutdown_with`](Self::shutdown_with)`(false, ..)`
+/// to leave without waiting.
+///
+/// # Examples
+///
+/// ```no_run
+/// use concurrent_futures::redis::{RedisExecutor, Tasks};
+/// use concurrent_futures::as_completed;
+///
+/// fn square(x: u64) -> u64 { x * x }
+/// fn tasks() -> Tasks { Tasks::new().add("square/v1", square) }
+///
+/// let ex = RedisExecutor::builder("redis://127.0.0.1/", tasks()).build()?;
+/// let futs: Vec<_> = (0..10).map(|x| ex.submit(square, x)).collect::<Result<_, _>>()?;
+/// for fut in as_completed(futs) {
+///     println!("{}", fut.result()?);
+/// }
+/// let squares: Vec<u64> = ex.map(square, 0..100).collect::<Result<_, _>>()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RedisExecutor {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    cfg: Config,
+    tasks: Tasks,
+    keys: Keys,
+    client_id: String,
+    reply_key: String,
+    scripts: Scripts,
+    redis: ::redis::Client,
+    seq: AtomicU64,
+    book: Mutex<Book>,
+    /// Signalled when `book.waiting` becomes empty.
+    drained: Condvar,
+    outbox: Sender<Outgoing>,
+    /// For cancels and `info`.
+    control: Mutex<Link>,
+    callbacks: ThreadPoolExecutor,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The tasks this client waits for, by number.
+struct Book {
+    waiting: HashMap<u64, Waiting>,
+    closed: bool,
+}
+
+/// Completes a task's future from its reply (decoding the body as the task's type).
+type Complete = Box<dyn for<'b> FnOnce(Result<&'b [u8], TaskError>) + Send>;
+
+struct Waiting {
+    complete: Complete,
+    cancel: Arc<dyn Cancel>,
+}
+
+/// A queued task's way to cancel itself (for `shutdown(cancel_futures)`).
+trait Cancel: Send + Sync {
+    fn cancel_now(self: Arc<Self>) -> bool;
+}
+
+enum Outgoing {
+    Task {
+        seq: u64,
+        slot: Arc<Slot>,
+        fields: Vec<(&'static str, String)>,
+    },
+    Stop,
+}
+
+/// Where a task's queue entry stands, for `cancel`.
+#[derive(Debug)]
+struct Slot {
+    state: Mutex<SlotState>,
+    sent: Condvar,
+}
+
+#[derive(Debug)]
+enum SlotState {
+    /// In the writer's channel.
+    Local,
+    /// In a pipeline whose answer has not come back.
+    Sending,
+    /// In the queue under this entry id.
+    Sent(String),
+    /// Cancelled before it was sent, or refused by Redis: never to be sent.
+    Dropped,
+}
+
+impl Slot {
+    fn begin_send(&self) -> bool {
+        let mut st = self.state.lock();
+        match *st {
+            SlotState::Local => {
+                *st = SlotState::Sending;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn end_send(&self, id: Option<String>) {
+        *self.state.lock() = id.map_or(SlotState::Dropped, SlotState::Sent);
+        self.sent.notify_all();
+    }
+}
+
+/// A Redis task's future: a promise whose `cancel` first removes the queue entry.
+struct Remote<T: Send + 'static> {
+    task: Arc<Task<T, Promised>>,
+    seq: u64,
+    slot: Arc<Slot>,
+    shared: Weak<Shared>,
+}
+
+impl<T: Send + 'static> Remote<T> {
+    fn future(self: &Arc<Self>) -> Future<T> {
+        Future::from_task(self.clone())
+    }
+}
+
+impl<T: Send + 'static> Cancel for Remote<T> {
+    fn cancel_now(self: Arc<Self>) -> bool {
+        let fut = self.future();
+        self.cancel_with(&fut)
+    }
+}
+
+impl<T: Send + 'static> Remote<T> {
+    /// Withdraws the queue entry, then cancels the future; `fut` is the handle that its
+    /// callbacks are given.
+    fn cancel_with(&self, fut: &Future<T>) -> bool {
+        match core::state_of(self.task.word()) {
+            crate::State::Cancelled => return true,
+            crate::State::Running | crate::State::Finished => return false,
+            crate::State::Pending => {}
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            return false;
+        };
+        match shared.withdraw(&self.slot) {
+            Some(true) => {
+                let taken = shared.book.lock().waiting.remove(&self.seq);
+                shared.notify_if_drained();
+                drop(taken);
+                self.task.cancel(fut)
+            }
+            Some(false) => {
+                // A worker holds it: from now on it reads as running.
+                self.task.set_running();
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+impl<T: Send + 'static> Handle<T> for Remote<T> {
+    fn word(&self) -> u32 {
+        self.task.word()
+    }
+    fn owner(&self) -> u32 {
+        0
+    }
+    fn add_waiter(&self, waiter: Waiter<T>) -> Result<(), Waiter<T>> {
+        self.task.add_waiter(waiter)
+    }
+    fn register_waker(&self, waker: &Waker) -> bool {
+        self.task.register_waker(waker)
+    }
+    fn remove_waiters(&self, remove: &dyn Fn(&Waiter<T>) -> bool) {
+        self.task.remove_waiters(remove);
+    }
+    fn take(&self) -> Result<T, TaskError> {
+        self.task.take()
+    }
+    fn error(&self) -> Option<TaskError> {
+        self.task.error()
+    }
+    fn cancel(&self, fut: &Future<T>) -> bool {
+        self.cancel_with(fut)
+    }
+    fn set_running(&self) -> bool {
+        self.task.set_running()
+    }
+    fn finish(
+        &self,
+        outcome: Result<T, TaskError>,
+        fut: &Future<T>,
+    ) -> Result<(), Result<T, TaskError>> {
+        self.task.finish(outcome, fut)
+    }
+    fn run(&self, _fut: &Future<T>, _ctx: Option<&RunCtx<'_>>) -> bool {
+        false
+    }
+}
+
+impl Shared {
+    /// Removes a task's entry from the queue if no worker has taken it. `Some(true)` if it
+    /// will never run, `Some(false)` if a worker holds it or it finished, `None` if Redis
+    /// could not be asked.
+    fn withdraw(&self, slot: &Slot) -> Option<bool> {
+        let id = {
+            let mut st = slot.state.lock();
+            loop {
+                match &*st {
+                    SlotState::Local => {
+                        *st = SlotState::Dropped;
+                        return Some(true);
+                    }
+                    SlotState::Dropped => return Some(true),
+                    SlotState::Sending => slot.sent.wait(&mut st),
+                    SlotState::Sent(id) => break id.clone(),
+                }
+            }
+        };
+        let attempts = std::cell::Cell::new(0);
+        self.control.lock().retry(
+            &self.scripts,
+            &|| {
+                attempts.set(attempts.get() + 1);
+                attempts.get() >= 3
+            },
+            |con| {
+                self.scripts
+                    .cancel
+                    .key(&self.keys.queue)
+                    .arg(GROUP)
+                    .arg(&id)
+                    .invoke::<i64>(con)
+            },
+        )
+        .map(|removed| removed == 1)
+    }
+
+    fn notify_if_drained(&self) {
+        if self.book.lock().waiting.is_empty() {
+            self.drained.notify_all();
+        }
+    }
+
+    /// Queues a task: records how to complete it, then hands it to the writer.
+    fn send<T: Send + 'static>(
+        self: &Arc<Self>,
+        name: &str,
+        chunk: bool,
+        args: String,
+        opts: TaskOptions,
+        decode: impl for<'b> FnOnce(Result<&'b [u8], TaskError>) -> Result<T, TaskError>
+            + Send
+            + 'static,
+    ) -> Result<Future<T>, SubmitError<()>> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            state: Mutex::new(SlotState::Local),
+            sent: Condvar::new(),
+        });
+        let remote = Arc::new(Remote {
+            task: Task::new(Promised, 0),
+            seq,
+            slot: slot.clone(),
+            shared: Arc::downgrade(self),
+        });
+        let r = remote.clone();
+        let complete: Complete = Box::new(move |reply| {
+            let outcome = decode(reply);
+            let fut = r.future();
+            let _ = r.finish(outcome, &fut);
+        });
+        {
+            let mut book = self.book.lock();
+            if book.closed {
+                return Err(SubmitError::Shutdown(()));
+            }
+            book.waiting.insert(
+                seq,
+                Waiting {
+                    complete,
+                    cancel: remote.clone(),
+                },
+            );
+        }
+        let opts = TaskOptions {
+            time_limit: opts.time_limit.or(self.cfg.defaults.time_limit),
+            retries: opts.retries.or(self.cfg.defaults.retries),
+        };
+        let mut fields = vec![
+            ("v", FORMAT.to_owned()),
+            ("fn", name.to_owned()),
+            ("c", self.client_id.clone()),
+            ("t", seq.to_string()),
+            ("k", if chunk { "chunk" } else { "one" }.to_owned()),
+            ("a", args),
+            ("tries", self.cfg.max_deliveries.to_string()),
+            ("ttl", wire::millis(self.cfg.result_ttl).to_string()),
+        ];
+        if let Some(limit) = opts.time_limit {
+            fields.push(("limit", wire::millis(limit).to_string()));
+        }
+        if let Some((times, backoff)) = opts.retries {
+            fields.push(("retries", times.to_string()));
+            fields.push(("backoff", wire::millis(backoff).to_string()));
+        }
+        let _ = self.outbox.send(Outgoing::Task { seq, slot, fields });
+        Ok(remote.future())
+    }
+
+    /// Completes task `seq` (if this client still waits for it).
+    fn complete(&self, seq: u64, reply: Result<&[u8], TaskError>) {
+        let waiting = self.book.lock().waiting.remove(&seq);
+        if let Some(w) = waiting {
+            (w.complete)(reply);
+            self.notify_if_drained();
+        }
+    }
+
+    /// A reply entry: completes its task after checking every field.
+    fn deliver(&self, e: &wire::RawEntry) {
+        let Some(seq) = e.text("t").and_then(|t| t.parse::<u64>().ok()) else {
+            return; // a wake-up, or garbage: nothing waits for it
+        };
+        let status = e.text("s").unwrap_or("");
+        let body = e.get("r").unwrap_or(b"");
+        let reply = if body.len() > self.cfg.max_payload {
+            Err(TaskError::Transport(
+                format!(
+                    "the result is {} bytes, above this client's limit of {} (max_payload_bytes)",
+                    body.len(),
+                    self.cfg.max_payload
+                )
+                .into(),
+            ))
+        } else {
+            let message = String::from_utf8_lossy(&body[..body.len().min(MAX_MESSAGE)]);
+            match Outcome::error(status, &message) {
+                None => Ok(body),
+                Some(err) => Err(err),
+            }
+        };
+        self.complete(seq, reply);
+    }
+
+    fn callback_sink(self: &Arc<Self>) -> core::CallbackSink {
+        let shared = Arc::downgrade(self);
+        Arc::new(move |callbacks: Box<dyn FnOnce() + Send>| {
+            let refused = match shared.upgrade() {
+                Some(shared) => shared
+                    .callbacks
+                    .submit(callbacks)
+                    .err()
+                    .map(SubmitError::into_inner),
+                None => Some(callbacks),
+            };
+            if let Some(callbacks) = refused {
+                callbacks();
+            }
+        })
+    }
+
+    /// Wakes the reader out of its `XREAD BLOCK` with an entry that completes nothing.
+    fn wake_reader(&self) {
+        let _ = self.control.lock().once(|con| {
+            ::redis::cmd("XADD")
+                .arg(&self.reply_key)
+                .arg("*")
+                .arg("s")
+                .arg("wake")
+                .query::<Value>(con)
+                .and_then(|_| {
+                    ::redis::cmd("PEXPIRE")
+                        .arg(&self.reply_key)
+                        .arg(wire::millis(self.cfg.result_ttl))
+                        .query::<()>(con)
+                })
+        });
+    }
+}
+
+/// The writer thread: sends queued tasks, everything that queued up meanwhile in one
+/// pipeline, until told to stop.
+fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
+    let mut link = Link::new(
+        shared.redis.clone(),
+        "RedisExecutor writer",
+        Duration::from_secs(30),
+    );
+    let mut stop = false;
+    while !stop {
+        let Ok(first) = rx.recv() else { break };
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(out) = next.take() {
+            match out {
+                Outgoing::Stop => {
+                    stop = true;
+                    break;
+                }
+                Outgoing::Task { seq, slot, fields } => {
+                    if slot.begin_send() {
+                        batch.push((seq, slot, fields));
+                    }
+                }
+            }
+            if batch.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let replies = link
+            .retry(&shared.scripts, &|| false, |con| {
+                let mut pipe = ::redis::pipe();
+                pipe.ignore_errors();
+                for (_, _, fields) in &batch {
+                    let cmd = pipe.cmd("XADD").arg(&shared.keys.queue).arg("*");
+                    for (k, v) in fields {
+                        cmd.arg(*k).arg(v);
+                    }
+                }
+                pipe.cmd("PEXPIRE")
+                    .arg(&shared.keys.queue)
+                    .arg(wire::millis(shared.cfg.queue_ttl));
+                pipe.query::<Vec<Value>>(con)
+            })
+            .unwrap_or_default();
+        for (i, (seq, slot, _)) in batch.into_iter().enumerate() {
+            match replies.get(i) {
+                Some(v) if wire::text(v).is_some_and(wire::valid_stream_id) => {
+                    slot.end_send(wire::text(v).map(str::to_owned));
+                }
+                other => {
+                    slot.end_send(None);
+                    let why = match other {
+                        Some(Value::ServerError(e)) => format!("Redis refused the task: {e:?}"),
+                        _ => "Redis gave no entry id for the task".to_owned(),
+                    };
+                    shared.complete(seq, Err(TaskError::Transport(why.into())));
+                }
+            }
+        }
+    }
+}
+
+/// The reader thread: blocks on this client's reply stream and completes futures, until the
+/// executor is shut down and nothing is left to wait for.
+fn reader(shared: &Arc<Shared>) {
+    core::defer_callbacks(shared.callback_sink());
+    let mut link = Link::new(
+        shared.redis.clone(),
+        "RedisExecutor reader",
+        BLOCK + Duration::from_secs(10),
+    );
+    let finished = || {
+        let book = shared.book.lock();
+        book.closed && book.waiting.is_empty()
+    };
+    let mut last = "0-0".to_owned();
+    while !finished() {
+        let Some(reply) = link.retry(&shared.scripts, &finished, |con| {
+            ::redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(BATCH)
+                .arg("BLOCK")
+                .arg(wire::millis(BLOCK))
+                .arg("STREAMS")
+                .arg(&shared.reply_key)
+                .arg(&last)
+                .query::<Value>(con)
+        }) else {
+            break;
+        };
+        let entries = wire::read_reply(&reply);
+        let Some(newest) = entries.last() else {
+            continue;
+        };
+        last.clone_from(&newest.id);
+        for e in &entries {
+            shared.deliver(e);
+        }
+        let _ = link.once(|con| {
+            let mut del = ::redis::cmd("XDEL");
+            del.arg(&shared.reply_key);
+            for e in &entries {
+                del.arg(&e.id);
+            }
+            del.query::<()>(con)
+        });
+    }
+    let _ = link.once(|con| ::redis::cmd("DEL").arg(&shared.reply_key).query::<()>(con));
+}
+
+fn decode_one<R: DeserializeOwned>(body: &[u8]) -> Result<R, TaskError> {
+    serde_json::from_slice(body).map_err(|e| {
+        TaskError::Transport(
+            format!(
+                "cannot decode the result as {}: {e}",
+                std::any::type_name::<R>()
+            )
+            .into(),
+        )
+    })
+}
+
+/// A chunk's results: exactly `n` of them, or the same error for each.
+fn decode_chunk<R: DeserializeOwned>(reply: Result<&[u8], TaskError>, n: usize) -> Chunk<R> {
+    let all_fail = |e: TaskError| (0..n).map(|_| Err(e.clone())).collect();
+    let body = match reply {
+        Ok(body) => body,
+        Err(e) => return all_fail(e),
+    };
+    let items: Vec<serde_json::Value> = match serde_json::from_slice(body) {
+        Ok(items) => items,
+        Err(e) => {
+            return all_fail(TaskError::Transport(
+                format!("cannot decode the chunk's results: {e}").into(),
+            ))
+        }
+    };
+    if items.len() != n {
+        return all_fail(TaskError::Transport(
+            format!("the worker sent {} results for {n} items", items.len()).into(),
+        ));
+    }
+    items
+        .into_iter()
+        .map(|mut item| {
+            if let Some(value) = item.get_mut("ok") {
+                return serde_json::from_value(value.take()).map_err(|e| {
+                    TaskError::Transport(format!("cannot decode the result: {e}").into())
+                });
+            }
+            let status = item.get("err").and_then(|s| s.as_str()).unwrap_or("?");
+            let msg = item.get("msg").and_then(|s| s.as_str()).unwrap_or("");
+            Err(Outcome::error(status, msg).unwrap_or_else(|| {
+                TaskError::Transport("a chunk item has neither ok nor err".into())
+            }))
+        })
+        .collect()
+}
+
+impl RedisExecutor {
+    /// Starts building an executor that talks to the Redis at `url`
+    /// (`redis://[user:password@]host[:port][/db]`, `rediss://` with the `redis-tls`
+    /// feature, `redis+unix:///path`) and sends the functions in `tasks`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// fn f(x: u8) -> u8 { x }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("f/v1", f)).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder(url: &str, tasks: Tasks) -> RedisExecutorBuilder {
+        RedisExecutorBuilder {
+            url: url.to_owned(),
+            tasks,
+            cfg: Config::default(),
+        }
+    }
+
+    /// Queues `f(arg)` for a worker; `f` must be in the executor's [`Tasks`].
+    ///
+    /// The argument is encoded as JSON here; the task is sent by the writer thread (with
+    /// everything else submitted meanwhile, in one round trip), so `submit` does not wait
+    /// for Redis. If Redis is unreachable the writer retries until it is back.
+    ///
+    /// # Errors
+    ///
+    /// With `(f, arg)` handed back: [`SubmitError::Unregistered`] if `f` is not in the
+    /// list, [`SubmitError::Rejected`] if `arg` does not serialize or is larger than
+    /// [`max_payload_bytes`](RedisExecutorBuilder::max_payload_bytes),
+    /// [`SubmitError::Shutdown`] after [`shutdown`](Self::shutdown).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// fn add_one(x: i64) -> i64 { x + 1 }
+    /// fn unknown(x: i64) -> i64 { x }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("add_one/v1", add_one)).build()?;
+    /// assert_eq!(ex.submit(add_one, 41)?.result()?, 42);
+    /// let (f, arg) = ex.submit(unknown, 1).unwrap_err().into_inner(); // not registered
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit<A, R>(&self, f: fn(A) -> R, arg: A) -> FnSubmit<A, R>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        self.submit_with(f, arg, TaskOptions::new())
+    }
+
+    /// [`submit`](Self::submit) with per-task settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, TaskOptions, Tasks};
+    /// # use std::time::Duration;
+    /// fn fetch(url: String) -> usize { url.len() }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("fetch/v1", fetch)).build()?;
+    /// let opts = TaskOptions::new().time_limit(Duration::from_secs(10)).retries(2, Duration::from_secs(1));
+    /// let n = ex.submit_with(fetch, "https://example.com".into(), opts)?.result()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit_with<A, R>(&self, f: fn(A) -> R, arg: A, opts: TaskOptions) -> FnSubmit<A, R>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let Some(name) = self.shared.tasks.name_of(f) else {
+            return Err(SubmitError::Unregistered((f, arg)));
+        };
+        let args = match self.encode(&arg) {
+            Ok(args) => args,
+            Err(reason) => {
+                return Err(SubmitError::Rejected {
+                    task: (f, arg),
+                    reason,
+                })
+            }
+        };
+        self.shared
+            .send(name, false, args, opts, |reply| reply.and_then(decode_one))
+            .map_err(|e| e.map_task(|()| (f, arg)))
+    }
+
+    /// Same as [`submit`](Self::submit) (Python's `Pool.apply_async`).
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// fn neg(x: i8) -> i8 { -x }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("neg", neg)).build()?;
+    /// assert_eq!(ex.apply(neg, 1)?.result()?, -1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> FnSubmit<A, R>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        self.submit(f, arg)
+    }
+
+    fn encode<A: Serialize>(&self, arg: &A) -> Result<String, Arc<str>> {
+        let json = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            serde_json::to_string(arg)
+        }));
+        match json {
+            Ok(Ok(json)) if json.len() <= self.shared.cfg.max_payload => Ok(json),
+            Ok(Ok(json)) => Err(format!(
+                "the argument is {} bytes as JSON, above the limit of {} (max_payload_bytes)",
+                json.len(),
+                self.shared.cfg.max_payload
+            )
+            .into()),
+            Ok(Err(e)) => Err(format!("the argument does not serialize: {e}").into()),
+            Err(p) => Err(format!(
+                "the argument's Serialize panicked: {}",
+                panic_message(&*p)
+            )
+            .into()),
+        }
+    }
+
+    fn source<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Source<'a, R>
+    where
+        A: Serialize + Send + 'a,
+        R: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        let shared = self.shared.clone();
+        let name = self.shared.tasks.name_of(f).map(str::to_owned);
+        let max = self.shared.cfg.max_payload;
+        map::source(items.into_iter(), move |batch: Vec<A>| -> Submitted<R> {
+            let Some(name) = &name else {
+                return Err(
+                    "the function is not registered in the executor's Tasks".into(),
+                );
+            };
+            let n = batch.len();
+            let args = match serde_json::to_string(&batch) {
+                Ok(json) if json.len() <= max => json,
+                Ok(json) => {
+                    return Err(format!(
+                        "the chunk is {} bytes as JSON, above the limit of {max}",
+                        json.len()
+                    )
+                    .into())
+                }
+                Err(e) => return Err(format!("an item does not serialize: {e}").into()),
+            };
+            shared
+                .send(name, true, args, TaskOptions::new(), move |reply| {
+                    Ok(decode_chunk(reply, n))
+                })
+                .map_err(|e| e.to_string().into())
+        })
+    }
+
+    /// Applies `f` to every item on the workers, results in input order: Python's
+    /// `executor.map`. Lazy and bounded like the local pools' `map` (256 tasks queued at a
+    /// time by default); [`chunk_size`](Map::chunk_size) sends several items per queue
+    /// entry, which is what makes cheap functions worth sending to another machine, and
+    /// [`timeout`](Map::timeout) counts from this call.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// # use std::time::Duration;
+    /// fn len(s: String) -> usize { s.len() }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("len/v1", len)).build()?;
+    /// let words = vec!["a".to_string(), "bb".into()];
+    /// for n in ex.map(len, words).timeout(Duration::from_secs(60)) {
+    ///     println!("{}", n?);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Map<'a, R>
+    where
+        A: Serialize + Send + 'a,
+        R: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        Map::new(self.source(f, items), MAP_BUFFER)
+    }
+
+    /// Like [`map`](Self::map), in completion order (Python's `imap_unordered`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// fn sq(x: u32) -> u32 { x * x }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("sq", sq)).build()?;
+    /// let mut all: Vec<u32> = ex.map_unordered(sq, 0..4).collect::<Result<_, _>>()?;
+    /// all.sort();
+    /// assert_eq!(all, [0, 1, 4, 9]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map_unordered<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> MapUnordered<'a, R>
+    where
+        A: Serialize + Send + 'a,
+        R: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        MapUnordered::new(self.source(f, items), MAP_BUFFER)
+    }
+
+    /// Stops accepting tasks and waits until every task this client queued has completed
+    /// (Python's `shutdown(wait=True)`). Tasks queued by other clients are not waited for.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// # use concurrent_futures::SubmitError;
+    /// fn id(x: u8) -> u8 { x }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("id", id)).build()?;
+    /// let fut = ex.submit(id, 1)?;
+    /// ex.shutdown();
+    /// assert!(fut.done());
+    /// assert!(matches!(ex.submit(id, 2), Err(SubmitError::Shutdown(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shutdown(&self) {
+        self.shutdown_with(true, false);
+    }
+
+    /// Python's `shutdown(wait, cancel_futures)`: with `cancel_futures`, every task this
+    /// client queued that no worker has taken yet is removed from the queue and its future
+    /// cancelled; with `wait`, returns once the others have completed. Without `wait` the
+    /// reader thread still completes the futures as replies arrive, then exits.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// fn id(x: u8) -> u8 { x }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("id", id)).build()?;
+    /// let fut = ex.submit(id, 1)?;
+    /// ex.shutdown_with(true, true); // no worker running: cancelled, not waited for
+    /// assert!(fut.cancelled());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shutdown_with(&self, wait: bool, cancel_futures: bool) {
+        let shared = &self.shared;
+        let cancels: Vec<Arc<dyn Cancel>> = {
+            let mut book = shared.book.lock();
+            let first = !book.closed;
+            book.closed = true;
+            if first {
+                let _ = shared.outbox.send(Outgoing::Stop);
+            }
+            if cancel_futures {
+                book.waiting.values().map(|w| w.cancel.clone()).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        for c in cancels {
+            c.cancel_now();
+        }
+        if wait {
+            let mut book = shared.book.lock();
+            while !book.waiting.is_empty() {
+                shared.drained.wait(&mut book);
+            }
+            drop(book);
+            shared.wake_reader();
+            let threads = std::mem::take(&mut *shared.threads.lock());
+            for t in threads {
+                if t.thread().id() != thread::current().id() {
+                    let _ = t.join();
+                }
+            }
+        } else {
+            shared.wake_reader();
+        }
+    }
+
+    /// How many of this client's tasks have not completed yet.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+    /// assert_eq!(ex.pending(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pending(&self) -> usize {
+        self.shared.book.lock().waiting.len()
+    }
+
+    /// This client's id: its reply stream is `{namespace}:reply:<id>`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+    /// println!("{}", ex.client_id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn client_id(&self) -> &str {
+        &self.shared.client_id
+    }
+
+    /// What the queue holds now: queued and running tasks, live workers, dead letters
+    /// (like `rq info`).
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::Connect`] if Redis cannot be asked.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+    /// let info = ex.info()?;
+    /// println!("{} queued, {} running", info.queued, info.running.len());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn info(&self) -> Result<QueueInfo, SetupError> {
+        let shared = &self.shared;
+        shared
+            .control
+            .lock()
+            .once(|con| info::read(con, &shared.keys))
+            .map_err(SetupError::connect)
+    }
+}
+
+impl Drop for RedisExecutor {
+    fn drop(&mut self) {
+        self.shutdown_with(true, false);
+    }
+}
+
+impl fmt::Debug for RedisExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisExecutor")
+            .field("client_id", &self.shared.client_id)
+            .field("namespace", &self.shared.cfg.namespace)
+            .field("pending", &self.pending())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_always_have_one_result_per_item() {
+        let ok: Chunk<u32> = decode_chunk(Ok(br#"[{"ok":1},{"err":"panic","msg":"x"}]"#), 2);
+        assert_eq!(ok[0].as_ref().unwrap(), &1);
+        assert!(matches!(&ok[1], Err(TaskError::Panicked(m)) if &**m == "x"));
+        for bad in [&b"[{\"ok\":1}]"[..], b"{}", b"[1,2]", b"[{\"ok\":\"s\"},{}]"] {
+            let got: Chunk<u32> = decode_chunk(Ok(bad), 2);
+            assert_eq!(got.len(), 2, "{}", String::from_utf8_lossy(bad));
+            assert!(got.iter().any(Result::is_err));
+        }
+        let lost: Chunk<u32> = decode_chunk(Err(TaskError::WorkerLost("3".into())), 3);
+        assert_eq!(lost.len(), 3);
+    }
+
+    #[test]
+    fn deep_results_are_refused_not_overflowing() {
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        let got: Result<Vec<serde_json::Value>, _> = decode_one(deep.as_bytes());
+        assert!(got.is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! One Redis connection that reconnects: each thread of a client or worker owns one.
+
+use std::thread;
+use std::time::Duration;
+
+use ::redis::{Client, Connection, RedisResult};
+
+use super::wire::Scripts;
+
+/// How long a connection attempt may take.
+const CONNECT: Duration = Duration::from_secs(5);
+/// How long a command may take to be written.
+const WRITE: Duration = Duration::from_secs(10);
+/// The first pause after a failure; it doubles up to `MAX_PAUSE`.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+const MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// A connection, opened on first use and again after it broke.
+pub(super) struct Link {
+    client: Client,
+    con: Option<Connection>,
+    /// Longer than any `BLOCK` this link sends: a blocking read waits for its server-side
+    /// timeout, never for a short client-side one.
+    read_timeout: Duration,
+    what: &'static str,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("what", &self.what)
+            .field("connected", &self.con.is_some())
+            .finish()
+    }
+}
+
+/// True for an error Redis answered (the connection is fine); false for a broken or timed
+/// out connection.
+pub(super) fn is_reply(e: &::redis::RedisError) -> bool {
+    e.code().is_some()
+}
+
+impl Link {
+    pub(super) fn new(client: Client, what: &'static str, read_timeout: Duration) -> Link {
+        Link {
+            client,
+            con: None,
+            read_timeout,
+            what,
+        }
+    }
+
+    /// Runs `f` once, connecting first if needed. A connection that failed is dropped, so
+    /// the next call starts afresh.
+    pub(super) fn once<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> RedisResult<T> {
+        let con = match &mut self.con {
+            Some(con) => con,
+            slot => {
+                let con = self.client.get_connection_with_timeout(CONNECT)?;
+                con.set_read_timeout(Some(self.read_timeout))?;
+                con.set_write_timeout(Some(WRITE))?;
+                slot.insert(con)
+            }
+        };
+        let result = f(con);
+        if let Err(e) = &result {
+            if !is_reply(e) {
+                self.con = None;
+            }
+        }
+        result
+    }
+
+    /// Runs `f` until it succeeds, pausing between failures (50 ms doubling to 2 s) and
+    /// reloading the scripts when Redis lost them (a restart); `None` once `give_up` says so.
+    /// Every failure is logged, the first of a series as a warning.
+    pub(super) fn retry<T>(
+        &mut self,
+        scripts: &Scripts,
+        give_up: &dyn Fn() -> bool,
+        mut f: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Option<T> {
+        let mut pause = FIRST_PAUSE;
+        let mut failures = 0u32;
+        loop {
+            match self.once(&mut f) {
+                Ok(v) => {
+                    if failures > 0 {
+                        log::info!(target: "concurrent_futures::redis", "{}: Redis is back after {failures} failed attempts", self.what);
+                    }
+                    return Some(v);
+                }
+                Err(e) if e.code() == Some("NOSCRIPT") => {
+                    if let Err(e) = self.once(|con| scripts.load(con)) {
+                        log::warn!(target: "concurrent_futures::redis", "{}: cannot load scripts: {e}", self.what);
+                    }
+                }
+                Err(e) => {
+                    if failures == 0 {
+                        log::warn!(target: "concurrent_futures::redis", "{}: {e}; retrying", self.what);
+                    } else {
+                        log::debug!(target: "concurrent_futures::redis", "{}: {e}; retrying", self.what);
+                    }
+                }
+            }
+            failures += 1;
+            if give_up() {
+                return None;
+            }
+            thread::sleep(pause);
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The same [`Future`](crate::Future) API across many machines: [`RedisExecutor`] queues
+//! tasks on a Redis stream, [`RedisWorker`]s on any machine run them, and the results come
+//! back to the client's futures as they finish.
+//!
+//! Python users who outgrow one machine move from `ProcessPoolExecutor` to RQ or Celery and
+//! lose the executor API on the way. Here `submit`, `map`, [`as_completed`](crate::as_completed),
+//! [`wait`](crate::wait), `add_done_callback` and `.await` work unchanged, and the
+//! [`Executor`](crate::Executor) trait lets generic code run on threads, processes or Redis.
+//!
+//! | Python (RQ) | Rust |
+//! | --- | --- |
+//! | `q = Queue(connection=Redis())` | `let ex = RedisExecutor::builder(url, tasks()).build()?` |
+//! | `job = q.enqueue(count_words, url)` | `let fut = ex.submit(count_words, url)?` |
+//! | `job.result` (poll) / `job.return_value()` | `fut.result()?` (no polling: the reader pushes it) |
+//! | `job.cancel()` | `fut.cancel()` (true only if no worker took it) |
+//! | `rq worker` | `RedisWorker::builder(url, tasks()).run()?` in a binary of yours |
+//! | `rq info` | [`inspect`] / [`RedisExecutor::info`], the `redis_info` example |
+//!
+//! # What runs
+//!
+//! Only functions registered by name in [`Tasks`], the same list in client and workers. A
+//! queue entry carries a name and a JSON argument; nothing in it is ever treated as code.
+//!
+//! # Guarantees
+//!
+//! At least once, never lost while Redis keeps its data: a task runs again only when the
+//! worker running it stopped renewing its lease (it died, froze, or lost Redis for a whole
+//! lease), and each future completes exactly once: a late answer from a worker that lost
+//! its lease is dropped by a fenced script. The README's "Many machines" section has the
+//! table, and the Redis settings (`appendonly yes`, `maxmemory-policy noeviction`) these
+//! need.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use concurrent_futures::redis::{RedisExecutor, RedisWorker, Tasks};
+//!
+//! fn hash_file(path: String) -> String { format!("{:x}", path.len()) }
+//! fn tasks() -> Tasks { Tasks::new().add("hash/v1", hash_file) }
+//!
+//! // A worker (normally on another machine, in its own binary):
+//! let worker = RedisWorker::builder("redis://127.0.0.1/", tasks()).spawn()?;
+//!
+//! // The client:
+//! let ex = RedisExecutor::builder("redis://127.0.0.1/", tasks()).build()?;
+//! let fut = ex.submit(hash_file, "/etc/hosts".to_string())?;
+//! println!("{}", fut.result()?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod client;
+mod conn;
+mod info;
+mod tasks;
+mod wire;
+mod worker;
+
+use std::sync::Arc;
+
+pub use self::client::{RedisExecutor, RedisExecutorBuilder, TaskOptions};
+pub use self::info::{DeadLetter, QueueInfo, RunningTask, WorkerInfo};
+pub use self::tasks::Tasks;
+pub use self::worker::{RedisWorker, RedisWorkerBuilder};
+
+/// A Redis executor or worker could not be set up.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::redis::{RedisExecutor, SetupError, Tasks};
+///
+/// let err = RedisExecutor::builder("not a url", Tasks::new()).build().unwrap_err();
+/// assert!(matches!(err, SetupError::Url(_)));
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The connection URL does not parse.
+    #[error("invalid Redis URL: {0}")]
+    Url(String),
+    /// A setting is invalid, or a thread or process could not be started.
+    #[error("{0}")]
+    Config(String),
+    /// Redis could not be reached, or refused a command (a missing permission, say).
+    #[error("cannot use Redis: {0}")]
+    Connect(#[source] Arc<::redis::RedisError>),
+}
+
+impl SetupError {
+    fn connect(e: ::redis::RedisError) -> SetupError {
+        SetupError::Connect(Arc::new(e))
+    }
+}
+
+/// Opens a client after checking the namespace; connects nothing yet.
+fn open(url: &str, namespace: &str) -> Result<::redis::Client, SetupError> {
+    wire::check_namespace(namespace).map_err(SetupError::Config)?;
+    ::redis::Client::open(url).map_err(|e| {
+        // The error may quote the URL, password included: say only what kind it is.
+        SetupError::Url(format!("{:?}", e.kind()))
+    })
+}
+
+/// Creates the queue and its consumer group if they do not exist. The group starts at the
+/// beginning of the stream, so entries added before it existed are still delivered.
+fn ensure_group(con: &mut ::redis::Connection, keys: &wire::Keys) -> ::redis::RedisResult<()> {
+    let created = ::redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&keys.queue)
+        .arg(wire::GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query::<()>(con);
+    match created {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
+/// Reads what the queue of `namespace` holds now, without an executor: queued and running
+/// tasks, live workers, dead letters.
+///
+/// # Errors
+///
+/// [`SetupError`] if the URL or namespace is invalid or Redis cannot be asked.
+///
+/// # Examples
+///
+/// ```no_run
+/// let info = concurrent_futures::redis::inspect("redis://127.0.0.1/", "cf")?;
+/// println!("{} queued, {} dead letters", info.queued, info.dead_total);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn inspect(url: &str, namespace: &str) -> Result<QueueInfo, SetupError> {
+    let client = open(url, namespace)?;
+    let mut con = client
+        .get_connection_with_timeout(std::time::Duration::from_secs(5))
+        .map_err(SetupError::connect)?;
+    info::read(&mut con, &wire::Keys::new(namespace)).map_err(SetupError::connect)
+}

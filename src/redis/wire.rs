@@ -1,0 +1,595 @@
+//! What lies in Redis: the key layout, the fields of queue and reply entries, the Lua scripts,
+//! and the checks that every value read back passes before it is used.
+//!
+//! Everything read from Redis is untrusted: anyone who can write to the namespace can put
+//! any bytes in an entry. Values are checked for type and size here and turned into plain
+//! Rust data; nothing downstream looks at a [`Value`] again.
+
+use std::time::Duration;
+
+use ::redis::{Script, Value};
+
+use super::tasks::{check_name, MAX_NAME};
+
+/// The consumer group every worker reads the queue through.
+pub(super) const GROUP: &str = "workers";
+
+/// The version of the entry format, field `v` of every queue entry.
+pub(super) const FORMAT: &str = "1";
+
+/// The most fields an entry may have; ours have at most 10.
+const MAX_FIELDS: usize = 32;
+
+/// The longest client id or consumer name.
+pub(super) const MAX_ID: usize = 96;
+
+/// Redis keys of one namespace. Every key carries the namespace in braces (a hash tag), so
+/// all of them live in one Redis Cluster slot and the Lua scripts may touch them together.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    pub(super) ns: String,
+    /// The stream of queued tasks.
+    pub(super) queue: String,
+    /// The stream of dead letters.
+    pub(super) dead: String,
+    /// Sorted set of live workers, scored by their last heartbeat (ms since the epoch).
+    pub(super) workers: String,
+}
+
+impl Keys {
+    pub(super) fn new(ns: &str) -> Keys {
+        Keys {
+            ns: ns.to_owned(),
+            queue: format!("{{{ns}}}:queue"),
+            dead: format!("{{{ns}}}:dead"),
+            workers: format!("{{{ns}}}:workers"),
+        }
+    }
+
+    /// The stream a client reads its results from.
+    pub(super) fn reply(&self, client: &str) -> String {
+        format!("{{{}}}:reply:{client}", self.ns)
+    }
+}
+
+/// Why a namespace is not valid: 1 to 64 ASCII letters, digits, `_ . -`.
+pub(super) fn check_namespace(ns: &str) -> Result<(), String> {
+    if ns.is_empty()
+        || ns.len() > 64
+        || !ns
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        return Err(format!(
+            "namespace {ns:?}: 1 to 64 ASCII letters, digits and _ . - are allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// Client ids and consumer names: what a reply key is built from, so an entry cannot point
+/// a worker's reply at another key.
+pub(super) fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// A random 64-bit number from std's randomly seeded hasher (no extra dependency).
+pub(super) fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// This machine's name, reduced to the characters an id may hold (it comes from the
+/// environment: never trusted as is).
+pub(super) fn hostname() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default();
+    let clean: String = raw
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
+        .take(40)
+        .collect();
+    if clean.is_empty() {
+        "host".into()
+    } else {
+        clean
+    }
+}
+
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// A stream entry as read: its id and its field/value pairs (`None` for an entry that was
+/// deleted while pending, which Redis 6.2's `XAUTOCLAIM` reports as nil).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct RawEntry {
+    pub(super) id: String,
+    pub(super) fields: Option<Vec<(String, Vec<u8>)>>,
+}
+
+impl RawEntry {
+    pub(super) fn get(&self, name: &str) -> Option<&[u8]> {
+        self.fields
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| &v[..])
+    }
+
+    pub(super) fn text(&self, name: &str) -> Option<&str> {
+        std::str::from_utf8(self.get(name)?).ok()
+    }
+
+    pub(super) fn size(&self) -> usize {
+        self.fields
+            .as_ref()
+            .map_or(0, |f| f.iter().map(|(k, v)| k.len() + v.len()).sum())
+    }
+}
+
+/// The bytes of a string reply.
+pub(super) fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.as_bytes()),
+        Value::Okay => Some(b"OK"),
+        _ => None,
+    }
+}
+
+pub(super) fn text(v: &Value) -> Option<&str> {
+    std::str::from_utf8(bytes(v)?).ok()
+}
+
+pub(super) fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+pub(super) fn array(v: &Value) -> Option<&[Value]> {
+    match v {
+        Value::Array(items) | Value::Set(items) => Some(items),
+        _ => None,
+    }
+}
+
+/// Stream ids are `<ms>-<seq>`; anything else is refused before it is sent back to Redis.
+pub(super) fn valid_stream_id(id: &str) -> bool {
+    let mut parts = id.splitn(2, '-');
+    let ok = |p: Option<&str>| {
+        p.is_some_and(|p| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    ok(parts.next()) && ok(parts.next())
+}
+
+/// Parses one entry `[id, [field, value, ...]]`.
+pub(super) fn entry(v: &Value) -> Option<RawEntry> {
+    let parts = array(v)?;
+    let id = text(parts.first()?)?;
+    if !valid_stream_id(id) {
+        return None;
+    }
+    let fields = match parts.get(1) {
+        None | Some(Value::Nil) => None,
+        Some(list) => {
+            let list = array(list)?;
+            if list.len() % 2 != 0 || list.len() > 2 * MAX_FIELDS {
+                return Some(RawEntry {
+                    id: id.to_owned(),
+                    fields: Some(Vec::new()),
+                });
+            }
+            let mut fields = Vec::with_capacity(list.len() / 2);
+            for pair in list.chunks(2) {
+                let (Some(k), Some(v)) = (text(&pair[0]), bytes(&pair[1])) else {
+                    continue;
+                };
+                fields.push((k.to_owned(), v.to_vec()));
+            }
+            Some(fields)
+        }
+    };
+    Some(RawEntry {
+        id: id.to_owned(),
+        fields,
+    })
+}
+
+/// The entries of a list `[entry, ...]`, skipping what does not parse.
+pub(super) fn entries(v: &Value) -> Vec<RawEntry> {
+    array(v)
+        .map(|list| list.iter().filter_map(entry).collect())
+        .unwrap_or_default()
+}
+
+/// The entries of an `XREAD`/`XREADGROUP` reply (one stream), RESP2 or RESP3 shaped.
+pub(super) fn read_reply(v: &Value) -> Vec<RawEntry> {
+    match v {
+        Value::Nil => Vec::new(),
+        Value::Map(pairs) => pairs.first().map(|(_, e)| entries(e)).unwrap_or_default(),
+        other => array(other)
+            .and_then(|streams| streams.first())
+            .and_then(array)
+            .and_then(|s| s.get(1))
+            .map(entries)
+            .unwrap_or_default(),
+    }
+}
+
+/// A queue entry that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct TaskEntry {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) route: Route,
+    pub(super) chunk: bool,
+    pub(super) args: Vec<u8>,
+    pub(super) limit: Option<Duration>,
+    /// How many deliveries this task may have (`max_deliveries`).
+    pub(super) tries: u32,
+    pub(super) retries: u32,
+    pub(super) backoff: Duration,
+    /// How long the reply is kept (the client's `result_ttl`).
+    pub(super) ttl: Duration,
+}
+
+/// Where a task's reply goes: the client's id and the task's number there.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Route {
+    pub(super) client: String,
+    pub(super) seq: String,
+}
+
+/// The longest `max_deliveries` and `retries` an entry may ask for.
+pub(super) const MAX_TRIES: u32 = 100;
+/// The longest time limit or backoff an entry may ask for: a week.
+const MAX_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// Checks a queue entry. On refusal, the reply route if the entry has a valid one, so that
+/// the client still hears why.
+pub(super) fn task_entry(
+    raw: &RawEntry,
+    max_payload: usize,
+) -> Result<TaskEntry, (Option<Route>, String)> {
+    let route = match (raw.text("c"), raw.text("t")) {
+        (Some(c), Some(t)) if valid_id(c) && !t.is_empty() && t.len() <= 20 => {
+            t.parse::<u64>().ok().map(|_| Route {
+                client: c.to_owned(),
+                seq: t.to_owned(),
+            })
+        }
+        _ => None,
+    };
+    let refuse = |why: String| Err((route.clone(), why));
+    if raw.fields.is_none() {
+        return refuse("the entry was deleted while it was pending".into());
+    }
+    if raw.size() > max_payload.saturating_add(4096) {
+        return refuse(format!(
+            "the entry is {} bytes, above the worker's limit of {} (max_payload_bytes)",
+            raw.size(),
+            max_payload
+        ));
+    }
+    if raw.text("v") != Some(FORMAT) {
+        return refuse(format!(
+            "unknown entry format {:?} (this worker reads format {FORMAT})",
+            String::from_utf8_lossy(raw.get("v").unwrap_or(b"")).chars().take(20).collect::<String>()
+        ));
+    }
+    if route.is_none() {
+        return refuse("the entry has no valid reply route (fields c and t)".into());
+    }
+    let name = match raw.text("fn") {
+        Some(n) if check_name(n).is_ok() => n.to_owned(),
+        Some(n) => {
+            return refuse(format!(
+                "invalid task name {:?}",
+                n.chars().take(MAX_NAME).collect::<String>()
+            ))
+        }
+        None => return refuse("the entry has no task name (field fn)".into()),
+    };
+    let chunk = match raw.text("k") {
+        Some("one") | None => false,
+        Some("chunk") => true,
+        Some(_) => return refuse("field k is neither \"one\" nor \"chunk\"".into()),
+    };
+    let Some(args) = raw.get("a") else {
+        return refuse("the entry has no argument (field a)".into());
+    };
+    if args.len() > max_payload {
+        return refuse(format!(
+            "the argument is {} bytes, above the worker's limit of {max_payload}",
+            args.len()
+        ));
+    }
+    let number = |field: &str, max: u64| -> Result<Option<u64>, String> {
+        match raw.text(field) {
+            None => Ok(None),
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) if n <= max => Ok(Some(n)),
+                _ => Err(format!("field {field} is not a number up to {max}")),
+            },
+        }
+    };
+    let fields = (|| {
+        Ok::<_, String>((
+            number("limit", MAX_MS)?,
+            number("tries", u64::from(MAX_TRIES))?,
+            number("retries", u64::from(MAX_TRIES))?,
+            number("backoff", MAX_MS)?,
+            number("ttl", 30 * 24 * 3600 * 1000)?,
+        ))
+    })();
+    let (limit, tries, retries, backoff, ttl) = match fields {
+        Ok(f) => f,
+        Err(why) => return refuse(why),
+    };
+    Ok(TaskEntry {
+        id: raw.id.clone(),
+        name,
+        route: route.expect("checked above"),
+        chunk,
+        args: args.to_vec(),
+        limit: limit.map(Duration::from_millis),
+        tries: tries.map_or(3, |t| t.max(1) as u32),
+        retries: retries.unwrap_or(0) as u32,
+        backoff: Duration::from_millis(backoff.unwrap_or(1000)),
+        ttl: Duration::from_millis(ttl.unwrap_or(24 * 3600 * 1000).max(1000)),
+    })
+}
+
+/// The Lua scripts. Each touches only the keys it is given, all in one namespace (one
+/// Cluster slot), and is the one place where a check and the write it guards must be atomic.
+#[derive(Debug)]
+pub(super) struct Scripts {
+    pub(super) finish: Script,
+    pub(super) renew: Script,
+    pub(super) cancel: Script,
+    pub(super) prune: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Scripts {
+        Scripts {
+            finish: Script::new(FINISH),
+            renew: Script::new(RENEW),
+            cancel: Script::new(CANCEL),
+            prune: Script::new(PRUNE),
+        }
+    }
+
+    /// Loads them all (after a restart emptied Redis's script cache).
+    pub(super) fn load(&self, con: &mut ::redis::Connection) -> ::redis::RedisResult<()> {
+        let mut pipe = ::redis::pipe();
+        for source in [FINISH, RENEW, CANCEL, PRUNE] {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(source);
+        }
+        pipe.query::<()>(con)
+    }
+}
+
+/// An `EVALSHA` of `script` over `keys`, to which the caller adds the arguments: for
+/// pipelines (a `NOSCRIPT` answer makes the caller load the scripts and send it again).
+pub(super) fn evalsha(script: &Script, keys: &[&str]) -> ::redis::Cmd {
+    let mut cmd = ::redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len());
+    for k in keys {
+        cmd.arg(*k);
+    }
+    cmd
+}
+
+/// Completes a task if, and only if, the calling worker still holds it on the same
+/// delivery (the fence): acknowledges and deletes the queue entry, appends the reply to the
+/// client's stream, and optionally a dead letter.
+///
+/// KEYS: queue, reply stream, dead stream.
+/// ARGV: group, consumer, entry id, attempt, reply TTL ms, flags (`r` reply, `d` dead),
+///       dead TTL ms, dead max length, n = number of reply field/value items, the reply's
+///       items, the dead letter's items.
+/// Returns 1 if applied, 0 if the worker had lost the task.
+const FINISH: &str = r"
+local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if type(p) ~= 'table' or p.err or #p == 0 then return 0 end
+if p[1][2] ~= ARGV[2] or tonumber(p[1][4]) ~= tonumber(ARGV[4]) then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[3])
+local n = tonumber(ARGV[9])
+if string.find(ARGV[6], 'r', 1, true) then
+  local f = {}
+  for i = 10, 9 + n do f[#f + 1] = ARGV[i] end
+  redis.call('XADD', KEYS[2], '*', unpack(f))
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+if string.find(ARGV[6], 'd', 1, true) then
+  local f = {}
+  for i = 10 + n, #ARGV do f[#f + 1] = ARGV[i] end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', unpack(f))
+  redis.call('PEXPIRE', KEYS[3], ARGV[7])
+end
+return 1
+";
+
+/// Renews the leases of the entries the calling worker still holds (resets their idle
+/// time without counting a delivery); returns the ids it no longer holds.
+///
+/// KEYS: queue. ARGV: group, consumer, entry ids...
+const RENEW: &str = r"
+local lost = {}
+for i = 3, #ARGV do
+  local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if type(p) == 'table' and not p.err and #p == 1 and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
+";
+
+/// Removes a queued task that no worker has taken: 1 if removed, 0 if a worker holds it
+/// (running) or it is gone (finished).
+///
+/// KEYS: queue. ARGV: group, entry id.
+const CANCEL: &str = r"
+local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if type(p) == 'table' and not p.err and #p > 0 then return 0 end
+return redis.call('XDEL', KEYS[1], ARGV[2])
+";
+
+/// Deletes consumers that hold nothing and have not read for `min idle` ms (workers that
+/// are gone), atomically, so a consumer is never deleted between a check and a read.
+/// `ARGV[3]`, if given, is a consumer to delete if it holds nothing, whatever its idle time
+/// (a worker leaving).
+///
+/// KEYS: queue. ARGV: group, min idle ms, [consumer].
+const PRUNE: &str = r"
+local c = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if type(c) ~= 'table' or c.err then return 0 end
+local n = 0
+for _, info in ipairs(c) do
+  local f = {}
+  for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
+  local old = tonumber(f['idle']) >= tonumber(ARGV[2]) or f['name'] == ARGV[3]
+  if tonumber(f['pending']) == 0 and old then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    n = n + 1
+  end
+end
+return n
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(fields: &[(&str, &str)]) -> RawEntry {
+        RawEntry {
+            id: "1-0".into(),
+            fields: Some(
+                fields
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn good() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("v", "1"),
+            ("fn", "double/v1"),
+            ("c", "client-1"),
+            ("t", "7"),
+            ("k", "one"),
+            ("a", "21"),
+        ]
+    }
+
+    #[test]
+    fn a_good_entry_parses() {
+        let e = task_entry(&raw(&good()), 1024).unwrap();
+        assert_eq!(e.name, "double/v1");
+        assert_eq!(e.route.client, "client-1");
+        assert_eq!(e.args, b"21");
+        assert_eq!(e.tries, 3);
+        assert!(!e.chunk);
+    }
+
+    #[test]
+    fn bad_entries_are_refused_with_a_route_when_they_have_one() {
+        let cases: Vec<(Vec<(&str, &str)>, &str, bool)> = vec![
+            (vec![("v", "2")], "format", false),
+            (vec![("c", "../../x")], "route", false),
+            (vec![("c", "{other}:reply:x")], "route", false),
+            (vec![("t", "x")], "route", false),
+            (vec![("fn", "a b")], "invalid task name", true),
+            (vec![("k", "many")], "field k", true),
+            (vec![("limit", "-1")], "field limit", true),
+            (vec![("tries", "100000")], "field tries", true),
+            (vec![("a", &*"1".repeat(2000))], "above", true),
+        ];
+        for (change, why, routed) in cases {
+            let mut fields = good();
+            for (k, v) in &change {
+                fields.retain(|(f, _)| f != k);
+                fields.push((k, v));
+            }
+            let (route, msg) = task_entry(&raw(&fields), 1024).unwrap_err();
+            assert!(msg.contains(why), "{change:?}: {msg}");
+            assert_eq!(route.is_some(), routed, "{change:?}");
+        }
+        let mut missing = good();
+        missing.retain(|(k, _)| *k != "a");
+        assert!(task_entry(&raw(&missing), 1024).is_err());
+        let deleted = RawEntry {
+            id: "1-0".into(),
+            fields: None,
+        };
+        assert!(task_entry(&deleted, 1024).is_err());
+    }
+
+    #[test]
+    fn replies_parse_in_both_protocols_and_garbage_is_skipped() {
+        let e = |id: &str| {
+            Value::Array(vec![
+                Value::BulkString(id.as_bytes().to_vec()),
+                Value::Array(vec![
+                    Value::BulkString(b"t".to_vec()),
+                    Value::BulkString(b"1".to_vec()),
+                ]),
+            ])
+        };
+        let resp2 = Value::Array(vec![Value::Array(vec![
+            Value::BulkString(b"k".to_vec()),
+            Value::Array(vec![e("1-1"), e("bad id"), Value::Int(3), e("2-0")]),
+        ])]);
+        let got: Vec<String> = read_reply(&resp2).into_iter().map(|e| e.id).collect();
+        assert_eq!(got, ["1-1", "2-0"]);
+        let resp3 = Value::Map(vec![(
+            Value::BulkString(b"k".to_vec()),
+            Value::Array(vec![e("3-0")]),
+        )]);
+        assert_eq!(read_reply(&resp3)[0].text("t"), Some("1"));
+        assert!(read_reply(&Value::Nil).is_empty());
+        assert!(read_reply(&Value::Int(1)).is_empty());
+    }
+
+    #[test]
+    fn ids_and_namespaces_are_checked() {
+        assert!(valid_stream_id("1700000000000-12"));
+        assert!(!valid_stream_id("1-"));
+        assert!(!valid_stream_id("*"));
+        assert!(!valid_stream_id("1-2-3"));
+        assert!(check_namespace("jobs.prod-1").is_ok());
+        assert!(check_namespace("a}b").is_err());
+        assert!(check_namespace("").is_err());
+        assert!(valid_id("host-12-ab"));
+        assert!(!valid_id("a:b"));
+        assert_eq!(Keys::new("x").reply("c1"), "{x}:reply:c1");
+    }
+}
