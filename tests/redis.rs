@@ -1,1 +1,782 @@
+//! The Redis executor against a real `redis-server`: each test starts its own on a free
+//! port in a temporary directory and kills it at the end. Worker processes are this test
+//! binary run again (`worker_process`, an ignored test that acts as a worker).
+//!
+//! Without `redis-server` on the PATH the tests say so on stderr and pass without running,
+//! except under `CI=true`, where a missing server is a failure.
 
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use concurrent_futures::redis::{RedisExecutor, RedisWorker, TaskOptions, Tasks};
+use concurrent_futures::{as_completed, wait, Executor, ReturnWhen, SubmitError, TaskError};
+
+// ---------------------------------------------------------------------------------------
+// Tasks shared by the client and the worker processes.
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn boom(x: u32) -> u32 {
+    panic!("boom {x}")
+}
+
+fn exit_now(code: i32) -> i32 {
+    std::process::exit(code)
+}
+
+fn pid(_: ()) -> u32 {
+    std::thread::sleep(Duration::from_millis(5));
+    std::process::id()
+}
+
+/// Appends a line to `path` (a run counter that survives the process), then sleeps `ms`.
+fn mark(job: (String, String, u64)) -> String {
+    let (path, tag, ms) = job;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writeln!(f, "{tag}").unwrap();
+    drop(f);
+    std::thread::sleep(Duration::from_millis(ms));
+    tag
+}
+
+/// Fails (panics) until it has been run `n` times, counted in `path`.
+fn flaky(job: (String, usize)) -> usize {
+    let (path, n) = job;
+    let runs = std::fs::read_to_string(&path).map_or(0, |s| s.lines().count()) + 1;
+    std::fs::write(&path, "x\n".repeat(runs)).unwrap();
+    assert!(runs > n, "run {runs} fails");
+    runs
+}
+
+fn tasks() -> Tasks {
+    Tasks::new()
+        .add("double/v1", double)
+        .add("sleep/v1", sleep_ms)
+        .add("boom/v1", boom)
+        .add("exit/v1", exit_now)
+        .add("pid/v1", pid)
+        .add("mark/v1", mark)
+        .add("flaky/v1", flaky)
+}
+
+/// A task only the client knows (an older worker build does not).
+fn newer(x: u8) -> u8 {
+    x
+}
+
+// ---------------------------------------------------------------------------------------
+// The server and the worker processes.
+
+struct Server {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    url: String,
+    aof: bool,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn have_redis() -> bool {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "redis-server is not installed: under CI=true the Redis tests must run (.ci/run installs it)"
+        );
+        eprintln!(
+            "\n*** SKIPPED: redis-server is not installed, the Redis tests did not run ***\n\
+             *** install it (apt-get install redis-server) to run them              ***\n"
+        );
+    }
+    found
+}
+
+impl Server {
+    fn start(aof: bool) -> Option<Server> {
+        if !have_redis() {
+            return None;
+        }
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "cf-redis-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let mut s = Server {
+            child: None,
+            port,
+            dir,
+            url: format!("redis://127.0.0.1:{port}/"),
+            aof,
+        };
+        s.launch();
+        Some(s)
+    }
+
+    fn launch(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--maxmemory-policy", "noeviction"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null());
+        if self.aof {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        }
+        self.child = Some(cmd.spawn().expect("start redis-server"));
+        let t = Instant::now();
+        while self.client().get_connection().is_err() {
+            assert!(t.elapsed() < Duration::from_secs(20), "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Loaded (an AOF replay may take a moment): PING answers only when ready.
+        while redis::cmd("PING")
+            .query::<String>(&mut self.con())
+            .is_err()
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn client(&self) -> redis::Client {
+        redis::Client::open(self.url.as_str()).unwrap()
+    }
+
+    fn con(&self) -> redis::Connection {
+        self.client().get_connection().unwrap()
+    }
+
+    fn executor(&self) -> RedisExecutor {
+        RedisExecutor::builder(&self.url, tasks()).build().unwrap()
+    }
+
+    fn worker(&self) -> RedisWorker {
+        RedisWorker::builder(&self.url, tasks())
+            .concurrency(4)
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A worker in a process of its own: this test binary running `worker_process`.
+struct WorkerProcess(Child);
+
+impl WorkerProcess {
+    fn start(url: &str, lease: Duration, concurrency: usize) -> WorkerProcess {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "worker_process", "--ignored", "--nocapture"])
+            .env("CF_TEST_WORKER", url)
+            .env("CF_TEST_LEASE_MS", lease.as_millis().to_string())
+            .env("CF_TEST_CONCURRENCY", concurrency.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        WorkerProcess(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Not a test: the body of a worker process that the other tests start.
+#[test]
+#[ignore = "the worker process of the Redis tests; they run it"]
+fn worker_process() {
+    let Ok(url) = std::env::var("CF_TEST_WORKER") else {
+        return;
+    };
+    let lease = std::env::var("CF_TEST_LEASE_MS").unwrap().parse().unwrap();
+    let n = std::env::var("CF_TEST_CONCURRENCY").unwrap().parse().unwrap();
+    RedisWorker::builder(&url, tasks())
+        .lease(Duration::from_millis(lease))
+        .concurrency(n)
+        .run()
+        .unwrap();
+}
+
+fn temp_file(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "cf-redis-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The API.
+
+#[test]
+fn submit_map_as_completed_wait_callbacks_and_await() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let _worker = server.worker();
+    let ex = server.executor();
+
+    assert_eq!(ex.submit(double, 21).unwrap().result().unwrap(), 42);
+
+    // map: input order, with chunks and without, and the same through the Executor trait.
+    let out: Vec<u64> = ex.map(double, 0..500).collect::<Result<_, _>>().unwrap();
+    assert_eq!(out, (0..500).map(|x| x * 2).collect::<Vec<_>>());
+    let out: Vec<u64> = ex
+        .map(double, 0..1000)
+        .chunk_size(64)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(out[999], 1998);
+    let mut un: Vec<u64> = ex
+        .map_unordered_fn(double, 0..100)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    un.sort_unstable();
+    assert_eq!(un, (0..100).map(|x| x * 2).collect::<Vec<_>>());
+
+    // as_completed: completion order.
+    let futs: Vec<_> = [400, 10, 200]
+        .into_iter()
+        .map(|ms| ex.submit(sleep_ms, ms).unwrap())
+        .collect();
+    let order: Vec<u64> = as_completed(futs).map(|f| f.result().unwrap()).collect();
+    assert_eq!(order, [10, 200, 400]);
+
+    // wait(FIRST_COMPLETED), callbacks, .await
+    let slow = ex.submit(sleep_ms, 500).unwrap();
+    let fast = ex.submit(sleep_ms, 1).unwrap();
+    let called = Arc::new(AtomicUsize::new(0));
+    let c = called.clone();
+    fast.add_done_callback(move |f| {
+        assert!(f.done());
+        c.fetch_add(1, Ordering::SeqCst);
+    });
+    let both = [slow, fast];
+    let (done, _) = wait(&both, None, ReturnWhen::FirstCompleted);
+    assert!(!done.is_empty());
+    eventually("the callback", || called.load(Ordering::SeqCst) == 1);
+    let fut = ex.submit(double, 5).unwrap();
+    assert_eq!(futures::executor::block_on(fut).unwrap(), 10);
+    let [slow, _] = both;
+    assert_eq!(slow.result().unwrap(), 500);
+    ex.shutdown();
+    assert!(matches!(ex.submit(double, 1), Err(SubmitError::Shutdown(_))));
+}
+
+#[test]
+fn map_timeout_counts_from_the_call_and_result_timeout_never_cancels() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let _worker = server.worker();
+    let ex = server.executor();
+    let t = Instant::now();
+    let mut it = ex
+        .map(sleep_ms, vec![10, 10, 3_000, 10])
+        .timeout(Duration::from_millis(800));
+    assert_eq!(it.next().unwrap().unwrap(), 10);
+    assert_eq!(it.next().unwrap().unwrap(), 10);
+    assert!(it.next().unwrap().is_err(), "the third is past the deadline");
+    assert!(t.elapsed() < Duration::from_secs(3));
+    drop(it);
+
+    let fut = ex.submit(sleep_ms, 300).unwrap();
+    let fut = fut.result_timeout(Duration::from_millis(10)).unwrap_err();
+    let concurrent_futures::ResultTimeoutError::Timeout(fut) = fut else {
+        panic!("expected a timeout");
+    };
+    assert!(!fut.cancelled());
+    assert_eq!(fut.result().unwrap(), 300, "the task ran on");
+}
+
+#[test]
+fn task_errors_unknown_names_and_wrong_types_are_typed() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let _worker = server.worker();
+    // The client knows one task more than the workers.
+    let ex = RedisExecutor::builder(&server.url, tasks().add("newer/v1", newer))
+        .build()
+        .unwrap();
+    match ex.submit(boom, 7).unwrap().result() {
+        Err(TaskError::Panicked(m)) => assert_eq!(&*m, "boom 7"),
+        other => panic!("{other:?}"),
+    }
+    match ex.submit(newer, 1).unwrap().result() {
+        Err(TaskError::Rejected(m)) => assert!(m.contains("newer/v1"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    fn unregistered(x: u8) -> u8 {
+        x + 1
+    }
+    let err = ex.submit(unregistered, 3).unwrap_err();
+    assert!(matches!(err, SubmitError::Unregistered(_)), "{err}");
+    let (f, arg) = err.into_inner();
+    assert_eq!(f(arg), 4);
+    // An argument above the payload limit is refused at submit.
+    let small = RedisExecutor::builder(&server.url, tasks())
+        .max_payload_bytes(10)
+        .build()
+        .unwrap();
+    let err = small.submit(sleep_ms, 12_345_678_901).unwrap_err();
+    assert!(matches!(err, SubmitError::Rejected { .. }), "{err}");
+    // A chunk's items fail one by one.
+    let out: Vec<_> = ex.map(boom, [1, 2]).chunk_size(2).collect();
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|r| r.is_err()));
+}
+
+#[test]
+fn retries_are_opt_in_and_time_limits_are_enforced() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let _worker = server.worker();
+    let ex = server.executor();
+    let once = temp_file("flaky");
+    let r = ex.submit(flaky, (once.display().to_string(), 2)).unwrap().result();
+    assert!(matches!(r, Err(TaskError::Panicked(_))), "{r:?}");
+    assert_eq!(lines(&once).len(), 1, "not retried unless asked");
+
+    let retried = temp_file("flaky");
+    let opts = TaskOptions::new().retries(3, Duration::from_millis(20));
+    let runs = ex
+        .submit_with(flaky, (retried.display().to_string(), 2), opts)
+        .unwrap()
+        .result()
+        .unwrap();
+    assert_eq!(runs, 3, "failed twice, succeeded on the third run");
+
+    let limited = TaskOptions::new().time_limit(Duration::from_millis(100));
+    let r = ex.submit_with(sleep_ms, 2_000, limited).unwrap().result();
+    assert!(matches!(r, Err(TaskError::TimedOut)), "{r:?}");
+    let _ = std::fs::remove_file(once);
+    let _ = std::fs::remove_file(retried);
+}
+
+// ---------------------------------------------------------------------------------------
+// Many workers, dead workers, long tasks.
+
+#[test]
+fn worker_processes_share_the_load() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let workers: Vec<_> = (0..3)
+        .map(|_| WorkerProcess::start(&server.url, Duration::from_secs(5), 2))
+        .collect();
+    let ex = server.executor();
+    let pids: Vec<u32> = ex
+        .map(pid, vec![(); 300])
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut per: HashMap<u32, usize> = HashMap::new();
+    for p in pids {
+        *per.entry(p).or_default() += 1;
+    }
+    let ours: Vec<u32> = workers.iter().map(WorkerProcess::pid).collect();
+    assert!(per.keys().all(|p| ours.contains(p)), "{per:?} vs {ours:?}");
+    assert!(per.len() >= 2, "the load was not shared: {per:?}");
+}
+
+/// Kills the worker process that holds the running task `tag` (found by its pid in the
+/// consumer name).
+fn kill_holder(ex: &RedisExecutor, workers: &mut [WorkerProcess]) -> u32 {
+    let mut holder = String::new();
+    eventually("a worker to hold the task", || {
+        holder = ex
+            .info()
+            .unwrap()
+            .running
+            .first()
+            .map(|r| r.worker.clone())
+            .unwrap_or_default();
+        !holder.is_empty()
+    });
+    let w = workers
+        .iter_mut()
+        .find(|w| holder.contains(&format!("-{}-", w.pid())))
+        .unwrap_or_else(|| panic!("no worker process named {holder}"));
+    let pid = w.pid();
+    w.kill();
+    pid
+}
+
+#[test]
+fn a_sigkilled_workers_task_runs_again_elsewhere_and_completes_once() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let lease = Duration::from_millis(800);
+    let mut workers: Vec<_> = (0..2)
+        .map(|_| WorkerProcess::start(&server.url, lease, 1))
+        .collect();
+    let ex = server.executor();
+    let runs = temp_file("killed");
+    let fut = ex
+        .submit(mark, (runs.display().to_string(), "job".into(), 1_500))
+        .unwrap();
+    let t = Instant::now();
+    let killed = kill_holder(&ex, &mut workers);
+    assert_eq!(fut.result().unwrap(), "job");
+    let took = t.elapsed();
+    assert_eq!(lines(&runs).len(), 2, "ran on the killed worker, then once more");
+    eprintln!("worker {killed} killed; re-run done {took:.1?} after the kill (lease {lease:?})");
+
+    // At the cap it fails as lost: every holder is killed.
+    let capped = RedisExecutor::builder(&server.url, tasks())
+        .max_deliveries(2)
+        .build()
+        .unwrap();
+    workers.push(WorkerProcess::start(&server.url, lease, 1));
+    workers.push(WorkerProcess::start(&server.url, lease, 1));
+    let runs2 = temp_file("lost");
+    let fut = capped
+        .submit(mark, (runs2.display().to_string(), "doomed".into(), 60_000))
+        .unwrap();
+    for round in 0..2 {
+        eventually("the next delivery", || lines(&runs2).len() > round);
+        kill_holder(&capped, &mut workers);
+    }
+    match fut.result() {
+        Err(TaskError::WorkerLost(m)) => assert!(m.contains("delivered 2 times"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(lines(&runs2).len(), 2);
+    let info = capped.info().unwrap();
+    assert!(info.dead.iter().any(|d| d.why == "lost"), "{info}");
+    let _ = std::fs::remove_file(runs);
+    let _ = std::fs::remove_file(runs2);
+}
+
+#[test]
+fn a_task_three_leases_long_runs_exactly_once() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let lease = Duration::from_millis(600);
+    let _workers: Vec<_> = (0..2)
+        .map(|_| WorkerProcess::start(&server.url, lease, 2))
+        .collect();
+    let ex = server.executor();
+    let runs = temp_file("long");
+    let futs: Vec<_> = (0..3)
+        .map(|i| {
+            ex.submit(mark, (runs.display().to_string(), format!("t{i}"), 1_800))
+                .unwrap()
+        })
+        .collect();
+    for f in futs {
+        f.result().unwrap();
+    }
+    let mut seen = lines(&runs);
+    seen.sort();
+    assert_eq!(seen, ["t0", "t1", "t2"], "each ran exactly once");
+    let _ = std::fs::remove_file(runs);
+}
+
+// ---------------------------------------------------------------------------------------
+// Cancel and shutdown.
+
+#[test]
+fn cancel_removes_a_queued_task_but_not_a_running_one() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let ex = server.executor();
+    let queued = ex.submit(double, 1).unwrap();
+    // Wait until it is in Redis (the writer sends it).
+    let mut con = server.con();
+    eventually("the entry", || {
+        redis::cmd("XLEN")
+            .arg("{cf}:queue")
+            .query::<u64>(&mut con)
+            .unwrap()
+            == 1
+    });
+    assert!(queued.cancel());
+    assert!(queued.cancelled());
+    let len: u64 = redis::cmd("XLEN").arg("{cf}:queue").query(&mut con).unwrap();
+    assert_eq!(len, 0, "the entry was removed from the queue");
+    assert_eq!(ex.pending(), 0);
+
+    let _worker = server.worker();
+    let running = ex.submit(sleep_ms, 400).unwrap();
+    eventually("the task to start", || !ex.info().unwrap().running.is_empty());
+    assert!(!running.cancel());
+    assert!(running.running());
+    assert_eq!(running.result().unwrap(), 400);
+}
+
+#[test]
+fn shutdown_cancel_futures_cancels_what_no_worker_took() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let ex = server.executor();
+    let futs: Vec<_> = (0..20).map(|i| ex.submit(double, i).unwrap()).collect();
+    ex.shutdown_with(true, true);
+    assert!(futs.iter().all(|f| f.cancelled()));
+    let len: u64 = redis::cmd("XLEN")
+        .arg("{cf}:queue")
+        .query(&mut server.con())
+        .unwrap();
+    assert_eq!(len, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Redis going away, hostile entries, keys, permissions.
+
+#[test]
+fn redis_killed_and_restarted_with_aof_loses_nothing() {
+    let Some(mut server) = Server::start(true) else {
+        return;
+    };
+    let _workers: Vec<_> = (0..2)
+        .map(|_| WorkerProcess::start(&server.url, Duration::from_secs(2), 4))
+        .collect();
+    let ex = server.executor();
+    let n = 300u64;
+    let futs: Vec<_> = (0..n)
+        .map(|i| ex.submit(sleep_ms, i % 7 + 5).unwrap())
+        .collect();
+    eventually("some results", || futs.iter().filter(|f| f.done()).count() > 20);
+    server.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    let done_before = futs.iter().filter(|f| f.done()).count();
+    server.launch();
+    let mut by_value: HashMap<u64, usize> = HashMap::new();
+    for (i, f) in futs.into_iter().enumerate() {
+        let v = f.result().unwrap();
+        assert_eq!(v, i as u64 % 7 + 5);
+        *by_value.entry(v).or_default() += 1;
+    }
+    eprintln!("{done_before} of {n} were done when Redis was killed; all {n} completed");
+    assert!(done_before < n as usize, "the restart happened mid-run");
+}
+
+#[test]
+fn garbage_entries_are_dead_lettered_and_workers_survive() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let worker = RedisWorker::builder(&server.url, tasks())
+        .concurrency(2)
+        .max_payload_bytes(1024)
+        .spawn()
+        .unwrap();
+    let ex = server.executor();
+    let mut con = server.con();
+    let big = "9".repeat(5000);
+    let bad: Vec<Vec<(&str, &[u8])>> = vec![
+        vec![("v", b"1"), ("fn", b"double/v1"), ("c", b"x"), ("t", b"1"), ("a", b"{not json")],
+        vec![("v", b"1"), ("fn", b"double/v1"), ("c", b"x"), ("t", b"2"), ("a", b"\"a string\"")],
+        vec![("v", b"1"), ("fn", b"double/v1"), ("c", b"x"), ("t", b"3"), ("a", big.as_bytes())],
+        vec![("v", b"1"), ("fn", b"rm -rf /"), ("c", b"x"), ("t", b"4"), ("a", b"1")],
+        vec![("v", b"1"), ("fn", b"nope/v9"), ("c", b"x"), ("t", b"5"), ("a", b"1")],
+        vec![("v", b"1"), ("fn", b"double/v1"), ("c", b"../../etc"), ("t", b"6"), ("a", b"1")],
+        vec![("v", b"7"), ("fn", b"double/v1"), ("c", b"x"), ("t", b"7"), ("a", b"1")],
+        vec![("junk", b"\xff\xfe\x00\x01")],
+        vec![("v", b"1"), ("fn", b"double/v1"), ("c", b"x"), ("t", b"9"), ("a", b"1"), ("tries", b"-3")],
+        vec![("v", b"1"), ("fn", b"double/v1"), ("c", b"x"), ("t", b"10"), ("a", &[b'['; 10_000][..1000])],
+    ];
+    for fields in &bad {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg("{cf}:queue").arg("*");
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+        let _: String = cmd.query(&mut con).unwrap();
+    }
+    // A good task after the garbage completes: the worker lives.
+    assert_eq!(ex.submit(double, 4).unwrap().result().unwrap(), 8);
+    eventually("every bad entry to be dead-lettered", || {
+        ex.info().unwrap().dead_total == bad.len() as u64
+    });
+    let info = ex.info().unwrap();
+    assert_eq!(info.queued, 0, "{info}");
+    assert_eq!(info.running_total, 0, "nothing left pending: no retry loop");
+    assert!(info.dead.iter().all(|d| d.why == "rejected"), "{info}");
+    // Replies went only to the valid route "x", never to a key built from "../../etc".
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
+    assert!(keys.iter().all(|k| k.starts_with("{cf}:")), "{keys:?}");
+    assert!(keys.iter().any(|k| k == "{cf}:reply:x"), "{keys:?}");
+    worker.stop();
+    worker.join();
+}
+
+#[test]
+fn every_key_of_a_finished_run_has_a_ttl() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let worker = server.worker();
+    let ex = server.executor();
+    let _: Vec<_> = ex.map(double, 0..50).collect();
+    let _ = ex.submit(boom, 1).unwrap().result();
+    let mut con = server.con();
+    let _: String = redis::cmd("XADD")
+        .arg("{cf}:queue")
+        .arg("*")
+        .arg("junk")
+        .arg("1")
+        .query(&mut con)
+        .unwrap();
+    eventually("the dead letter", || ex.info().unwrap().dead_total == 1);
+    // A reply stream of a client that went away without reading.
+    let gone = RedisExecutor::builder(&server.url, tasks()).build().unwrap();
+    let fut = gone.submit(sleep_ms, 50).unwrap();
+    gone.shutdown_with(false, false);
+    drop(gone);
+    fut.result().unwrap();
+    ex.shutdown();
+    worker.stop();
+    worker.join();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
+    assert!(!keys.is_empty());
+    for k in &keys {
+        let ttl: i64 = redis::cmd("PTTL").arg(k).query(&mut con).unwrap();
+        assert!(ttl > 0, "key {k} has no TTL ({ttl})");
+    }
+    let queue_len: u64 = redis::cmd("XLEN").arg("{cf}:queue").query(&mut con).unwrap();
+    assert_eq!(queue_len, 0, "answered entries are deleted from the queue");
+}
+
+/// The ACL of the README's "Many machines" section, applied as written.
+const ACL: &str = "on >s3cret resetkeys ~{cf}:* resetchannels -@all \
+    +xadd +xreadgroup +xread +xack +xdel +xautoclaim +xclaim +xpending +xlen +xrange \
+    +xrevrange +xgroup|create +xgroup|delconsumer +xinfo|consumers +evalsha +eval \
+    +script|load +pexpire +del +zadd +zrem +zrange +zremrangebyscore +hset +hgetall +ping \
+    +hello +client|setname +select";
+
+#[test]
+fn everything_runs_under_the_documented_least_privilege_user() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let mut admin = server.con();
+    let mut cmd = redis::cmd("ACL");
+    cmd.arg("SETUSER").arg("worker");
+    for part in ACL.split_whitespace() {
+        cmd.arg(part);
+    }
+    let _: () = cmd.query(&mut admin).unwrap();
+    let url = format!("redis://worker:s3cret@127.0.0.1:{}/", server.port);
+    let worker = RedisWorker::builder(&url, tasks()).concurrency(2).spawn().unwrap();
+    let ex = RedisExecutor::builder(&url, tasks()).build().unwrap();
+    assert_eq!(ex.submit(double, 2).unwrap().result().unwrap(), 4);
+    let out: Vec<u64> = ex.map(double, 0..20).chunk_size(5).collect::<Result<_, _>>().unwrap();
+    assert_eq!(out.len(), 20);
+    let queued = {
+        worker.stop();
+        worker.join();
+        ex.submit(double, 9).unwrap()
+    };
+    eventually("the entry", || ex.info().unwrap().queued == 1);
+    assert!(queued.cancel(), "cancel works under the ACL");
+    let info = ex.info().unwrap();
+    assert_eq!(info.queued, 0);
+    // And the user can do nothing else.
+    let mut con = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+    let denied = redis::cmd("GET").arg("{cf}:queue").query::<Option<String>>(&mut con);
+    assert!(denied.is_err());
+    let denied = redis::cmd("XLEN").arg("other").query::<u64>(&mut con);
+    assert_eq!(denied.unwrap_err().code(), Some("NOPERM"));
+    let denied = redis::cmd("FLUSHALL").query::<()>(&mut con);
+    assert_eq!(denied.unwrap_err().code(), Some("NOPERM"));
+    // A wrong password is a setup error, not a hang.
+    let bad = format!("redis://worker:wrong@127.0.0.1:{}/", server.port);
+    assert!(RedisExecutor::builder(&bad, tasks()).build().is_err());
+}
+
+#[test]
+fn a_worker_in_process_mode_survives_crashing_and_hung_tasks() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    // This binary is not a process-pool worker (no init() in a test harness's main), so
+    // the process mode is shown by the redis_client example; here the thread mode must
+    // report a hung task and carry on.
+    let _worker = server.worker();
+    let ex = server.executor();
+    let limited = TaskOptions::new().time_limit(Duration::from_millis(50));
+    let hung: Vec<_> = (0..6)
+        .map(|_| ex.submit_with(sleep_ms, 1_000, limited).unwrap())
+        .collect();
+    for f in hung {
+        assert!(matches!(f.result(), Err(TaskError::TimedOut)));
+    }
+    assert_eq!(ex.submit(double, 1).unwrap().result().unwrap(), 2);
+    let _ = exit_now; // run by the redis_client example in a process-mode worker
+}
