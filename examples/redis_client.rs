@@ -34,7 +34,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .run()?);
     }
     let mut server = None;
-    let url = match args.first().cloned().or_else(|| std::env::var("REDIS_URL").ok()) {
+    let url = match args
+        .first()
+        .cloned()
+        .or_else(|| std::env::var("REDIS_URL").ok())
+    {
         Some(url) => url,
         None => {
             let (child, url) = start_redis()?;
@@ -59,11 +63,27 @@ fn demo(url: &str) -> Result<(), Box<dyn std::error::Error>> {
             .spawn()
     };
     let mut workers = vec![spawn_worker()?, spawn_worker()?];
-    let ex = RedisExecutor::builder(url, tasks()).max_deliveries(3).build()?;
+    let ex = RedisExecutor::builder(url, tasks())
+        .max_deliveries(3)
+        .build()?;
 
     // submit: a value, and a task's own error, both in their futures.
-    let ok = ex.submit(resize, Resize { width: 640, height: 480, scale: 0.5 })?;
-    let bad = ex.submit(resize, Resize { width: 640, height: 480, scale: -1.0 })?;
+    let ok = ex.submit(
+        resize,
+        Resize {
+            width: 640,
+            height: 480,
+            scale: 0.5,
+        },
+    )?;
+    let bad = ex.submit(
+        resize,
+        Resize {
+            width: 640,
+            height: 480,
+            scale: -1.0,
+        },
+    )?;
     println!("resize      -> {:?}", ok.result()?);
     println!("resize(-1)  -> {:?}", bad.result()?);
 
@@ -100,8 +120,15 @@ fn demo(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // A time limit the worker enforces (it kills the process running the task).
-    let limited = ex.submit_with(sleep_ms, 5_000, TaskOptions::new().time_limit(Duration::from_millis(300)))?;
-    println!("time limit  -> {:?}", limited.result().map_err(|e| e.to_string()));
+    let limited = ex.submit_with(
+        sleep_ms,
+        5_000,
+        TaskOptions::new().time_limit(Duration::from_millis(300)),
+    )?;
+    println!(
+        "time limit  -> {:?}",
+        limited.result().map_err(|e| e.to_string())
+    );
 
     // SIGKILL a whole worker while it runs a task: the other one runs it again after the
     // lease, and the future completes once.
@@ -117,7 +144,10 @@ fn demo(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(0);
     workers[victim].kill()?;
     workers[victim].wait()?;
-    println!("killed      -> worker pid {} while it ran the task", workers[victim].id());
+    println!(
+        "killed      -> worker pid {} while it ran the task",
+        workers[victim].id()
+    );
     println!(
         "re-run      -> {:?} after {:.1?} (lease {:?})",
         long.result()?,
@@ -139,7 +169,9 @@ fn running_somewhere(ex: &RedisExecutor) -> Result<bool, Box<dyn std::error::Err
 }
 
 fn start_redis() -> Result<(Child, String), Box<dyn std::error::Error>> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let dir = std::env::temp_dir().join(format!("cf-redis-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let child = Command::new("redis-server")
@@ -150,17 +182,12 @@ fn start_redis() -> Result<(Child, String), Box<dyn std::error::Error>> {
         .spawn()
         .map_err(|e| format!("cannot start redis-server ({e}); install it (apt-get install redis-server) or pass a URL"))?;
     let url = format!("redis://127.0.0.1:{port}/");
-    let client = redis_ping_client(&url);
     let t = Instant::now();
-    while !client() {
+    while concurrent_futures::redis::inspect(&url, "cf").is_err() {
         if t.elapsed() > Duration::from_secs(10) {
             return Err("redis-server did not start".into());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok((child, url))
-}
-
-fn redis_ping_client(url: &str) -> impl Fn() -> bool + '_ {
-    move || concurrent_futures::redis::inspect(url, "cf").is_ok()
 }

@@ -50,7 +50,10 @@ pub type FnSubmit<A, R> = Result<Future<R>, SubmitError<(fn(A) -> R, A)>>;
 /// // With processes: word_lengths(&ProcessPoolExecutor::new()?, ...) — the same call.
 /// ```
 #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
-#[cfg_attr(docsrs, doc(cfg(any(all(unix, feature = "process"), feature = "redis"))))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(all(unix, feature = "process"), feature = "redis")))
+)]
 pub trait Executor {
     /// Runs `f(arg)` and returns its future (Python's `apply_async` / `submit(fn, arg)`).
     ///

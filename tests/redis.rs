@@ -156,14 +156,14 @@ impl Server {
         self.child = Some(cmd.spawn().expect("start redis-server"));
         let t = Instant::now();
         while self.client().get_connection().is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "redis-server did not start");
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "redis-server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         // Loaded (an AOF replay may take a moment): PING answers only when ready.
-        while redis::cmd("PING")
-            .query::<String>(&mut self.con())
-            .is_err()
-        {
+        while redis::cmd("PING").query::<String>(&mut self.con()).is_err() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -242,7 +242,10 @@ fn worker_process() {
         return;
     };
     let lease = std::env::var("CF_TEST_LEASE_MS").unwrap().parse().unwrap();
-    let n = std::env::var("CF_TEST_CONCURRENCY").unwrap().parse().unwrap();
+    let n = std::env::var("CF_TEST_CONCURRENCY")
+        .unwrap()
+        .parse()
+        .unwrap();
     RedisWorker::builder(&url, tasks())
         .lease(Duration::from_millis(lease))
         .concurrency(n)
@@ -270,7 +273,10 @@ fn lines(path: &Path) -> Vec<String> {
 fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let t = Instant::now();
     while !cond() {
-        assert!(t.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -330,7 +336,10 @@ fn submit_map_as_completed_wait_callbacks_and_await() {
     let [slow, _] = both;
     assert_eq!(slow.result().unwrap(), 500);
     ex.shutdown();
-    assert!(matches!(ex.submit(double, 1), Err(SubmitError::Shutdown(_))));
+    assert!(matches!(
+        ex.submit(double, 1),
+        Err(SubmitError::Shutdown(_))
+    ));
 }
 
 #[test]
@@ -346,7 +355,10 @@ fn map_timeout_counts_from_the_call_and_result_timeout_never_cancels() {
         .timeout(Duration::from_millis(800));
     assert_eq!(it.next().unwrap().unwrap(), 10);
     assert_eq!(it.next().unwrap().unwrap(), 10);
-    assert!(it.next().unwrap().is_err(), "the third is past the deadline");
+    assert!(
+        it.next().unwrap().is_err(),
+        "the third is past the deadline"
+    );
     assert!(t.elapsed() < Duration::from_secs(3));
     drop(it);
 
@@ -405,7 +417,10 @@ fn retries_are_opt_in_and_time_limits_are_enforced() {
     let _worker = server.worker();
     let ex = server.executor();
     let once = temp_file("flaky");
-    let r = ex.submit(flaky, (once.display().to_string(), 2)).unwrap().result();
+    let r = ex
+        .submit(flaky, (once.display().to_string(), 2))
+        .unwrap()
+        .result();
     assert!(matches!(r, Err(TaskError::Panicked(_))), "{r:?}");
     assert_eq!(lines(&once).len(), 1, "not retried unless asked");
 
@@ -491,7 +506,11 @@ fn a_sigkilled_workers_task_runs_again_elsewhere_and_completes_once() {
     let killed = kill_holder(&ex, &mut workers);
     assert_eq!(fut.result().unwrap(), "job");
     let took = t.elapsed();
-    assert_eq!(lines(&runs).len(), 2, "ran on the killed worker, then once more");
+    assert_eq!(
+        lines(&runs).len(),
+        2,
+        "ran on the killed worker, then once more"
+    );
     eprintln!("worker {killed} killed; re-run done {took:.1?} after the kill (lease {lease:?})");
 
     // At the cap it fails as lost: every holder is killed.
@@ -567,13 +586,18 @@ fn cancel_removes_a_queued_task_but_not_a_running_one() {
     });
     assert!(queued.cancel());
     assert!(queued.cancelled());
-    let len: u64 = redis::cmd("XLEN").arg("{cf}:queue").query(&mut con).unwrap();
+    let len: u64 = redis::cmd("XLEN")
+        .arg("{cf}:queue")
+        .query(&mut con)
+        .unwrap();
     assert_eq!(len, 0, "the entry was removed from the queue");
     assert_eq!(ex.pending(), 0);
 
     let _worker = server.worker();
     let running = ex.submit(sleep_ms, 400).unwrap();
-    eventually("the task to start", || !ex.info().unwrap().running.is_empty());
+    eventually("the task to start", || {
+        !ex.info().unwrap().running.is_empty()
+    });
     assert!(!running.cancel());
     assert!(running.running());
     assert_eq!(running.result().unwrap(), 400);
@@ -611,7 +635,9 @@ fn redis_killed_and_restarted_with_aof_loses_nothing() {
     let futs: Vec<_> = (0..n)
         .map(|i| ex.submit(sleep_ms, i % 7 + 5).unwrap())
         .collect();
-    eventually("some results", || futs.iter().filter(|f| f.done()).count() > 20);
+    eventually("some results", || {
+        futs.iter().filter(|f| f.done()).count() > 20
+    });
     server.kill();
     std::thread::sleep(Duration::from_millis(500));
     let done_before = futs.iter().filter(|f| f.done()).count();
@@ -640,16 +666,71 @@ fn garbage_entries_are_dead_lettered_and_workers_survive() {
     let mut con = server.con();
     let big = "9".repeat(5000);
     let bad: Vec<Vec<(&str, &[u8])>> = vec![
-        vec![("v", b"1"), ("fn", b"double/v1"), ("c", b"x"), ("t", b"1"), ("a", b"{not json")],
-        vec![("v", b"1"), ("fn", b"double/v1"), ("c", b"x"), ("t", b"2"), ("a", b"\"a string\"")],
-        vec![("v", b"1"), ("fn", b"double/v1"), ("c", b"x"), ("t", b"3"), ("a", big.as_bytes())],
-        vec![("v", b"1"), ("fn", b"rm -rf /"), ("c", b"x"), ("t", b"4"), ("a", b"1")],
-        vec![("v", b"1"), ("fn", b"nope/v9"), ("c", b"x"), ("t", b"5"), ("a", b"1")],
-        vec![("v", b"1"), ("fn", b"double/v1"), ("c", b"../../etc"), ("t", b"6"), ("a", b"1")],
-        vec![("v", b"7"), ("fn", b"double/v1"), ("c", b"x"), ("t", b"7"), ("a", b"1")],
+        vec![
+            ("v", b"1"),
+            ("fn", b"double/v1"),
+            ("c", b"x"),
+            ("t", b"1"),
+            ("a", b"{not json"),
+        ],
+        vec![
+            ("v", b"1"),
+            ("fn", b"double/v1"),
+            ("c", b"x"),
+            ("t", b"2"),
+            ("a", b"\"a string\""),
+        ],
+        vec![
+            ("v", b"1"),
+            ("fn", b"double/v1"),
+            ("c", b"x"),
+            ("t", b"3"),
+            ("a", big.as_bytes()),
+        ],
+        vec![
+            ("v", b"1"),
+            ("fn", b"rm -rf /"),
+            ("c", b"x"),
+            ("t", b"4"),
+            ("a", b"1"),
+        ],
+        vec![
+            ("v", b"1"),
+            ("fn", b"nope/v9"),
+            ("c", b"x"),
+            ("t", b"5"),
+            ("a", b"1"),
+        ],
+        vec![
+            ("v", b"1"),
+            ("fn", b"double/v1"),
+            ("c", b"../../etc"),
+            ("t", b"6"),
+            ("a", b"1"),
+        ],
+        vec![
+            ("v", b"7"),
+            ("fn", b"double/v1"),
+            ("c", b"x"),
+            ("t", b"7"),
+            ("a", b"1"),
+        ],
         vec![("junk", b"\xff\xfe\x00\x01")],
-        vec![("v", b"1"), ("fn", b"double/v1"), ("c", b"x"), ("t", b"9"), ("a", b"1"), ("tries", b"-3")],
-        vec![("v", b"1"), ("fn", b"double/v1"), ("c", b"x"), ("t", b"10"), ("a", &[b'['; 10_000][..1000])],
+        vec![
+            ("v", b"1"),
+            ("fn", b"double/v1"),
+            ("c", b"x"),
+            ("t", b"9"),
+            ("a", b"1"),
+            ("tries", b"-3"),
+        ],
+        vec![
+            ("v", b"1"),
+            ("fn", b"double/v1"),
+            ("c", b"x"),
+            ("t", b"10"),
+            ("a", &[b'['; 10_000][..1000]),
+        ],
     ];
     for fields in &bad {
         let mut cmd = redis::cmd("XADD");
@@ -695,7 +776,9 @@ fn every_key_of_a_finished_run_has_a_ttl() {
         .unwrap();
     eventually("the dead letter", || ex.info().unwrap().dead_total == 1);
     // A reply stream of a client that went away without reading.
-    let gone = RedisExecutor::builder(&server.url, tasks()).build().unwrap();
+    let gone = RedisExecutor::builder(&server.url, tasks())
+        .build()
+        .unwrap();
     let fut = gone.submit(sleep_ms, 50).unwrap();
     gone.shutdown_with(false, false);
     drop(gone);
@@ -709,7 +792,10 @@ fn every_key_of_a_finished_run_has_a_ttl() {
         let ttl: i64 = redis::cmd("PTTL").arg(k).query(&mut con).unwrap();
         assert!(ttl > 0, "key {k} has no TTL ({ttl})");
     }
-    let queue_len: u64 = redis::cmd("XLEN").arg("{cf}:queue").query(&mut con).unwrap();
+    let queue_len: u64 = redis::cmd("XLEN")
+        .arg("{cf}:queue")
+        .query(&mut con)
+        .unwrap();
     assert_eq!(queue_len, 0, "answered entries are deleted from the queue");
 }
 
@@ -733,10 +819,17 @@ fn everything_runs_under_the_documented_least_privilege_user() {
     }
     let _: () = cmd.query(&mut admin).unwrap();
     let url = format!("redis://worker:s3cret@127.0.0.1:{}/", server.port);
-    let worker = RedisWorker::builder(&url, tasks()).concurrency(2).spawn().unwrap();
+    let worker = RedisWorker::builder(&url, tasks())
+        .concurrency(2)
+        .spawn()
+        .unwrap();
     let ex = RedisExecutor::builder(&url, tasks()).build().unwrap();
     assert_eq!(ex.submit(double, 2).unwrap().result().unwrap(), 4);
-    let out: Vec<u64> = ex.map(double, 0..20).chunk_size(5).collect::<Result<_, _>>().unwrap();
+    let out: Vec<u64> = ex
+        .map(double, 0..20)
+        .chunk_size(5)
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(out.len(), 20);
     let queued = {
         worker.stop();
@@ -748,8 +841,13 @@ fn everything_runs_under_the_documented_least_privilege_user() {
     let info = ex.info().unwrap();
     assert_eq!(info.queued, 0);
     // And the user can do nothing else.
-    let mut con = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
-    let denied = redis::cmd("GET").arg("{cf}:queue").query::<Option<String>>(&mut con);
+    let mut con = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let denied = redis::cmd("GET")
+        .arg("{cf}:queue")
+        .query::<Option<String>>(&mut con);
     assert!(denied.is_err());
     let denied = redis::cmd("XLEN").arg("other").query::<u64>(&mut con);
     assert_eq!(denied.unwrap_err().code(), Some("NOPERM"));

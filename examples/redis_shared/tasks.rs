@@ -7,21 +7,21 @@ use std::time::Duration;
 
 /// A thumbnail job (the image itself would be a path or a URL to fetch).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Resize {
-    pub width: u32,
-    pub height: u32,
-    pub scale: f64,
+pub(crate) struct Resize {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) scale: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Stats {
-    pub width: u32,
-    pub height: u32,
-    pub pixels: u64,
+pub(crate) struct Stats {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) pixels: u64,
 }
 
 /// A task that can fail: the error is a value in the client's future.
-pub fn resize(job: Resize) -> Result<Stats, String> {
+pub(crate) fn resize(job: Resize) -> Result<Stats, String> {
     if job.scale <= 0.0 {
         return Err(format!("scale must be positive, got {}", job.scale));
     }
@@ -35,7 +35,7 @@ pub fn resize(job: Resize) -> Result<Stats, String> {
 }
 
 /// FNV-1a of a string, in hex: stands in for hashing a file's contents.
-pub fn hash_file(path: String) -> String {
+pub(crate) fn hash_file(path: String) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in path.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
@@ -44,17 +44,17 @@ pub fn hash_file(path: String) -> String {
 }
 
 /// Sleeps `ms` milliseconds, then returns them: a long task.
-pub fn sleep_ms(ms: u64) -> u64 {
+pub(crate) fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
 }
 
 /// Kills the process running it: shows what a worker in process mode survives.
-pub fn crash(code: i32) -> i32 {
+pub(crate) fn crash(code: i32) -> i32 {
     std::process::exit(code)
 }
 
-pub fn tasks() -> Tasks {
+pub(crate) fn tasks() -> Tasks {
     Tasks::new()
         .add("img.resize/v1", resize)
         .add("hash/v1", hash_file)

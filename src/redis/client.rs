@@ -560,22 +560,24 @@ impl Shared {
             }
         };
         let attempts = std::cell::Cell::new(0);
-        self.control.lock().retry(
-            &self.scripts,
-            &|| {
-                attempts.set(attempts.get() + 1);
-                attempts.get() >= 3
-            },
-            |con| {
-                self.scripts
-                    .cancel
-                    .key(&self.keys.queue)
-                    .arg(GROUP)
-                    .arg(&id)
-                    .invoke::<i64>(con)
-            },
-        )
-        .map(|removed| removed == 1)
+        self.control
+            .lock()
+            .retry(
+                &self.scripts,
+                &|| {
+                    attempts.set(attempts.get() + 1);
+                    attempts.get() >= 3
+                },
+                |con| {
+                    self.scripts
+                        .cancel
+                        .key(&self.keys.queue)
+                        .arg(GROUP)
+                        .arg(&id)
+                        .invoke::<i64>(con)
+                },
+            )
+            .map(|removed| removed == 1)
     }
 
     fn notify_if_drained(&self) {
@@ -1000,9 +1002,8 @@ impl RedisExecutor {
     }
 
     fn encode<A: Serialize>(&self, arg: &A) -> Result<String, Arc<str>> {
-        let json = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            serde_json::to_string(arg)
-        }));
+        let json =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serde_json::to_string(arg)));
         match json {
             Ok(Ok(json)) if json.len() <= self.shared.cfg.max_payload => Ok(json),
             Ok(Ok(json)) => Err(format!(
@@ -1012,11 +1013,9 @@ impl RedisExecutor {
             )
             .into()),
             Ok(Err(e)) => Err(format!("the argument does not serialize: {e}").into()),
-            Err(p) => Err(format!(
-                "the argument's Serialize panicked: {}",
-                panic_message(&*p)
-            )
-            .into()),
+            Err(p) => {
+                Err(format!("the argument's Serialize panicked: {}", panic_message(&*p)).into())
+            }
         }
     }
 
@@ -1032,9 +1031,7 @@ impl RedisExecutor {
         let max = self.shared.cfg.max_payload;
         map::source(items.into_iter(), move |batch: Vec<A>| -> Submitted<R> {
             let Some(name) = &name else {
-                return Err(
-                    "the function is not registered in the executor's Tasks".into(),
-                );
+                return Err("the function is not registered in the executor's Tasks".into());
             };
             let n = batch.len();
             let args = match serde_json::to_string(&batch) {
@@ -1259,7 +1256,12 @@ mod tests {
         let ok: Chunk<u32> = decode_chunk(Ok(br#"[{"ok":1},{"err":"panic","msg":"x"}]"#), 2);
         assert_eq!(ok[0].as_ref().unwrap(), &1);
         assert!(matches!(&ok[1], Err(TaskError::Panicked(m)) if &**m == "x"));
-        for bad in [&b"[{\"ok\":1}]"[..], b"{}", b"[1,2]", b"[{\"ok\":\"s\"},{}]"] {
+        for bad in [
+            &b"[{\"ok\":1}]"[..],
+            b"{}",
+            b"[1,2]",
+            b"[{\"ok\":\"s\"},{}]",
+        ] {
             let got: Chunk<u32> = decode_chunk(Ok(bad), 2);
             assert_eq!(got.len(), 2, "{}", String::from_utf8_lossy(bad));
             assert!(got.iter().any(Result::is_err));

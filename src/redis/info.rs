@@ -95,7 +95,13 @@ impl std::fmt::Display for QueueInfo {
         )?;
         for w in &self.workers {
             let d: Vec<String> = w.details.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            writeln!(f, "  worker {} ({:.1?} ago) {}", w.name, w.last_seen, d.join(" "))?;
+            writeln!(
+                f,
+                "  worker {} ({:.1?} ago) {}",
+                w.name,
+                w.last_seen,
+                d.join(" ")
+            )?;
         }
         for r in &self.running {
             writeln!(
@@ -120,7 +126,12 @@ fn pairs(v: &Value) -> Vec<(String, String)> {
         other => wire::array(other)
             .unwrap_or_default()
             .chunks(2)
-            .filter_map(|p| Some((wire::text(p.first()?)?.to_owned(), wire::text(p.get(1)?)?.to_owned())))
+            .filter_map(|p| {
+                Some((
+                    wire::text(p.first()?)?.to_owned(),
+                    wire::text(p.get(1)?)?.to_owned(),
+                ))
+            })
             .collect(),
     }
 }
@@ -206,7 +217,10 @@ pub(super) fn read(con: &mut Connection, keys: &Keys) -> RedisResult<QueueInfo> 
     let mut pipe = ::redis::pipe();
     pipe.ignore_errors();
     for t in &running {
-        pipe.cmd("XRANGE").arg(&keys.queue).arg(&t.entry).arg(&t.entry);
+        pipe.cmd("XRANGE")
+            .arg(&keys.queue)
+            .arg(&t.entry)
+            .arg(&t.entry);
     }
     for (name, _) in &heartbeats {
         pipe.cmd("HGETALL")
@@ -224,7 +238,11 @@ pub(super) fn read(con: &mut Connection, keys: &Keys) -> RedisResult<QueueInfo> 
     }
     let workers = heartbeats
         .into_iter()
-        .zip(more.iter().skip(running.len()).chain(std::iter::repeat(&Value::Nil)))
+        .zip(
+            more.iter()
+                .skip(running.len())
+                .chain(std::iter::repeat(&Value::Nil)),
+        )
         .map(|((name, score), details)| WorkerInfo {
             last_seen: Duration::from_millis(
                 now.saturating_sub(score.parse::<f64>().unwrap_or(0.0) as u64),

@@ -200,6 +200,7 @@ pub(super) enum Outcome {
     Panicked(String),
     TimedOut,
     /// The worker process running it (process mode) died.
+    #[cfg_attr(not(all(unix, feature = "process")), allow(dead_code))]
     Died(String),
     /// Refused before running: bad argument, unknown name, malformed entry.
     Rejected(String),
@@ -261,6 +262,7 @@ impl Outcome {
         })
     }
 
+    #[cfg_attr(not(all(unix, feature = "process")), allow(dead_code))]
     fn from_task_error(err: TaskError) -> Outcome {
         match err {
             TaskError::Panicked(m) => Outcome::Panicked(m.to_string()),
@@ -507,10 +509,13 @@ mod tests {
             Outcome::Lost("l".into()),
         ] {
             let err = Outcome::error(o.status(), o.body()).unwrap();
-            assert_eq!(Outcome::from_task_error(err.clone()).status() == o.status(), {
-                // Rejected and Lost exist only on the wire.
-                !matches!(o, Outcome::Rejected(_) | Outcome::Lost(_))
-            });
+            assert_eq!(
+                Outcome::from_task_error(err.clone()).status() == o.status(),
+                {
+                    // Rejected and Lost exist only on the wire.
+                    !matches!(o, Outcome::Rejected(_) | Outcome::Lost(_))
+                }
+            );
         }
         assert!(Outcome::error("ok", "1").is_none());
         assert!(matches!(

@@ -296,7 +296,10 @@ pub(super) fn task_entry(
     if raw.text("v") != Some(FORMAT) {
         return refuse(format!(
             "unknown entry format {:?} (this worker reads format {FORMAT})",
-            String::from_utf8_lossy(raw.get("v").unwrap_or(b"")).chars().take(20).collect::<String>()
+            String::from_utf8_lossy(raw.get("v").unwrap_or(b""))
+                .chars()
+                .take(20)
+                .collect::<String>()
         ));
     }
     if route.is_none() {
@@ -522,8 +525,10 @@ mod tests {
 
     #[test]
     fn bad_entries_are_refused_with_a_route_when_they_have_one() {
-        let cases: Vec<(Vec<(&str, &str)>, &str, bool)> = vec![
-            (vec![("v", "2")], "format", false),
+        let big = "1".repeat(2000);
+        type Change<'a> = Vec<(&'a str, &'a str)>;
+        let cases: Vec<(Change<'_>, &str, bool)> = vec![
+            (vec![("v", "2")], "format", true),
             (vec![("c", "../../x")], "route", false),
             (vec![("c", "{other}:reply:x")], "route", false),
             (vec![("t", "x")], "route", false),
@@ -531,7 +536,7 @@ mod tests {
             (vec![("k", "many")], "field k", true),
             (vec![("limit", "-1")], "field limit", true),
             (vec![("tries", "100000")], "field tries", true),
-            (vec![("a", &*"1".repeat(2000))], "above", true),
+            (vec![("a", &*big)], "above", true),
         ];
         for (change, why, routed) in cases {
             let mut fields = good();

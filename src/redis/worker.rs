@@ -66,6 +66,7 @@ struct Config {
     concurrency: usize,
     lease: Duration,
     max_payload: usize,
+    #[cfg_attr(not(all(unix, feature = "process")), allow(dead_code))]
     processes: bool,
     dead_ttl: Duration,
     queue_ttl: Duration,
@@ -156,7 +157,11 @@ struct Running {
 
 enum Msg {
     /// A run ended.
-    Done { id: String, run: u64, outcome: Outcome },
+    Done {
+        id: String,
+        run: u64,
+        outcome: Outcome,
+    },
     /// An entry to answer without running it (malformed, or delivered too often).
     Final(Final),
 }
@@ -789,10 +794,7 @@ impl Worker {
             return None; // a run that timed out already, or one replaced by a retry
         }
         if outcome.retryable() && r.retries_done < r.entry.retries {
-            let pause = r
-                .entry
-                .backoff
-                .saturating_mul(1 << r.retries_done.min(16));
+            let pause = r.entry.backoff.saturating_mul(1 << r.retries_done.min(16));
             r.retries_done += 1;
             r.run = 0;
             r.deadline = None;
@@ -899,7 +901,8 @@ impl Worker {
             let now = Instant::now();
             if now < next {
                 let mut running = self.running.lock();
-                self.freed.wait_for(&mut running, (next - now).min(Duration::from_millis(200)));
+                self.freed
+                    .wait_for(&mut running, (next - now).min(Duration::from_millis(200)));
                 continue;
             }
             next = now + tick;
@@ -910,7 +913,12 @@ impl Worker {
                 self.reclaim(&mut link, &give_up);
             }
             if ticks % 30 == 0 {
-                let idle = wire::millis(self.cfg.lease.saturating_mul(10).max(Duration::from_secs(60)));
+                let idle = wire::millis(
+                    self.cfg
+                        .lease
+                        .saturating_mul(10)
+                        .max(Duration::from_secs(60)),
+                );
                 let _ = link.once(|con| {
                     self.scripts
                         .prune
@@ -964,7 +972,12 @@ impl Worker {
 
     fn heartbeat(&self, link: &mut Link) {
         let now = wire::now_ms();
-        let keep = wire::millis(self.cfg.lease.saturating_mul(10).max(Duration::from_secs(60)));
+        let keep = wire::millis(
+            self.cfg
+                .lease
+                .saturating_mul(10)
+                .max(Duration::from_secs(60)),
+        );
         let running = self.running.lock().len();
         let _ = link.once(|con| {
             ::redis::pipe()
