@@ -67,10 +67,11 @@ pub enum TaskError {
     /// how many deliveries were made.
     #[error("worker lost: {0}")]
     WorkerLost(Arc<str>),
-    /// A worker refused a Redis queue entry without running it: an unknown task name, an
-    /// argument that does not decode as the task's type, an oversized or malformed entry.
-    /// The entry is kept in the dead-letter stream.
-    #[error("task rejected by the worker: {0}")]
+    /// The task was refused without running: a Redis worker got an unknown task name, an
+    /// argument that does not decode as the task's type, or an oversized or malformed entry
+    /// (the entry is kept in the dead-letter stream); or a process pool was handed a closure
+    /// that captures data through the [`Executor`](crate::Executor) trait.
+    #[error("task rejected: {0}")]
     Rejected(Arc<str>),
 }
 

@@ -59,23 +59,28 @@ pub trait Executor {
     ///
     /// # Errors
     ///
-    /// [`SubmitError`] with `(f, arg)` handed back if the pool refuses the task.
-    fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> FnSubmit<A, R>
+    /// [`SubmitError`] with `(f, arg)` handed back if the executor refuses the task: after
+    /// shutdown, or, for a process pool, a closure that captures something (only code
+    /// crosses to a worker process), or, for Redis, a function its `Tasks` list lacks.
+    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
     where
+        F: PlainFn<A, R>,
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static;
 
     /// Maps `f` over `items`, results in input order (lazy, bounded, chunkable).
-    fn map_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Map<'a, R>
+    fn map_fn<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>
     where
+        F: PlainFn<A, R>,
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a;
 
     /// Maps `f` over `items`, results in completion order.
-    fn map_unordered_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> MapUnordered<'a, R>
+    fn map_unordered_fn<'a, F, A, R, I>(&self, f: F, items: I) -> MapUnordered<'a, R>
     where
+        F: PlainFn<A, R>,
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
@@ -85,49 +90,174 @@ pub trait Executor {
     fn shutdown(&self);
 }
 
-/// Both pools have inherent methods of the same shape; the trait forwards to them.
-#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
-macro_rules! forward_executor {
-    ($pool:ty) => {
-        impl Executor for $pool {
-            fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> FnSubmit<A, R>
-            where
-                A: Serialize + DeserializeOwned + Send + 'static,
-                R: Serialize + DeserializeOwned + Send + 'static,
-            {
-                <$pool>::apply(self, f, arg)
-            }
+/// A plain function (or a closure that captures nothing) from `A` to `R`: what the
+/// [`Executor`] trait and the Redis executor take.
+///
+/// Every function item has a type of its own, so a plain function is known by its type,
+/// not by its address: the Redis executor finds a task's registered name that way (the
+/// compiler may give one function several addresses, a copy per codegen unit, so an
+/// address says nothing reliable), and a process pool calls it through a function pointer
+/// made from the type.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::PlainFn;
+///
+/// fn twice<F: PlainFn<u8, u8>>(f: F, x: u8) -> u8 { f(f(x)) }
+/// fn inc(x: u8) -> u8 { x + 1 }
+/// assert_eq!(twice(inc, 1), 3);
+/// assert_eq!(twice(|x| x * 2, 3), 12);
+/// ```
+pub trait PlainFn<A, R>: Fn(A) -> R + Copy + Send + Sync + 'static {}
 
-            fn map_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Map<'a, R>
-            where
-                A: Serialize + DeserializeOwned + Send + 'static,
-                R: Serialize + DeserializeOwned + Send + 'static,
-                I: IntoIterator<Item = A>,
-                I::IntoIter: Send + 'a,
-            {
-                self.map(f, items)
-            }
+impl<F: Fn(A) -> R + Copy + Send + Sync + 'static, A, R> PlainFn<A, R> for F {}
 
-            fn map_unordered_fn<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> MapUnordered<'a, R>
-            where
-                A: Serialize + DeserializeOwned + Send + 'static,
-                R: Serialize + DeserializeOwned + Send + 'static,
-                I: IntoIterator<Item = A>,
-                I::IntoIter: Send + 'a,
-            {
-                self.map_unordered(f, items)
-            }
-
-            fn shutdown(&self) {
-                <$pool>::shutdown(self);
-            }
-        }
-    };
+/// A function pointer that calls `F`: for a function item or a closure that captures
+/// nothing (a zero-sized `F`); `None` for anything else.
+#[cfg(all(unix, feature = "process"))]
+pub(crate) fn fn_ptr<F: PlainFn<A, R>, A, R>(_f: &F) -> Option<fn(A) -> R> {
+    if std::mem::size_of::<F>() != 0 {
+        return None;
+    }
+    #[allow(unsafe_code)]
+    fn trampoline<F: PlainFn<A, R>, A, R>(arg: A) -> R {
+        // SAFETY: `fn_ptr` hands this trampoline out only for a zero-sized `F`, after it was
+        // given a value of `F`. A zero-sized type has one representation, the empty one, so
+        // `zeroed` produces exactly that value's bytes; and `F: Copy`, so making another
+        // value of it from those bytes is a copy, which has no safety condition. Function
+        // items and capture-free closures have no other invariant.
+        let f: F = unsafe { std::mem::zeroed() };
+        f(arg)
+    }
+    Some(trampoline::<F, A, R>)
 }
 
 #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
-forward_executor!(ThreadPoolExecutor);
+impl Executor for ThreadPoolExecutor {
+    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.call(f, arg)
+    }
+
+    fn map_fn<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        self.map(f, items)
+    }
+
+    fn map_unordered_fn<'a, F, A, R, I>(&self, f: F, items: I) -> MapUnordered<'a, R>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        self.map_unordered(f, items)
+    }
+
+    fn shutdown(&self) {
+        ThreadPoolExecutor::shutdown(self);
+    }
+}
+
 #[cfg(all(unix, feature = "process"))]
-forward_executor!(crate::ProcessPoolExecutor);
+const CAPTURES: &str = "a process pool runs plain functions; this closure captures data";
+
+#[cfg(all(unix, feature = "process"))]
+impl Executor for crate::ProcessPoolExecutor {
+    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        match fn_ptr(&f) {
+            Some(p) => self.submit(p, arg).map_err(|e| e.map_task(|(_, a)| (f, a))),
+            None => Err(SubmitError::Rejected {
+                task: (f, arg),
+                reason: CAPTURES.into(),
+            }),
+        }
+    }
+
+    fn map_fn<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        match fn_ptr(&f) {
+            Some(p) => self.map(p, items),
+            None => Map::new(crate::map::refuse(items, CAPTURES), 1),
+        }
+    }
+
+    fn map_unordered_fn<'a, F, A, R, I>(&self, f: F, items: I) -> MapUnordered<'a, R>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        match fn_ptr(&f) {
+            Some(p) => self.map_unordered(p, items),
+            None => MapUnordered::new(crate::map::refuse(items, CAPTURES), 1),
+        }
+    }
+
+    fn shutdown(&self) {
+        crate::ProcessPoolExecutor::shutdown(self);
+    }
+}
+
 #[cfg(feature = "redis")]
-forward_executor!(crate::redis::RedisExecutor);
+impl Executor for crate::redis::RedisExecutor {
+    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.submit(f, arg)
+    }
+
+    fn map_fn<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        self.map(f, items)
+    }
+
+    fn map_unordered_fn<'a, F, A, R, I>(&self, f: F, items: I) -> MapUnordered<'a, R>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        self.map_unordered(f, items)
+    }
+
+    fn shutdown(&self) {
+        crate::redis::RedisExecutor::shutdown(self);
+    }
+}

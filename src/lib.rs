@@ -134,7 +134,7 @@ pub use crate::error::{
 };
 #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 pub use crate::executor::Executor;
-pub use crate::executor::FnSubmit;
+pub use crate::executor::{FnSubmit, PlainFn};
 pub use crate::future::{Future, Promise, SharedFuture, State};
 pub use crate::map::{Map, MapUnordered, MapUnorderedIndexed};
 #[cfg(all(unix, feature = "process"))]

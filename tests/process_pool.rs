@@ -621,3 +621,28 @@ fn tasks_print_to_the_parents_stdout_and_workers_add_no_harness_banner() {
     // binary) used to print one each.
     assert_eq!(stdout.matches("running 1 test").count(), 1, "{stdout}");
 }
+
+#[test]
+fn the_executor_trait_runs_capture_free_closures_in_processes_and_refuses_capturing_ones() {
+    use concurrent_futures::{Executor, SubmitError};
+    let processes = pool(1);
+    let fut = Executor::apply(&processes, |x: u32| x + 1, 41).unwrap();
+    assert_eq!(fut.result().unwrap(), 42);
+    let k = 5u32;
+    let err = Executor::apply(&processes, move |x: u32| x + k, 1).unwrap_err();
+    assert!(matches!(err, SubmitError::Rejected { .. }), "{err}");
+    let (f, arg) = err.into_inner();
+    assert_eq!(f(arg), 6, "the closure comes back");
+    let out: Vec<_> = processes.map_fn(move |x: u32| x + k, [1, 2, 3]).collect();
+    assert_eq!(out.len(), 3, "one result per item");
+    assert!(out.iter().all(Result::is_err));
+    // Threads run both.
+    let threads = concurrent_futures::ThreadPoolExecutor::new();
+    assert_eq!(
+        Executor::apply(&threads, move |x: u32| x + k, 1)
+            .unwrap()
+            .result()
+            .unwrap(),
+        6
+    );
+}

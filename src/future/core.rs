@@ -79,12 +79,17 @@ impl<T, F: FnOnce() -> T + Send + 'static> Job<T> for F {
 
 /// `f(arg)` as a job: unlike a closure, a refused one can give back its function and argument.
 #[derive(Debug)]
-pub(crate) struct Call<A, R> {
-    pub(crate) f: fn(A) -> R,
+pub(crate) struct Call<F, A> {
+    pub(crate) f: F,
     pub(crate) arg: A,
 }
 
-impl<A: Send + 'static, R: 'static> Job<R> for Call<A, R> {
+impl<F, A, R> Job<R> for Call<F, A>
+where
+    F: FnOnce(A) -> R + Send + 'static,
+    A: Send + 'static,
+    R: 'static,
+{
     fn call(self) -> R {
         (self.f)(self.arg)
     }

@@ -27,10 +27,10 @@ use super::tasks::{Outcome, Tasks};
 use super::wire::{self, Keys, Scripts, FORMAT, GROUP};
 use super::SetupError;
 use crate::error::{panic_message, SubmitError, TaskError};
-use crate::executor::FnSubmit;
 use crate::future::core::{self, Handle, Promised, RunCtx, Task, Waiter};
 use crate::future::Future;
 use crate::map::{self, Chunk, Map, MapUnordered, Source, Submitted};
+use crate::PlainFn;
 use crate::ThreadPoolExecutor;
 
 /// How long the reader's `XREAD BLOCK` waits server-side before it looks around.
@@ -404,6 +404,9 @@ trait Cancel: Send + Sync {
     fn cancel_now(self: Arc<Self>) -> bool;
 }
 
+/// A task not sent yet: its number, its slot, its entry's fields.
+type Unsent = (u64, Arc<Slot>, Vec<(&'static str, String)>);
+
 enum Outgoing {
     Task {
         seq: u64,
@@ -614,7 +617,7 @@ impl Shared {
             let fut = r.future();
             let _ = r.finish(outcome, &fut);
         });
-        {
+        let alone = {
             let mut book = self.book.lock();
             if book.closed {
                 return Err(SubmitError::Shutdown(()));
@@ -626,7 +629,8 @@ impl Shared {
                     cancel: remote.clone(),
                 },
             );
-        }
+            book.waiting.len() == 1
+        };
         let opts = TaskOptions {
             time_limit: opts.time_limit.or(self.cfg.defaults.time_limit),
             retries: opts.retries.or(self.cfg.defaults.retries),
@@ -648,8 +652,69 @@ impl Shared {
             fields.push(("retries", times.to_string()));
             fields.push(("backoff", wire::millis(backoff).to_string()));
         }
-        let _ = self.outbox.send(Outgoing::Task { seq, slot, fields });
+        let out = (seq, slot, fields);
+        // The only task of an otherwise idle client is sent from this thread: waking the
+        // writer would add a thread wake-up to its round trip. Under load the writer sends
+        // everything queued meanwhile in one pipeline instead.
+        let out = if alone {
+            match self.control.try_lock() {
+                Some(mut link) if link.is_connected() => self.send_now(&mut link, out),
+                _ => Some(out),
+            }
+        } else {
+            Some(out)
+        };
+        if let Some((seq, slot, fields)) = out {
+            let _ = self.outbox.send(Outgoing::Task { seq, slot, fields });
+        }
         Ok(remote.future())
+    }
+
+    /// Sends one task on `link`, once; hands it back for the writer (which retries) if the
+    /// connection failed.
+    fn send_now(&self, link: &mut Link, out: Unsent) -> Option<Unsent> {
+        let (seq, slot, fields) = out;
+        slot.begin_send();
+        let reply = link.once(|con| {
+            let mut pipe = ::redis::pipe();
+            pipe.ignore_errors();
+            let cmd = pipe.cmd("XADD").arg(&self.keys.queue).arg("*");
+            for (k, v) in &fields {
+                cmd.arg(*k).arg(v);
+            }
+            pipe.cmd("PEXPIRE")
+                .arg(&self.keys.queue)
+                .arg(wire::millis(self.cfg.queue_ttl));
+            pipe.query::<Vec<Value>>(con)
+        });
+        match reply {
+            Ok(replies) => {
+                self.sent(seq, &slot, replies.first());
+                None
+            }
+            Err(_) => {
+                *slot.state.lock() = SlotState::Local;
+                slot.sent.notify_all();
+                Some((seq, slot, fields))
+            }
+        }
+    }
+
+    /// Records the entry id of a sent task, or fails the task if Redis refused it.
+    fn sent(&self, seq: u64, slot: &Slot, reply: Option<&Value>) {
+        match reply {
+            Some(v) if wire::text(v).is_some_and(wire::valid_stream_id) => {
+                slot.end_send(wire::text(v).map(str::to_owned));
+            }
+            other => {
+                slot.end_send(None);
+                let why = match other {
+                    Some(Value::ServerError(e)) => format!("Redis refused the task: {e:?}"),
+                    _ => "Redis gave no entry id for the task".to_owned(),
+                };
+                self.complete(seq, Err(TaskError::Transport(why.into())));
+            }
+        }
     }
 
     /// Completes task `seq` (if this client still waits for it).
@@ -772,19 +837,7 @@ fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
             })
             .unwrap_or_default();
         for (i, (seq, slot, _)) in batch.into_iter().enumerate() {
-            match replies.get(i) {
-                Some(v) if wire::text(v).is_some_and(wire::valid_stream_id) => {
-                    slot.end_send(wire::text(v).map(str::to_owned));
-                }
-                other => {
-                    slot.end_send(None);
-                    let why = match other {
-                        Some(Value::ServerError(e)) => format!("Redis refused the task: {e:?}"),
-                        _ => "Redis gave no entry id for the task".to_owned(),
-                    };
-                    shared.complete(seq, Err(TaskError::Transport(why.into())));
-                }
-            }
+            shared.sent(seq, &slot, replies.get(i));
         }
     }
 }
@@ -931,8 +984,9 @@ impl RedisExecutor {
     /// let (f, arg) = ex.submit(unknown, 1).unwrap_err().into_inner(); // not registered
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn submit<A, R>(&self, f: fn(A) -> R, arg: A) -> FnSubmit<A, R>
+    pub fn submit<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
     where
+        F: PlainFn<A, R>,
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
@@ -956,8 +1010,14 @@ impl RedisExecutor {
     /// let n = ex.submit_with(fetch, "https://example.com".into(), opts)?.result()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn submit_with<A, R>(&self, f: fn(A) -> R, arg: A, opts: TaskOptions) -> FnSubmit<A, R>
+    pub fn submit_with<F, A, R>(
+        &self,
+        f: F,
+        arg: A,
+        opts: TaskOptions,
+    ) -> Result<Future<R>, SubmitError<(F, A)>>
     where
+        F: PlainFn<A, R>,
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
@@ -993,8 +1053,9 @@ impl RedisExecutor {
     /// assert_eq!(ex.apply(neg, 1)?.result()?, -1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> FnSubmit<A, R>
+    pub fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
     where
+        F: PlainFn<A, R>,
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
@@ -1019,8 +1080,9 @@ impl RedisExecutor {
         }
     }
 
-    fn source<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Source<'a, R>
+    fn source<'a, F, A, R, I>(&self, f: F, items: I) -> Source<'a, R>
     where
+        F: PlainFn<A, R>,
         A: Serialize + Send + 'a,
         R: DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
@@ -1072,8 +1134,9 @@ impl RedisExecutor {
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn map<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Map<'a, R>
+    pub fn map<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>
     where
+        F: PlainFn<A, R>,
         A: Serialize + Send + 'a,
         R: DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
@@ -1095,8 +1158,9 @@ impl RedisExecutor {
     /// assert_eq!(all, [0, 1, 4, 9]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn map_unordered<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> MapUnordered<'a, R>
+    pub fn map_unordered<'a, F, A, R, I>(&self, f: F, items: I) -> MapUnordered<'a, R>
     where
+        F: PlainFn<A, R>,
         A: Serialize + Send + 'a,
         R: DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,

@@ -50,6 +50,11 @@ impl Link {
         }
     }
 
+    /// Whether a connection is open (it may still turn out broken on next use).
+    pub(super) fn is_connected(&self) -> bool {
+        self.con.is_some()
+    }
+
     /// Runs `f` once, connecting first if needed. A connection that failed is dropped, so
     /// the next call starts afresh.
     pub(super) fn once<T>(

@@ -1,5 +1,6 @@
 //! [`Tasks`]: the named functions a Redis queue may run, and how a worker runs one.
 
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
@@ -9,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{panic_message, TaskError};
+use crate::PlainFn;
 
 /// The longest task name, in bytes.
 pub(super) const MAX_NAME: usize = 128;
@@ -42,8 +44,9 @@ pub(super) const MAX_NAME: usize = 128;
 #[derive(Clone, Default)]
 pub struct Tasks {
     by_name: HashMap<Box<str>, Arc<dyn Entry>>,
-    /// Function address → name, for `submit(f, arg)`.
-    by_fn: HashMap<usize, Box<str>>,
+    /// The function's type → name, for `submit(f, arg)`: every function item has a type of
+    /// its own (its address is no identity: the compiler may copy small functions).
+    by_fn: HashMap<TypeId, Box<str>>,
 }
 
 impl Tasks {
@@ -58,17 +61,19 @@ impl Tasks {
         Tasks::default()
     }
 
-    /// Adds `f` under `name`.
+    /// Adds `f`, a plain function (or a closure that captures nothing), under `name`.
     ///
-    /// The client finds a function's name by its address. Two functions with identical
-    /// machine code may be merged by the compiler into one address; if two registered
-    /// functions share an address, `submit` sends the first name, which runs the same code.
+    /// The client finds a function's name by its type: each function item has its own, so
+    /// `submit(resize, job)` sends `"img.resize/v1"` however the compiler laid out the code.
+    /// Registering the same function under a second name makes `submit` use the first;
+    /// both names run it.
     ///
     /// # Panics
     ///
     /// If `name` is empty, longer than 128 bytes, has a character other than ASCII letters,
-    /// digits and `_ . : / -`, or is already in the list: a list is written once, in code,
-    /// and a mistake in it is a bug to catch at start-up.
+    /// digits and `_ . : / -`, or is already in the list, or if `f` is a closure that
+    /// captures data (nothing but code may be named): a list is written once, in code, and
+    /// a mistake in it is a bug to catch at start-up.
     ///
     /// # Examples
     ///
@@ -80,8 +85,9 @@ impl Tasks {
     /// assert!(tasks.contains("len/v1"));
     /// ```
     #[must_use = "add returns the extended list"]
-    pub fn add<A, R>(mut self, name: &str, f: fn(A) -> R) -> Tasks
+    pub fn add<F, A, R>(mut self, name: &str, f: F) -> Tasks
     where
+        F: PlainFn<A, R>,
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
@@ -92,8 +98,20 @@ impl Tasks {
             !self.by_name.contains_key(name),
             "task name {name:?} is registered twice"
         );
-        self.by_name.insert(name.into(), Arc::new(Typed(f)));
-        self.by_fn.entry(f as usize).or_insert_with(|| name.into());
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "task {name:?} is a closure that captures data: register a plain function"
+        );
+        self.by_name.insert(
+            name.into(),
+            Arc::new(Typed {
+                f,
+                types: std::marker::PhantomData,
+            }),
+        );
+        self.by_fn
+            .entry(TypeId::of::<F>())
+            .or_insert_with(|| name.into());
         self
     }
 
@@ -109,8 +127,9 @@ impl Tasks {
     /// assert_eq!(tasks.name_of(a), Some("a/v1"));
     /// assert_eq!(tasks.name_of(b), None);
     /// ```
-    pub fn name_of<A, R>(&self, f: fn(A) -> R) -> Option<&str> {
-        self.by_fn.get(&(f as usize)).map(|n| &**n)
+    pub fn name_of<F: PlainFn<A, R>, A, R>(&self, f: F) -> Option<&str> {
+        let _ = f;
+        self.by_fn.get(&TypeId::of::<F>()).map(|n| &**n)
     }
 
     /// Whether a task is registered under `name`.
@@ -296,7 +315,10 @@ pub(super) trait Entry: Send + Sync {
     );
 }
 
-struct Typed<A, R>(fn(A) -> R);
+struct Typed<F, A, R> {
+    f: F,
+    types: std::marker::PhantomData<fn(A) -> R>,
+}
 
 fn decode<A: DeserializeOwned>(args: &[u8]) -> Result<A, String> {
     serde_json::from_slice(args).map_err(|e| {
@@ -345,21 +367,23 @@ fn chunk_json(outcomes: &[Outcome]) -> String {
     out
 }
 
-impl<A, R> Typed<A, R>
+impl<F, A, R> Typed<F, A, R>
 where
+    F: PlainFn<A, R>,
     A: Serialize + DeserializeOwned + Send + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
     fn run(&self, arg: A) -> Outcome {
-        match panic::catch_unwind(AssertUnwindSafe(|| (self.0)(arg))) {
+        match panic::catch_unwind(AssertUnwindSafe(|| (self.f)(arg))) {
             Ok(value) => encode(&value),
             Err(p) => Outcome::Panicked(panic_message(&*p).to_string()),
         }
     }
 }
 
-impl<A, R> Entry for Typed<A, R>
+impl<F, A, R> Entry for Typed<F, A, R>
 where
+    F: PlainFn<A, R>,
     A: Serialize + DeserializeOwned + Send + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
@@ -391,7 +415,9 @@ where
     ) {
         use parking_lot::Mutex;
 
-        let f = self.0;
+        let Some(f) = crate::executor::fn_ptr(&self.f) else {
+            unreachable!("Tasks::add accepts only zero-sized functions")
+        };
         let start = |arg: A, done: Box<dyn FnOnce(Outcome) + Send>| {
             let submitted = match limit {
                 Some(limit) => pool.submit_with_timeout(f, arg, limit),

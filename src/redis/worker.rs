@@ -122,6 +122,9 @@ struct Worker {
     /// Set by the finisher when it has nothing left: the keeper may leave.
     drained: AtomicBool,
     tx: Sender<Msg>,
+    /// The connection answers go through (the finisher's, or a task thread's when the
+    /// worker is otherwise idle).
+    answers: Mutex<Link>,
     exec: Exec,
     runs: AtomicU64,
     completed: AtomicU64,
@@ -363,7 +366,16 @@ impl RedisWorkerBuilder {
             wire::random() as u32
         );
         let (tx, rx) = crossbeam_channel::unbounded();
+        let mut answers = Link::new(
+            redis.clone(),
+            "RedisWorker finisher",
+            Duration::from_secs(30),
+        );
+        answers
+            .once(|con| ::redis::cmd("PING").query::<()>(con))
+            .map_err(SetupError::connect)?;
         let worker = Arc::new(Worker {
+            answers: Mutex::new(answers),
             cfg: self.cfg,
             tasks: self.tasks,
             keys,
@@ -660,10 +672,26 @@ impl Worker {
     }
 
     /// Runs one try of a task; its outcome comes back to the finisher as `Msg::Done`.
-    fn dispatch(&self, id: &str, run: u64, entry: &TaskEntry) {
+    fn dispatch(self: &Arc<Self>, id: &str, run: u64, entry: &TaskEntry) {
         let tx = self.tx.clone();
         let key = id.to_owned();
+        let worker = Arc::downgrade(self);
         let done: Done = Box::new(move |outcome| {
+            // The only task of an otherwise idle worker answers from this thread: waking
+            // the finisher would add a thread wake-up to the task's round trip. Under load
+            // the finisher batches the answers instead.
+            if let Some(w) = worker.upgrade() {
+                if w.running.lock().len() == 1 {
+                    if let Some(mut link) = w.answers.try_lock() {
+                        if link.is_connected() {
+                            if let Some(f) = w.outcome(&key, run, outcome) {
+                                w.answer(&mut link, &[f]);
+                            }
+                            return;
+                        }
+                    }
+                }
+            }
             let _ = tx.send(Msg::Done {
                 id: key,
                 run,
@@ -699,7 +727,6 @@ impl Worker {
     /// Collects outcomes, applies time limits and retries, and answers, until stopped and
     /// empty.
     fn finish_loop(self: &Arc<Self>, rx: &Receiver<Msg>) {
-        let mut link = self.link("RedisWorker finisher", Duration::from_secs(30));
         loop {
             let next = self.next_timer();
             let first = match next {
@@ -727,7 +754,7 @@ impl Worker {
             }
             finals.extend(self.timers());
             if !finals.is_empty() {
-                self.answer(&mut link, &finals);
+                self.answer(&mut self.answers.lock(), &finals);
             }
             if self.stopping() && self.running.lock().is_empty() && rx.is_empty() {
                 break;

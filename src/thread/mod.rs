@@ -228,6 +228,16 @@ impl ThreadPoolExecutor {
         R: Send + 'static,
     {
         // A `Call` job, not a closure, so that a refused task gives back `f` and `arg`.
+        self.call(f, arg)
+    }
+
+    /// `f(arg)` as a task that a refusal hands back as `(f, arg)`.
+    pub(crate) fn call<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
+    where
+        F: FnOnce(A) -> R + Send + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
         self.shared
             .submit(Call { f, arg })
             .map_err(|e| e.map_task(|c| (c.f, c.arg)))
