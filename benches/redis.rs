@@ -482,6 +482,25 @@ fn main() {
         _ => {}
     }
     let only_ours = args.iter().any(|a| a == "--ours");
+    if args.iter().any(|a| a == "--round-trips") {
+        // For profiling: round trips only, for about 20 s.
+        let server = Server::start();
+        let _workers = [
+            Worker::start(&server.url, 4, 30_000),
+            Worker::start(&server.url, 4, 30_000),
+        ];
+        let ex = RedisExecutor::builder(&server.url, tasks())
+            .build()
+            .unwrap();
+        let t = Instant::now();
+        let mut n = 0u64;
+        while t.elapsed() < Duration::from_secs(20) {
+            ex.submit(noop, ()).unwrap().result().unwrap();
+            n += 1;
+        }
+        println!("{n} round trips, {:.0} µs each", 20e6 / n as f64);
+        return;
+    }
     let server = Server::start();
     let version: String = redis::cmd("INFO")
         .arg("server")

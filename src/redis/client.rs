@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::Waker;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::redis::Value;
 use crossbeam_channel::{Receiver, Sender};
@@ -300,6 +300,7 @@ impl RedisExecutorBuilder {
             tasks: self.tasks,
             cfg: self.cfg,
             seq: AtomicU64::new(1),
+            refreshed: AtomicU64::new(0),
             book: Mutex::new(Book {
                 waiting: HashMap::new(),
                 closed: false,
@@ -375,6 +376,8 @@ struct Shared {
     scripts: Scripts,
     redis: ::redis::Client,
     seq: AtomicU64,
+    /// When the queue's TTL was last refreshed (ms since the epoch).
+    refreshed: AtomicU64,
     book: Mutex<Book>,
     /// Signalled when `book.waiting` becomes empty.
     drained: Condvar,
@@ -675,6 +678,10 @@ impl Shared {
     fn send_now(&self, link: &mut Link, out: Unsent) -> Option<Unsent> {
         let (seq, slot, fields) = out;
         slot.begin_send();
+        // The queue's TTL is a week: refreshing it once a minute is plenty, and keeps the
+        // command off most round trips.
+        let now = wire::now_ms();
+        let refresh = now.saturating_sub(self.refreshed.load(Ordering::Relaxed)) > 60_000;
         let reply = link.once(|con| {
             let mut pipe = ::redis::pipe();
             pipe.ignore_errors();
@@ -682,11 +689,16 @@ impl Shared {
             for (k, v) in &fields {
                 cmd.arg(*k).arg(v);
             }
-            pipe.cmd("PEXPIRE")
-                .arg(&self.keys.queue)
-                .arg(wire::millis(self.cfg.queue_ttl));
+            if refresh {
+                pipe.cmd("PEXPIRE")
+                    .arg(&self.keys.queue)
+                    .arg(wire::millis(self.cfg.queue_ttl));
+            }
             pipe.query::<Vec<Value>>(con)
         });
+        if refresh && reply.is_ok() {
+            self.refreshed.store(now, Ordering::Relaxed);
+        }
         match reply {
             Ok(replies) => {
                 self.sent(seq, &slot, replies.first());
@@ -856,6 +868,8 @@ fn reader(shared: &Arc<Shared>) {
         book.closed && book.waiting.is_empty()
     };
     let mut last = "0-0".to_owned();
+    let mut read: Vec<String> = Vec::new();
+    let mut deleted = Instant::now();
     while !finished() {
         let Some(reply) = link.retry(&shared.scripts, &finished, |con| {
             ::redis::cmd("XREAD")
@@ -878,14 +892,20 @@ fn reader(shared: &Arc<Shared>) {
         for e in &entries {
             shared.deliver(e);
         }
-        let _ = link.once(|con| {
-            let mut del = ::redis::cmd("XDEL");
-            del.arg(&shared.reply_key);
-            for e in &entries {
-                del.arg(&e.id);
-            }
-            del.query::<()>(con)
-        });
+        // Read entries are deleted in batches, off the path of the next round trip.
+        read.extend(entries.into_iter().map(|e| e.id));
+        if read.len() >= BATCH || deleted.elapsed() >= Duration::from_secs(1) {
+            let _ = link.once(|con| {
+                let mut del = ::redis::cmd("XDEL");
+                del.arg(&shared.reply_key);
+                for id in &read {
+                    del.arg(id);
+                }
+                del.query::<()>(con)
+            });
+            read.clear();
+            deleted = Instant::now();
+        }
     }
     let _ = link.once(|con| ::redis::cmd("DEL").arg(&shared.reply_key).query::<()>(con));
 }

@@ -95,10 +95,14 @@ impl SetupError {
 /// Opens a client after checking the namespace; connects nothing yet.
 fn open(url: &str, namespace: &str) -> Result<::redis::Client, SetupError> {
     wire::check_namespace(namespace).map_err(SetupError::Config)?;
-    ::redis::Client::open(url).map_err(|e| {
+    let bad = |e: ::redis::RedisError| {
         // The error may quote the URL, password included: say only what kind it is.
         SetupError::Url(format!("{:?}", e.kind()))
-    })
+    };
+    let info = ::redis::IntoConnectionInfo::into_connection_info(url).map_err(bad)?;
+    // Small commands and replies, each awaited: Nagle's algorithm would only delay them.
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    ::redis::Client::open(info.set_tcp_settings(tcp)).map_err(bad)
 }
 
 /// Creates the queue and its consumer group if they do not exist. The group starts at the
