@@ -62,6 +62,7 @@
 //! | `ProcessPoolExecutor(max_workers=4)`, `if __name__ == "__main__":` | `ProcessPoolExecutor::builder().max_workers(4).build()?` after `init()` first in `main` (Unix) |
 //! | `pex.submit(fn, x)`, `Pool.apply_async(fn, (x,))`, `Pool.imap(fn, xs, chunksize)` | `pex.submit(fn, x)?`, `pex.apply(fn, x)?`, `pex.map(fn, xs).chunk_size(n)` |
 //! | `multiprocessing.dummy` vs `multiprocessing` | the [`Executor`] trait: the same `apply` / `map_fn` on either pool |
+//! | RQ's `q.enqueue(fn, x)` / `rq worker`, Celery's `delay` | `RedisExecutor::submit(fn, x)?` / `RedisWorker::builder(url, tasks).run()?` (feature `redis`, the [`redis`](mod@crate::redis) module) |
 //!
 //! # Where this crate differs from CPython, on purpose
 //!
@@ -103,9 +104,9 @@
 
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// The crate tour names the process pool, which this build leaves out.
+// The crate tour names the process pool and the Redis executor, which a build may leave out.
 #![cfg_attr(
-    not(all(unix, feature = "process")),
+    not(all(unix, feature = "process", feature = "redis")),
     allow(rustdoc::broken_intra_doc_links)
 )]
 
@@ -123,8 +124,9 @@ mod sync;
 mod thread;
 mod wait;
 
-/// The README's examples are compiled and run as doc tests (they show the process pool too).
-#[cfg(all(doctest, unix, feature = "process"))]
+/// The README's examples are compiled and run as doc tests (they show the process pool and
+/// the Redis executor too).
+#[cfg(all(doctest, unix, feature = "process", feature = "redis"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
