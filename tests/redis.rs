@@ -878,3 +878,154 @@ fn a_worker_in_process_mode_survives_crashing_and_hung_tasks() {
     assert_eq!(ex.submit(double, 1).unwrap().result().unwrap(), 2);
     let _ = exit_now; // run by the redis_client example in a process-mode worker
 }
+
+// ---------------------------------------------------------------------------------------
+// TLS (feature redis-tls): a private CA, a server that requires client certificates.
+
+#[cfg(feature = "redis-tls")]
+fn openssl(dir: &Path, args: &[&str]) {
+    let ok = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (apt-get install openssl)")
+        .success();
+    assert!(ok, "openssl {args:?}");
+}
+
+#[cfg(feature = "redis-tls")]
+#[test]
+fn rediss_with_a_private_ca_and_client_certificates() {
+    if !have_redis() {
+        return;
+    }
+    let dir = temp_file("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=cf-test-ca",
+    ]);
+    openssl(&dir, &ca);
+    for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+        let (key, csr, crt, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        let mut req = vec!["req"];
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"]);
+        openssl(&dir, &req);
+        std::fs::write(
+            dir.join(&ext),
+            format!(
+                "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+                 keyUsage=digitalSignature\nextendedKeyUsage={usage}\n"
+            ),
+        )
+        .unwrap();
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+    let port = free_port();
+    let mut server = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--save",
+            "",
+            "--tls-cert-file",
+            "server.crt",
+            "--tls-key-file",
+            "server.key",
+        ])
+        .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "yes"])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let url = format!("rediss://localhost:{port}/");
+    let ex = (0..200)
+        .find_map(|_| {
+            let ex = RedisExecutor::builder(&url, tasks())
+                .tls_root_certificate(read("ca.crt"))
+                .tls_client_certificate(read("client.crt"), read("client.key"))
+                .build();
+            if ex.is_err() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            ex.ok()
+        })
+        .expect("a TLS connection with the private CA and a client certificate");
+    let worker = RedisWorker::builder(&url, tasks())
+        .tls_root_certificate(read("ca.crt"))
+        .tls_client_certificate(read("client.crt"), read("client.key"))
+        .concurrency(2)
+        .spawn()
+        .unwrap();
+    assert_eq!(ex.submit(double, 21).unwrap().result().unwrap(), 42);
+    // Without the client certificate, or without trusting the CA, no connection.
+    let no_client_cert = RedisExecutor::builder(&url, tasks())
+        .tls_root_certificate(read("ca.crt"))
+        .build();
+    assert!(no_client_cert.is_err());
+    let unknown_ca = RedisExecutor::builder(&url, tasks())
+        .tls_client_certificate(read("client.crt"), read("client.key"))
+        .build();
+    assert!(
+        unknown_ca.is_err(),
+        "the Mozilla roots do not know the test CA"
+    );
+    // Plain TCP to the TLS port gets nowhere either.
+    let plain = format!("redis://localhost:{port}/");
+    assert!(RedisExecutor::builder(&plain, tasks()).build().is_err());
+    ex.shutdown();
+    worker.stop();
+    worker.join();
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -133,6 +133,7 @@ pub struct RedisExecutorBuilder {
     url: String,
     tasks: Tasks,
     cfg: Config,
+    tls: super::Tls,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +160,47 @@ impl Default for Config {
 }
 
 impl RedisExecutorBuilder {
+    /// Trusts the certificate authority in `pem` (PEM) for `rediss://` connections,
+    /// instead of the Mozilla roots: for a Redis with a private CA.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::*;
+    /// let ca = std::fs::read("/etc/redis/ca.crt")?;
+    /// let b = RedisExecutor::builder("rediss://redis.internal:6380/", Tasks::new()).tls_root_certificate(ca);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root(pem.into());
+        self
+    }
+
+    /// Presents this certificate and key (both PEM) to a Redis that requires client
+    /// certificates (`tls-auth-clients yes`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::*;
+    /// let cert = std::fs::read("client.crt")?;
+    /// let key = std::fs::read("client.key")?;
+    /// let b = RedisExecutor::builder("rediss://redis.internal:6380/", Tasks::new()).tls_client_certificate(cert, key);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn tls_client_certificate(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client(cert_pem.into(), key_pem.into());
+        self
+    }
+
     /// The key prefix shared with the workers: `{namespace}:queue` and so on (default
     /// `"cf"`). 1 to 64 ASCII letters, digits and `_ . -`.
     ///
@@ -272,7 +314,7 @@ impl RedisExecutorBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn build(self) -> Result<RedisExecutor, SetupError> {
-        let redis = super::open(&self.url, &self.cfg.namespace)?;
+        let redis = super::open(&self.url, &self.cfg.namespace, &self.tls)?;
         let keys = Keys::new(&self.cfg.namespace);
         let mut control = Link::new(redis.clone(), "RedisExecutor", Duration::from_secs(30));
         control
@@ -976,6 +1018,7 @@ impl RedisExecutor {
         RedisExecutorBuilder {
             url: url.to_owned(),
             tasks,
+            tls: super::Tls::default(),
             cfg: Config::default(),
         }
     }

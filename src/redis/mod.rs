@@ -92,8 +92,40 @@ impl SetupError {
     }
 }
 
+/// TLS settings beyond the URL's `rediss://`: a private root certificate, a client
+/// certificate (feature `redis-tls`).
+#[derive(Clone, Default)]
+pub(crate) struct Tls {
+    #[cfg(feature = "redis-tls")]
+    root: Option<Vec<u8>>,
+    #[cfg(feature = "redis-tls")]
+    client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        let mut d = f.debug_struct("Tls");
+        #[cfg(feature = "redis-tls")]
+        d.field("root", &self.root.is_some())
+            .field("client", &self.client.is_some());
+        d.finish()
+    }
+}
+
+#[cfg(feature = "redis-tls")]
+impl Tls {
+    fn root(&mut self, pem: Vec<u8>) {
+        self.root = Some(pem);
+    }
+
+    fn client(&mut self, cert_pem: Vec<u8>, key_pem: Vec<u8>) {
+        self.client = Some((cert_pem, key_pem));
+    }
+}
+
 /// Opens a client after checking the namespace; connects nothing yet.
-fn open(url: &str, namespace: &str) -> Result<::redis::Client, SetupError> {
+fn open(url: &str, namespace: &str, tls: &Tls) -> Result<::redis::Client, SetupError> {
     wire::check_namespace(namespace).map_err(SetupError::Config)?;
     let bad = |e: ::redis::RedisError| {
         // The error may quote the URL, password included: say only what kind it is.
@@ -102,7 +134,29 @@ fn open(url: &str, namespace: &str) -> Result<::redis::Client, SetupError> {
     let info = ::redis::IntoConnectionInfo::into_connection_info(url).map_err(bad)?;
     // Small commands and replies, each awaited: Nagle's algorithm would only delay them.
     let tcp = info.tcp_settings().clone().set_nodelay(true);
-    ::redis::Client::open(info.set_tcp_settings(tcp)).map_err(bad)
+    let info = info.set_tcp_settings(tcp);
+    #[cfg(feature = "redis-tls")]
+    if tls.root.is_some() || tls.client.is_some() {
+        // The ring provider, whatever else the program's dependencies enable in rustls
+        // (an error here means one is installed already, which is as good).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certs = ::redis::TlsCertificates {
+            client_tls: tls.client.clone().map(|(client_cert, client_key)| {
+                ::redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }
+            }),
+            root_cert: tls.root.clone(),
+        };
+        return ::redis::Client::build_with_tls(info, certs).map_err(bad);
+    }
+    #[cfg(feature = "redis-tls")]
+    if url.starts_with("rediss") {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let _ = tls;
+    ::redis::Client::open(info).map_err(bad)
 }
 
 /// Creates the queue and its consumer group if they do not exist. The group starts at the
@@ -136,7 +190,7 @@ fn ensure_group(con: &mut ::redis::Connection, keys: &wire::Keys) -> ::redis::Re
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn inspect(url: &str, namespace: &str) -> Result<QueueInfo, SetupError> {
-    let client = open(url, namespace)?;
+    let client = open(url, namespace, &Tls::default())?;
     let mut con = client
         .get_connection_with_timeout(std::time::Duration::from_secs(5))
         .map_err(SetupError::connect)?;
