@@ -36,7 +36,8 @@ fn mark(job: (String, String, u64)) -> String {
         .append(true)
         .open(&path)
         .unwrap();
-    writeln!(f, "{tag}").unwrap();
+    // One write per line: concurrent appends then never interleave.
+    f.write_all(format!("{tag}\n").as_bytes()).unwrap();
     drop(f);
     std::thread::sleep(Duration::from_millis(ms));
     tag

@@ -50,7 +50,8 @@ fn mark(job: (String, String, u64)) -> String {
         .append(true)
         .open(&path)
         .unwrap();
-    writeln!(f, "{tag}").unwrap();
+    // One write per line: concurrent appends then never interleave.
+    f.write_all(format!("{tag}\n").as_bytes()).unwrap();
     drop(f);
     std::thread::sleep(Duration::from_millis(ms));
     tag
@@ -1028,4 +1029,111 @@ fn rediss_with_a_private_ca_and_client_certificates() {
     let _ = server.kill();
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------
+// Races, each run many times with both outcomes seen.
+
+#[test]
+fn cancel_races_a_worker_taking_the_task_and_a_cancelled_task_never_runs() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let _worker = server.worker();
+    let ex = server.executor();
+    let runs = temp_file("cancel-race");
+    let path = runs.display().to_string();
+    let (mut cancelled, mut ran) = (Vec::new(), Vec::new());
+    for round in 0..30u64 {
+        // Ten tasks of 2 ms for 4 slots: some start at once, some wait in the queue.
+        let futs: Vec<_> = (0..10)
+            .map(|i| {
+                let tag = format!("r{round}-{i}");
+                (
+                    tag.clone(),
+                    ex.submit(mark, (path.clone(), tag, 2)).unwrap(),
+                )
+            })
+            .collect();
+        // A varying pause, so that cancels land before, during and after the takes.
+        std::thread::sleep(Duration::from_micros(round * 200));
+        let outcomes: Vec<_> = futs
+            .into_iter()
+            .map(|(tag, fut)| (tag, fut.cancel(), fut))
+            .collect();
+        for (tag, was_cancelled, fut) in outcomes {
+            if was_cancelled {
+                assert!(fut.cancelled());
+                cancelled.push(tag);
+            } else {
+                assert_eq!(fut.result().unwrap(), tag);
+                ran.push(tag);
+            }
+        }
+    }
+    ex.shutdown();
+    let seen = lines(&runs);
+    for t in &cancelled {
+        assert!(!seen.contains(t), "cancelled task {t} ran");
+    }
+    for t in &ran {
+        assert_eq!(seen.iter().filter(|s| *s == t).count(), 1, "{t} ran once");
+    }
+    eprintln!(
+        "{} cancelled before a worker took them, {} ran",
+        cancelled.len(),
+        ran.len()
+    );
+    assert!(
+        !cancelled.is_empty() && !ran.is_empty(),
+        "both outcomes occur"
+    );
+    let _ = std::fs::remove_file(runs);
+}
+
+#[test]
+fn submits_racing_shutdown_either_complete_or_come_back() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let _worker = server.worker();
+    for round in 0..8u64 {
+        let ex = Arc::new(server.executor());
+        let submitters: Vec<_> = (0..4)
+            .map(|t| {
+                let ex = ex.clone();
+                std::thread::spawn(move || {
+                    let (mut accepted, mut refused) = (Vec::new(), 0);
+                    for i in 0..200u64 {
+                        match ex.submit(double, t * 1000 + i) {
+                            Ok(fut) => accepted.push((t * 1000 + i, fut)),
+                            Err(e) => {
+                                let (f, arg) = e.into_inner();
+                                assert_eq!(f(arg), 2 * (t * 1000 + i), "the task came back");
+                                refused += 1;
+                            }
+                        }
+                    }
+                    (accepted, refused)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_micros(round * 300));
+        ex.shutdown();
+        let mut total = (0, 0);
+        for s in submitters {
+            let (accepted, refused) = s.join().unwrap();
+            total.1 += refused;
+            for (x, fut) in accepted {
+                assert!(
+                    fut.done(),
+                    "shutdown(wait) returned before an accepted task completed"
+                );
+                assert_eq!(fut.result().unwrap(), 2 * x);
+                total.0 += 1;
+            }
+        }
+        assert_eq!(total.0 + total.1, 800);
+        eprintln!("round {round}: {} accepted, {} refused", total.0, total.1);
+    }
 }

@@ -850,21 +850,34 @@ fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
         "RedisExecutor writer",
         Duration::from_secs(30),
     );
-    let mut stop = false;
-    while !stop {
-        let Ok(first) = rx.recv() else { break };
+    // The writer leaves only once the executor is shut down and no task waits: every task
+    // not yet sent is one this client waits for (a submit records it before queueing it),
+    // so a submit that won its race with `shutdown` is still sent, however late its
+    // message comes.
+    let finished = || {
+        let book = shared.book.lock();
+        book.closed && book.waiting.is_empty()
+    };
+    loop {
+        let first = if shared.book.lock().closed {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(out) => Some(out),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(out) => Some(out),
+                Err(_) => break,
+            }
+        };
         let mut batch = Vec::new();
-        let mut next = Some(first);
+        let mut next = first;
         while let Some(out) = next.take() {
-            match out {
-                Outgoing::Stop => {
-                    stop = true;
-                    break;
-                }
-                Outgoing::Task { seq, slot, fields } => {
-                    if slot.begin_send() {
-                        batch.push((seq, slot, fields));
-                    }
+            // A `Stop` only wakes the writer to look at `finished`.
+            if let Outgoing::Task { seq, slot, fields } = out {
+                if slot.begin_send() {
+                    batch.push((seq, slot, fields));
                 }
             }
             if batch.len() < BATCH {
@@ -872,6 +885,9 @@ fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
             }
         }
         if batch.is_empty() {
+            if finished() {
+                break;
+            }
             continue;
         }
         let replies = link
@@ -1292,6 +1308,7 @@ impl RedisExecutor {
                 shared.drained.wait(&mut book);
             }
             drop(book);
+            let _ = shared.outbox.send(Outgoing::Stop);
             shared.wake_reader();
             let threads = std::mem::take(&mut *shared.threads.lock());
             for t in threads {
