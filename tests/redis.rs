@@ -513,6 +513,14 @@ fn a_sigkilled_workers_task_runs_again_elsewhere_and_completes_once() {
         "ran on the killed worker, then once more"
     );
     eprintln!("worker {killed} killed; re-run done {took:.1?} after the kill (lease {lease:?})");
+    eventually("info to show the killed worker as silent", || {
+        let info = ex.info().unwrap();
+        let name = format!("-{killed}-");
+        info.workers
+            .iter()
+            .any(|w| w.name.contains(&name) && !w.alive())
+            && info.workers.iter().filter(|w| w.alive()).count() == 1
+    });
 
     // At the cap it fails as lost: every holder is killed.
     let capped = RedisExecutor::builder(&server.url, tasks())

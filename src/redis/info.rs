@@ -65,8 +65,31 @@ pub struct WorkerInfo {
     pub name: String,
     /// Time since its last heartbeat.
     pub last_seen: Duration,
-    /// What it last reported: `host`, `pid`, `concurrency`, `running`, `completed`, `mode`.
+    /// What it last reported: `host`, `pid`, `concurrency`, `running`, `completed`,
+    /// `lease_ms`, `mode`.
     pub details: Vec<(String, String)>,
+}
+
+impl WorkerInfo {
+    /// False once the worker has been silent for longer than its lease: it is dead, frozen
+    /// or cut off, and its tasks are being taken over by the others.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let info = concurrent_futures::redis::inspect("redis://127.0.0.1/", "cf")?;
+    /// let alive = info.workers.iter().filter(|w| w.alive()).count();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn alive(&self) -> bool {
+        let lease = self
+            .details
+            .iter()
+            .find(|(k, _)| k == "lease_ms")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(30_000);
+        self.last_seen <= Duration::from_millis(lease)
+    }
 }
 
 /// An entry that was answered without running: refused or lost.

@@ -1077,6 +1077,8 @@ impl Worker {
                 .arg(running)
                 .arg("completed")
                 .arg(self.completed.load(Ordering::Relaxed))
+                .arg("lease_ms")
+                .arg(wire::millis(self.cfg.lease))
                 .arg("mode")
                 .arg(match self.exec {
                     Exec::Threads(_) => "threads",
