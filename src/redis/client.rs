@@ -133,7 +133,7 @@ pub struct RedisExecutorBuilder {
     url: String,
     tasks: Tasks,
     cfg: Config,
-    tls: super::Tls,
+    pub(super) tls: super::Tls,
 }
 
 #[derive(Debug, Clone)]
@@ -160,47 +160,6 @@ impl Default for Config {
 }
 
 impl RedisExecutorBuilder {
-    /// Trusts the certificate authority in `pem` (PEM) for `rediss://` connections,
-    /// instead of the Mozilla roots: for a Redis with a private CA.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # use concurrent_futures::redis::*;
-    /// let ca = std::fs::read("/etc/redis/ca.crt")?;
-    /// let b = RedisExecutor::builder("rediss://redis.internal:6380/", Tasks::new()).tls_root_certificate(ca);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(feature = "redis-tls")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
-    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.tls.root(pem.into());
-        self
-    }
-
-    /// Presents this certificate and key (both PEM) to a Redis that requires client
-    /// certificates (`tls-auth-clients yes`).
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # use concurrent_futures::redis::*;
-    /// let cert = std::fs::read("client.crt")?;
-    /// let key = std::fs::read("client.key")?;
-    /// let b = RedisExecutor::builder("rediss://redis.internal:6380/", Tasks::new()).tls_client_certificate(cert, key);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(feature = "redis-tls")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
-    pub fn tls_client_certificate(
-        mut self,
-        cert_pem: impl Into<Vec<u8>>,
-        key_pem: impl Into<Vec<u8>>,
-    ) -> Self {
-        self.tls.client(cert_pem.into(), key_pem.into());
-        self
-    }
-
     /// The key prefix shared with the workers: `{namespace}:queue` and so on (default
     /// `"cf"`). 1 to 64 ASCII letters, digits and `_ . -`.
     ///

@@ -113,16 +113,58 @@ impl std::fmt::Debug for Tls {
     }
 }
 
+/// The TLS settings of both builders (`$built` is the type the builder builds).
 #[cfg(feature = "redis-tls")]
-impl Tls {
-    fn root(&mut self, pem: Vec<u8>) {
-        self.root = Some(pem);
-    }
+macro_rules! tls_methods {
+    ($builder:ident, $built:ident) => {
+        impl $builder {
+            /// Trusts the certificate authority in `pem` (PEM) for `rediss://` connections,
+            /// instead of the Mozilla roots: for a Redis with a private CA.
+            ///
+            /// # Examples
+            ///
+            /// ```no_run
+            /// # use concurrent_futures::redis::*;
+            /// let ca = std::fs::read("/etc/redis/ca.crt")?;
+            #[doc = concat!("let b = ", stringify!($built), "::builder(\"rediss://redis.internal:6380/\", Tasks::new())")]
+            ///     .tls_root_certificate(ca);
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+            pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+                self.tls.root = Some(pem.into());
+                self
+            }
 
-    fn client(&mut self, cert_pem: Vec<u8>, key_pem: Vec<u8>) {
-        self.client = Some((cert_pem, key_pem));
-    }
+            /// Presents this certificate and key (both PEM) to a Redis that requires client
+            /// certificates (`tls-auth-clients yes`).
+            ///
+            /// # Examples
+            ///
+            /// ```no_run
+            /// # use concurrent_futures::redis::*;
+            /// let (cert, key) = (std::fs::read("me.crt")?, std::fs::read("me.key")?);
+            #[doc = concat!("let b = ", stringify!($built), "::builder(\"rediss://redis.internal:6380/\", Tasks::new())")]
+            ///     .tls_client_certificate(cert, key);
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+            pub fn tls_client_certificate(
+                mut self,
+                cert_pem: impl Into<Vec<u8>>,
+                key_pem: impl Into<Vec<u8>>,
+            ) -> Self {
+                self.tls.client = Some((cert_pem.into(), key_pem.into()));
+                self
+            }
+        }
+    };
 }
+
+#[cfg(feature = "redis-tls")]
+tls_methods!(RedisExecutorBuilder, RedisExecutor);
+#[cfg(feature = "redis-tls")]
+tls_methods!(RedisWorkerBuilder, RedisWorker);
 
 /// Opens a client after checking the namespace; connects nothing yet.
 fn open(url: &str, namespace: &str, tls: &Tls) -> Result<::redis::Client, SetupError> {
