@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use concurrent_futures::redis::{RedisExecutor, RedisWorker, TaskOptions, Tasks};
 use concurrent_futures::{as_completed, wait, Executor, ReturnWhen, SubmitError, TaskError};
 
+// Worker processes of the process-mode test start as this binary's worker entry point.
+concurrent_futures::worker_test!();
+
 // ---------------------------------------------------------------------------------------
 // Tasks shared by the client and the worker processes.
 
@@ -868,13 +871,10 @@ fn everything_runs_under_the_documented_least_privilege_user() {
 }
 
 #[test]
-fn a_worker_in_process_mode_survives_crashing_and_hung_tasks() {
+fn a_thread_mode_worker_reports_hung_tasks_and_carries_on() {
     let Some(server) = Server::start(false) else {
         return;
     };
-    // This binary is not a process-pool worker (no init() in a test harness's main), so
-    // the process mode is shown by the redis_client example; here the thread mode must
-    // report a hung task and carry on.
     let _worker = server.worker();
     let ex = server.executor();
     let limited = TaskOptions::new().time_limit(Duration::from_millis(50));
@@ -882,10 +882,51 @@ fn a_worker_in_process_mode_survives_crashing_and_hung_tasks() {
         .map(|_| ex.submit_with(sleep_ms, 1_000, limited).unwrap())
         .collect();
     for f in hung {
-        assert!(matches!(f.result(), Err(TaskError::TimedOut)));
+        let r = f.result();
+        assert!(matches!(r, Err(TaskError::TimedOut)), "{r:?}");
     }
     assert_eq!(ex.submit(double, 1).unwrap().result().unwrap(), 2);
-    let _ = exit_now; // run by the redis_client example in a process-mode worker
+}
+
+#[test]
+fn a_process_mode_worker_survives_crashing_and_hung_tasks() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    concurrent_futures::init();
+    let worker = RedisWorker::builder(&server.url, tasks())
+        .processes(true)
+        .concurrency(2)
+        .spawn()
+        .unwrap();
+    let ex = server.executor();
+    match ex.submit(exit_now, 3).unwrap().result() {
+        Err(TaskError::WorkerDied(how)) => assert!(how.contains("code 3"), "{how}"),
+        other => panic!("{other:?}"),
+    }
+    let limited = TaskOptions::new().time_limit(Duration::from_millis(200));
+    let t = Instant::now();
+    let r = ex.submit_with(sleep_ms, 60_000, limited).unwrap().result();
+    assert!(matches!(r, Err(TaskError::TimedOut)), "{r:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "the hung task was killed"
+    );
+    // A chunk with a crash in it fails only that item.
+    let out: Vec<_> = ex.map(exit_now, [0, 5]).chunk_size(2).collect();
+    assert_eq!(out.len(), 2);
+    assert!(
+        out.iter().all(Result::is_err),
+        "both items exit their process"
+    );
+    let out: Vec<u64> = ex
+        .map(double, 0..20)
+        .chunk_size(5)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(out[19], 38, "the worker carries on");
+    worker.stop();
+    worker.join();
 }
 
 // ---------------------------------------------------------------------------------------

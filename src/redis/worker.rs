@@ -35,6 +35,8 @@ const BLOCK: Duration = Duration::from_secs(2);
 const DEAD_MAX: u64 = 10_000;
 /// The longest part of a refused entry's argument copied into its dead letter.
 const DEAD_PREVIEW: usize = 4096;
+/// The `run` of a task whose answer is on its way: no outcome counts any more.
+const ANSWERED: u64 = u64::MAX;
 
 /// Builds a worker; from [`RedisWorker::builder`].
 ///
@@ -642,6 +644,7 @@ impl Worker {
             return;
         }
         let run = self.runs.fetch_add(1, Ordering::Relaxed);
+        let deadline = self.thread_deadline(&entry);
         {
             let mut running = self.running.lock();
             if let Some(r) = running.get_mut(&raw.id) {
@@ -653,7 +656,7 @@ impl Worker {
             running.insert(
                 raw.id.clone(),
                 Running {
-                    deadline: self.thread_deadline(&entry),
+                    deadline,
                     entry: entry.clone(),
                     attempt,
                     run,
@@ -661,6 +664,10 @@ impl Worker {
                     retries_done: 0,
                 },
             );
+        }
+        if deadline.is_some() {
+            // The finisher may be asleep until a later timer: it must see this one.
+            let _ = self.tx.send(Msg::Final(Final::wake()));
         }
         self.dispatch(&raw.id, run, &entry);
     }
@@ -771,6 +778,7 @@ impl Worker {
             .lock()
             .values()
             .filter_map(|r| match (r.run, r.deadline, r.retry_at) {
+                (ANSWERED, _, _) => None,
                 (0, _, at) => at,
                 (_, at, _) => at,
             })
@@ -785,7 +793,9 @@ impl Worker {
             let running = self.running.lock();
             let expired = running
                 .iter()
-                .filter(|(_, r)| r.run != 0 && r.deadline.is_some_and(|d| d <= now))
+                .filter(|(_, r)| {
+                    r.run != 0 && r.run != ANSWERED && r.deadline.is_some_and(|d| d <= now)
+                })
                 .map(|(id, r)| (id.clone(), r.run))
                 .collect();
             let due = running
@@ -831,7 +841,7 @@ impl Worker {
             log::info!(target: "concurrent_futures::redis", "task {id} failed ({}); try {} in {pause:?}", outcome.status(), r.retries_done + 1);
             return None;
         }
-        r.run = u64::MAX; // answered: later outcomes of this entry are stale
+        r.run = ANSWERED; // later outcomes of this entry are stale
         let dead = matches!(outcome, Outcome::Rejected(_)).then(|| {
             vec![
                 ("entry".to_owned(), id.to_owned()),
@@ -911,7 +921,7 @@ impl Worker {
             } else {
                 self.completed.fetch_add(1, Ordering::Relaxed);
             }
-            if running.get(&f.id).is_some_and(|r| r.run == u64::MAX) {
+            if running.get(&f.id).is_some_and(|r| r.run == ANSWERED) {
                 running.remove(&f.id);
             }
         }
