@@ -29,9 +29,10 @@ use crate::ThreadPoolExecutor;
 /// ```
 pub type FnSubmit<A, R> = Result<Future<R>, SubmitError<(fn(A) -> R, A)>>;
 
-/// The operations both pools share, over plain functions and serializable data: generic code
-/// written against it runs on threads or on processes, as Python code switches between
-/// `multiprocessing.dummy.Pool` and `multiprocessing.Pool`.
+/// The operations all executors share, over plain functions and serializable data: generic
+/// code written against it runs on threads, on processes, or (feature `redis`) on workers
+/// behind a Redis queue, as Python code switches between `multiprocessing.dummy.Pool` and
+/// `multiprocessing.Pool`.
 ///
 /// # Examples
 ///
@@ -47,7 +48,8 @@ pub type FnSubmit<A, R> = Result<Future<R>, SubmitError<(fn(A) -> R, A)>>;
 ///
 /// let threads = ThreadPoolExecutor::new();
 /// assert_eq!(word_lengths(&threads, vec!["a".into(), "bcd".into()]), [1, 3]);
-/// // With processes: word_lengths(&ProcessPoolExecutor::new()?, ...) — the same call.
+/// // With processes: word_lengths(&ProcessPoolExecutor::new()?, ...) — the same call;
+/// // with Redis: word_lengths(&RedisExecutor::builder(url, tasks).build()?, ...).
 /// ```
 #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 #[cfg_attr(

@@ -297,6 +297,17 @@ fn submit_map_as_completed_wait_callbacks_and_await() {
     let ex = server.executor();
 
     assert_eq!(ex.submit(double, 21).unwrap().result().unwrap(), 42);
+    assert_eq!(
+        Executor::apply(&ex, double, 4).unwrap().result().unwrap(),
+        8
+    );
+    // A capture-free closure is a plain function too, if it is registered.
+    let inc = |x: u64| x + 1;
+    let with_closure = RedisExecutor::builder(&server.url, tasks().add("inc/v1", inc))
+        .build()
+        .unwrap();
+    assert!(matches!(with_closure.submit(inc, 1), Ok(_)));
+    with_closure.shutdown_with(false, true);
 
     // map: input order, with chunks and without, and the same through the Executor trait.
     let out: Vec<u64> = ex.map(double, 0..500).collect::<Result<_, _>>().unwrap();

@@ -118,9 +118,10 @@ impl std::fmt::Display for QueueInfo {
         )?;
         for w in &self.workers {
             let d: Vec<String> = w.details.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let state = if w.alive() { "" } else { " SILENT" };
             writeln!(
                 f,
-                "  worker {} ({:.1?} ago) {}",
+                "  worker {}{state} (seen {:.1?} ago) {}",
                 w.name,
                 w.last_seen,
                 d.join(" ")
