@@ -306,7 +306,7 @@ fn submit_map_as_completed_wait_callbacks_and_await() {
     let with_closure = RedisExecutor::builder(&server.url, tasks().add("inc/v1", inc))
         .build()
         .unwrap();
-    assert!(matches!(with_closure.submit(inc, 1), Ok(_)));
+    assert!(with_closure.submit(inc, 1).is_ok());
     with_closure.shutdown_with(false, true);
 
     // map: input order, with chunks and without, and the same through the Executor trait.
