@@ -18,6 +18,7 @@ use concurrent_futures::redis::{RedisExecutor, RedisWorker, TaskOptions, Tasks};
 use concurrent_futures::{as_completed, wait, Executor, ReturnWhen, SubmitError, TaskError};
 
 // Worker processes of the process-mode test start as this binary's worker entry point.
+#[cfg(feature = "process")]
 concurrent_futures::worker_test!();
 
 // ---------------------------------------------------------------------------------------
@@ -899,6 +900,7 @@ fn a_thread_mode_worker_reports_hung_tasks_and_carries_on() {
     assert_eq!(ex.submit(double, 1).unwrap().result().unwrap(), 2);
 }
 
+#[cfg(feature = "process")]
 #[test]
 fn a_process_mode_worker_survives_crashing_and_hung_tasks() {
     let Some(server) = Server::start(false) else {
