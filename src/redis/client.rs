@@ -343,6 +343,10 @@ impl RedisExecutorBuilder {
 /// and its future completes exactly once. See the crate's README ("Many machines") for the
 /// guarantees and the Redis settings they need.
 ///
+/// One difference from a local pool: the client is not told when a worker starts a task, so
+/// `running()` turns true only once a `cancel()` found the task taken (and then returned
+/// false); `done()`, results, callbacks and waits are exact.
+///
 /// Dropping the executor shuts it down and waits for the tasks it queued, like
 /// [`shutdown`](Self::shutdown); call [`shutdown_with`](Self::shutdown_with)`(false, ..)`
 /// to leave without waiting.
