@@ -254,15 +254,23 @@ impl Connection {
         &self.process
     }
 
-    /// Runs one task: sends it, then waits for the answer until `deadline` (`None`: no time
-    /// limit), then `grace` more after SIGTERM. A worker that dies, overruns or sends
-    /// anything but a well-formed answer is lost (and reaped).
+    /// Sends one task and waits for its reply until `deadline`.
     pub(super) fn call(
         &mut self,
-        (trampoline, function): (i64, i64),
+        call: (i64, i64),
         args: &[u8],
         deadline: Option<Instant>,
     ) -> Result<Reply, Lost> {
+        self.send(call, args)?;
+        self.receive(deadline)
+    }
+
+    /// Sends one task. The worker runs the tasks it is sent in order and answers each.
+    pub(super) fn send(
+        &mut self,
+        (trampoline, function): (i64, i64),
+        args: &[u8],
+    ) -> Result<(), Lost> {
         let header = [trampoline.to_le_bytes(), function.to_le_bytes()];
         if let Err(e) = frame::write(
             &mut self.socket,
@@ -278,6 +286,11 @@ impl Connection {
             }));
         }
         self.tasks += 1;
+        Ok(())
+    }
+
+    /// Waits until `deadline` for the reply to the oldest task sent and not yet answered.
+    pub(super) fn receive(&mut self, deadline: Option<Instant>) -> Result<Reply, Lost> {
         let reply = frame::read_polled(&mut self.socket, self.limit, deadline);
         let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
         match reply {

@@ -67,13 +67,29 @@ pub(crate) trait Timed: Read {
 /// How long one blocking read may wait before the reader looks at its deadline again.
 const TICK: Duration = Duration::from_secs(1);
 
-/// A worker connection that remembers the read timeout set on it, so that a frame read
-/// costs no `setsockopt` unless a deadline is less than a [`TICK`] away: reads wait at most a
-/// tick and the reader loops until its own deadline.
-#[derive(Debug)]
+/// How many bytes a [`Link`] reads at once: frames that arrive together (tasks sent ahead,
+/// their replies) are then taken from memory, not one system call each.
+const BUFFER: usize = 16 * 1024;
+
+/// A worker connection, read through a buffer, that remembers the read timeout set on it,
+/// so that a frame read costs no `setsockopt` unless a deadline is less than a [`TICK`]
+/// away: reads wait at most a tick and the reader loops until its own deadline.
 pub(crate) struct Link {
     stream: UnixStream,
     timeout: Option<Duration>,
+    buf: Box<[u8; BUFFER]>,
+    /// The unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("stream", &self.stream)
+            .field("buffered", &(self.end - self.start))
+            .finish()
+    }
 }
 
 impl Link {
@@ -81,17 +97,44 @@ impl Link {
         Link {
             stream,
             timeout: None,
+            buf: Box::new([0; BUFFER]),
+            start: 0,
+            end: 0,
         }
     }
 
     pub(crate) fn stream(&self) -> &UnixStream {
         &self.stream
     }
+
+    fn buffered(&self) -> bool {
+        self.start < self.end
+    }
+
+    /// One read into the (empty) buffer.
+    fn refill(&mut self) -> io::Result<usize> {
+        debug_assert!(!self.buffered());
+        let n = self.stream.read(&mut self.buf[..])?;
+        self.start = 0;
+        self.end = n;
+        Ok(n)
+    }
 }
 
 impl Read for Link {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.read(buf)
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if !self.buffered() {
+            if out.len() >= BUFFER {
+                return self.stream.read(out); // a large body: straight in
+            }
+            if self.refill()? == 0 {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.end - self.start);
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        Ok(n)
     }
 }
 
@@ -240,55 +283,29 @@ pub(crate) fn read_polled(
     limit: usize,
     deadline: Option<Instant>,
 ) -> Result<(u8, Vec<u8>), FrameError> {
-    let first = first_byte(&mut link.stream);
-    read(&mut Prefixed { first, link }, limit, deadline)
-}
-
-/// A connection with one byte already taken off its front.
-struct Prefixed<'a> {
-    first: Option<u8>,
-    link: &'a mut Link,
-}
-
-impl Read for Prefixed<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match (self.first.take(), buf.first_mut()) {
-            (Some(b), Some(slot)) => {
-                *slot = b;
-                Ok(1)
-            }
-            (first, _) => {
-                self.first = first;
-                self.link.read(buf)
-            }
-        }
+    if !link.buffered() {
+        poll(link);
     }
+    read(link, limit, deadline)
 }
 
-impl Timed for Prefixed<'_> {
-    fn read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.link.read_timeout(timeout)
+/// Waits briefly, without blocking, for bytes to arrive into the link's buffer; if none
+/// come, the blocking read that follows waits for them.
+fn poll(link: &mut Link) {
+    if link.stream.set_nonblocking(true).is_err() {
+        return;
     }
-}
-
-/// The first byte of the next frame if it arrives while polling briefly; `None` to block
-/// instead.
-fn first_byte(socket: &mut UnixStream) -> Option<u8> {
-    socket.set_nonblocking(true).ok()?;
     let backoff = crossbeam_utils::Backoff::new();
-    let mut byte = [0u8; 1];
-    let got = loop {
-        match socket.read(&mut byte) {
-            Ok(1) => break Some(byte[0]),
+    loop {
+        match link.refill() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && !backoff.is_completed() => {
                 backoff.snooze();
             }
-            // End of stream, an error, or polling is over: the blocking read decides.
-            _ => break None,
+            // Bytes, the end of the stream, an error, or polling is over.
+            _ => break,
         }
-    };
-    let _ = socket.set_nonblocking(false);
-    got
+    }
+    let _ = link.stream.set_nonblocking(false);
 }
 
 #[cfg(test)]

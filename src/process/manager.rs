@@ -27,16 +27,45 @@ enum Answer {
 struct Manager {
     shared: Arc<Shared>,
     worker: Option<Connection>,
+    /// How long the last task took from send to reply: only quick tasks are sent ahead.
+    last_call: Duration,
 }
+
+/// The most tasks sent to a worker ahead of their turn.
+const AHEAD: usize = 32;
+/// The most argument bytes sent ahead: well inside a socket's buffer, so that sending never
+/// waits for a worker busy with an earlier task.
+const AHEAD_BYTES: usize = 32 * 1024;
+/// Tasks are sent ahead only while the last one took less than this: for long tasks the
+/// round trip costs nothing, and spreading them over the workers matters more.
+const QUICK: Duration = Duration::from_micros(500);
 
 /// The body of a manager thread; `worker` is the one `build` started, for the first.
 pub(super) fn run(shared: Arc<Shared>, worker: Option<Connection>) {
     crate::future::core::defer_callbacks(shared.callback_sink());
-    let mut manager = Manager { shared, worker };
+    let mut manager = Manager {
+        shared,
+        worker,
+        last_call: Duration::MAX,
+    };
     let idle = manager.shared.config.idle_timeout;
+    // A job taken off the queue while gathering a batch, to handle next.
+    let mut next: Option<Option<Job>> = None;
     loop {
-        match manager.shared.next_job(idle) {
-            Ok(Some(job)) => manager.handle(job),
+        let message = match next.take() {
+            Some(message) => Ok(message),
+            None => manager.shared.next_job(idle),
+        };
+        match message {
+            Ok(Some(job)) => {
+                let batch = manager.gather(job, &mut next);
+                if batch.len() == 1 {
+                    let job = batch.into_iter().next().expect("one job");
+                    manager.handle(job, false);
+                } else {
+                    manager.handle_batch(batch);
+                }
+            }
             Ok(None) => {
                 manager.shared.manager_stopped();
                 break;
@@ -50,7 +79,131 @@ pub(super) fn run(shared: Arc<Shared>, worker: Option<Connection>) {
 }
 
 impl Manager {
-    fn handle(&mut self, job: Job) {
+    /// `job`, and when the queue is deep and tasks are quick, more single tasks to send to
+    /// the warm worker at once, up to a fair share of the queue. What ends the gathering (a
+    /// chunk, or the stop message) is left in `next`.
+    fn gather(&mut self, job: Job, next: &mut Option<Option<Job>>) -> Vec<Job> {
+        let mut batch = vec![job];
+        let Some(worker) = &self.worker else {
+            return batch;
+        };
+        if batch[0].items.is_some() || self.last_call >= QUICK {
+            return batch;
+        }
+        let config = &self.shared.config;
+        let allowance = config
+            .max_tasks_per_child
+            .map_or(usize::MAX, |max| max.saturating_sub(worker.tasks));
+        let share = self.shared.queued() / config.max_workers.max(1);
+        let want = share.min(AHEAD - 1).min(allowance.saturating_sub(1));
+        let mut bytes = batch[0].args.len();
+        while batch.len() <= want && bytes < AHEAD_BYTES {
+            match self.shared.try_next_job() {
+                Some(Some(job)) if job.items.is_none() => {
+                    bytes += job.args.len();
+                    batch.push(job);
+                }
+                Some(other) => {
+                    *next = Some(other);
+                    break;
+                }
+                None => break,
+            }
+        }
+        batch
+    }
+
+    /// Sends several single tasks to the warm worker at once, then takes their replies in
+    /// order, as each finishes: the worker never waits for this thread between tasks. The
+    /// task whose reply is awaited is the one running, so its time limit counts from the
+    /// previous reply and `kill_task` reaches it (tasks sent ahead are running for their
+    /// futures, as in CPython's call queue, but not yet killable). If the worker dies, only
+    /// the running task fails; the tasks after it never started and run on a new worker.
+    fn handle_batch(&mut self, jobs: Vec<Job>) {
+        let mut ready = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if job.sink.cancelled() || !job.sink.start() {
+                self.shared.mark_idle();
+                continue;
+            }
+            if job.timeout == Some(Duration::ZERO) {
+                self.shared.mark_idle();
+                job.sink.fail(TaskError::TimedOut);
+                continue;
+            }
+            ready.push(job);
+        }
+        let Some(worker) = self.worker.as_mut() else {
+            for job in ready {
+                self.handle(job, true);
+            }
+            return;
+        };
+        let process = worker.process().clone();
+        let mut sent = 0;
+        for job in &ready {
+            if job.args.len() + 16 > self.shared.config.frame_limit
+                || worker.send(job.call, &job.args).is_err()
+            {
+                break;
+            }
+            sent += 1;
+        }
+        let mut jobs = ready.into_iter();
+        let mut since = Instant::now();
+        for _ in 0..sent {
+            let job = jobs.next().expect("a job per task sent");
+            let id = job.sink.id();
+            self.shared.running(id, &process);
+            let deadline = job.timeout.and_then(|t| since.checked_add(t));
+            let reply = self
+                .worker
+                .as_mut()
+                .expect("the worker lives until a reply fails")
+                .receive(deadline);
+            let now = Instant::now();
+            self.last_call = now - since;
+            since = now;
+            let killed = self.shared.finished(id);
+            self.shared.mark_idle();
+            match reply {
+                Ok(reply) => {
+                    if killed {
+                        self.worker = None;
+                    }
+                    match reply {
+                        Reply::Done(bytes) => job.sink.done(&bytes),
+                        Reply::Panicked(msg) => job.sink.fail(TaskError::Panicked(msg.into())),
+                        Reply::Broken(msg) => job.sink.fail(TaskError::Transport(msg.into())),
+                        Reply::Refused(msg) => job.sink.fail(TaskError::Transport(
+                            format!("the worker refused the task: {msg}").into(),
+                        )),
+                    }
+                    if self.worker.is_none() {
+                        break;
+                    }
+                }
+                Err(lost) => {
+                    self.worker = None;
+                    job.sink.fail(if killed {
+                        TaskError::Cancelled
+                    } else {
+                        lost.into()
+                    });
+                    break;
+                }
+            }
+        }
+        // Never started: on a new worker, one by one.
+        for job in jobs {
+            self.handle(job, true);
+        }
+        self.recycle();
+    }
+
+    /// Runs one job. `started`: its future was marked running already (a task sent ahead
+    /// to a worker that died before reaching it).
+    fn handle(&mut self, job: Job, started: bool) {
         let Job {
             call,
             args,
@@ -58,7 +211,7 @@ impl Manager {
             timeout,
             sink,
         } = job;
-        if sink.cancelled() {
+        if !started && sink.cancelled() {
             self.shared.mark_idle();
             return;
         }
@@ -87,11 +240,12 @@ impl Manager {
         if let Some(worker) = &self.worker {
             self.shared.running(id, worker.process()); // from here `kill_task` reaches it
         }
-        if !sink.start() {
+        if !started && !sink.start() {
             self.shared.finished(id);
             self.shared.mark_idle();
             return; // cancelled meanwhile
         }
+        let begun = Instant::now();
         let job = Run {
             id,
             call,
@@ -113,6 +267,7 @@ impl Manager {
             }
         };
         drop(args);
+        self.last_call = begun.elapsed();
         if self.shared.finished(id) {
             self.worker = None; // killed after its answer came: it is gone all the same
         }

@@ -213,6 +213,16 @@ impl Shared {
         }
     }
 
+    /// A job (or the stop message) if one is queued now, without waiting.
+    pub(super) fn try_next_job(&self) -> Option<Option<Job>> {
+        self.jobs_rx.try_recv().ok()
+    }
+
+    /// How many jobs (and stop messages) are queued.
+    pub(super) fn queued(&self) -> usize {
+        self.jobs_rx.len()
+    }
+
     /// A manager is idle: it counts against the queue.
     pub(super) fn mark_idle(&self) {
         self.surplus.fetch_add(1, Ordering::AcqRel);
