@@ -646,3 +646,53 @@ fn the_executor_trait_runs_capture_free_closures_in_processes_and_refuses_captur
         6
     );
 }
+
+/// Exits its worker process for every 50th input (from 7), else doubles it.
+fn exit_some(i: u32) -> u32 {
+    if i % 50 == 7 {
+        std::process::exit(3);
+    }
+    i * 2
+}
+
+/// Sleeps a minute for input 123 (a hung task), else returns at once.
+fn hang_one(i: u32) -> u32 {
+    if i == 123 {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    i
+}
+
+#[test]
+fn tasks_sent_ahead_fail_alone_when_a_worker_dies_and_the_rest_run_on_a_new_one() {
+    // 500 quick tasks queued at once: managers send them ahead in batches. Every 50th
+    // exits its worker while the tasks after it wait in that worker's socket: only the
+    // crashing ones may fail.
+    let pool = pool(2);
+    let futs: Vec<_> = (0..500).map(|i| pool.submit(exit_some, i).unwrap()).collect();
+    for (i, fut) in (0u32..).zip(futs) {
+        match fut.result() {
+            Ok(v) => assert_eq!(v, i * 2),
+            Err(TaskError::WorkerDied(how)) => {
+                assert_eq!(i % 50, 7, "task {i} failed with its worker: {how}");
+            }
+            Err(e) => panic!("task {i}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_hung_task_among_tasks_sent_ahead_times_out_alone() {
+    let pool = pool(2);
+    let limit = Duration::from_millis(300);
+    let futs: Vec<_> = (0..400)
+        .map(|i| pool.submit_with_timeout(hang_one, i, limit).unwrap())
+        .collect();
+    for (i, fut) in (0u32..).zip(futs) {
+        match fut.result() {
+            Ok(v) => assert_eq!(v, i),
+            Err(TaskError::TimedOut) => assert_eq!(i, 123, "task {i} timed out"),
+            Err(e) => panic!("task {i}: {e}"),
+        }
+    }
+}
