@@ -364,7 +364,9 @@ impl ProcessPoolExecutor {
     /// is touched (a chunk of a map is killed whole). A task still queued is cancelled as
     /// [`Future::cancel`](crate::Future::cancel) would. Returns `true` if the task was
     /// running and its worker was killed, or it was queued and is now cancelled; `false` if
-    /// it had already finished.
+    /// it had already finished, or if it was sent ahead to a worker busy with an earlier
+    /// task (a deep queue of quick tasks; its future reads as running, as in CPython's call
+    /// queue): it becomes killable when it starts.
     ///
     /// # Examples
     ///
