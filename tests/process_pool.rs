@@ -669,7 +669,9 @@ fn tasks_sent_ahead_fail_alone_when_a_worker_dies_and_the_rest_run_on_a_new_one(
     // exits its worker while the tasks after it wait in that worker's socket: only the
     // crashing ones may fail.
     let pool = pool(2);
-    let futs: Vec<_> = (0..500).map(|i| pool.submit(exit_some, i).unwrap()).collect();
+    let futs: Vec<_> = (0..500)
+        .map(|i| pool.submit(exit_some, i).unwrap())
+        .collect();
     for (i, fut) in (0u32..).zip(futs) {
         match fut.result() {
             Ok(v) => assert_eq!(v, i * 2),

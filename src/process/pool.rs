@@ -192,6 +192,16 @@ impl Shared {
     /// The next message for a manager: a job, or `None` to stop. Waits at most `idle`, after
     /// which `Err(())` says the manager may retire (it is no longer counted).
     pub(super) fn next_job(&self, idle: Option<Duration>) -> Result<Option<Job>, ()> {
+        // A caller that waits on its result and submits again at once is back within a few
+        // microseconds: look for its next job briefly before sleeping, which would cost a
+        // wake-up on the way.
+        let backoff = crossbeam_utils::Backoff::new();
+        while !backoff.is_completed() {
+            if let Ok(message) = self.jobs_rx.try_recv() {
+                return Ok(message);
+            }
+            backoff.snooze();
+        }
         loop {
             let Some(idle) = idle else {
                 return Ok(self.jobs_rx.recv().unwrap_or(None));
