@@ -1199,3 +1199,32 @@ fn submits_racing_shutdown_either_complete_or_come_back() {
         eprintln!("round {round}: {} accepted, {} refused", total.0, total.1);
     }
 }
+
+#[test]
+fn a_key_of_the_wrong_type_does_not_wedge_a_worker() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let worker = server.worker();
+    let ex = server.executor();
+    let mut con = server.con();
+    // Someone with write access turns the dead-letter stream into a string.
+    let _: () = redis::cmd("SET")
+        .arg("{cf}:dead")
+        .arg("x")
+        .query(&mut con)
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("{cf}:queue")
+        .arg("*")
+        .arg("junk")
+        .arg("1")
+        .query(&mut con)
+        .unwrap();
+    // The junk entry cannot be dead-lettered; the worker logs it and answers what follows.
+    for i in 0..20 {
+        assert_eq!(ex.submit(double, i).unwrap().result().unwrap(), 2 * i);
+    }
+    worker.stop();
+    worker.join();
+}

@@ -865,10 +865,50 @@ impl Worker {
     /// Sends the answers through the `finish` script, in one pipeline, then frees their
     /// slots.
     fn answer(&self, link: &mut Link, finals: &[Final]) {
-        // Retried until Redis takes them: a worker that stops answering would let its tasks
-        // run again elsewhere, which is allowed, but never drops an answer it can give.
+        // Retried until Redis can be reached: a worker that stops answering would let its
+        // tasks run again elsewhere, which is allowed, but never drops an answer it can give.
+        // An answer Redis refuses (a key of the namespace of the wrong type, say) is logged
+        // and dropped, never retried: one bad key must not wedge every answer behind it.
+        let pipe = self.finish_pipeline(finals);
         let applied = link.retry(&self.scripts, &|| false, |con| {
-            let mut pipe = ::redis::pipe();
+            let replies: Vec<Value> = pipe.query(con)?;
+            if replies
+                .iter()
+                .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"))
+            {
+                // Redis restarted and lost its scripts: load them, then send again.
+                self.scripts.load(con)?;
+                return pipe.query(con);
+            }
+            Ok(replies)
+        });
+        let applied = applied.unwrap_or_default();
+        let mut running = self.running.lock();
+        for (i, f) in finals.iter().enumerate() {
+            match applied.get(i) {
+                Some(Value::Int(0)) => {
+                    log::info!(target: "concurrent_futures::redis", "the answer to {} was dropped: another worker holds it now", f.id);
+                }
+                Some(Value::ServerError(e)) => {
+                    log::error!(target: "concurrent_futures::redis", "Redis refused the answer to {}: {e:?}", f.id);
+                }
+                _ => {
+                    self.completed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if running.get(&f.id).is_some_and(|r| r.run == ANSWERED) {
+                running.remove(&f.id);
+            }
+        }
+        drop(running);
+        self.freed.notify_all();
+    }
+
+    /// The `finish` script for each answer, in one pipeline whose commands may fail alone.
+    fn finish_pipeline(&self, finals: &[Final]) -> ::redis::Pipeline {
+        let mut pipe = ::redis::pipe();
+        pipe.ignore_errors();
+        {
             for f in finals {
                 let reply_key = f
                     .route
@@ -911,22 +951,8 @@ impl Worker {
                 }
                 pipe.add_command(inv);
             }
-            pipe.query::<Vec<i64>>(con)
-        });
-        let applied = applied.unwrap_or_default();
-        let mut running = self.running.lock();
-        for (i, f) in finals.iter().enumerate() {
-            if applied.get(i) == Some(&0) {
-                log::info!(target: "concurrent_futures::redis", "the answer to {} was dropped: another worker holds it now", f.id);
-            } else {
-                self.completed.fetch_add(1, Ordering::Relaxed);
-            }
-            if running.get(&f.id).is_some_and(|r| r.run == ANSWERED) {
-                running.remove(&f.id);
-            }
         }
-        drop(running);
-        self.freed.notify_all();
+        pipe
     }
 
     /// Renews leases, sends heartbeats and reclaims abandoned entries, every third of a
