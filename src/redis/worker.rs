@@ -114,6 +114,8 @@ struct Worker {
     tasks: Tasks,
     keys: Keys,
     name: String,
+    /// This machine's name, read once (the heartbeat reports it).
+    host: String,
     scripts: Scripts,
     redis: ::redis::Client,
     running: Mutex<HashMap<String, Running>>,
@@ -362,9 +364,9 @@ impl RedisWorkerBuilder {
         link.once(|con| scripts.load(con))
             .map_err(SetupError::connect)?;
         let exec = self.executor()?;
+        let host = wire::hostname();
         let name = format!(
-            "{}-{}-{:08x}",
-            wire::hostname(),
+            "{host}-{}-{:08x}",
             std::process::id(),
             wire::random() as u32
         );
@@ -383,6 +385,7 @@ impl RedisWorkerBuilder {
             tasks: self.tasks,
             keys,
             name,
+            host,
             scripts,
             redis,
             running: Mutex::new(HashMap::new()),
@@ -1063,7 +1066,7 @@ impl Worker {
                 .cmd("HSET")
                 .arg(self.worker_key())
                 .arg("host")
-                .arg(wire::hostname())
+                .arg(&self.host)
                 .arg("pid")
                 .arg(std::process::id())
                 .arg("concurrency")
