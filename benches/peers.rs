@@ -644,7 +644,11 @@ fn main() {
         args.iter().map(|a| a.to_uppercase()).collect()
     };
     let want = |w: &str| wanted.iter().any(|a| a == w);
-    let python = python_figures(&wanted);
+    let python = if std::env::var_os("PEERS_ONLY").is_some() {
+        Vec::new()
+    } else {
+        python_figures(&wanted)
+    };
     let py = |w: &'static str| {
         python
             .iter()
@@ -654,7 +658,14 @@ fn main() {
                 samples: f.samples.clone(),
             })
     };
-    let everyone: Vec<usize> = (0..PEERS.len()).collect();
+    // `PEERS_ONLY=0,6` runs just those peers (by their index in `PEERS`), e.g. to profile one.
+    let everyone: Vec<usize> = match std::env::var("PEERS_ONLY") {
+        Ok(list) => list
+            .split(',')
+            .map(|i| i.trim().parse().expect("PEERS_ONLY: indexes into PEERS"))
+            .collect(),
+        Err(_) => (0..PEERS.len()).collect(),
+    };
     let per_us = calibrate();
     println!(
         "# concurrent-futures vs peers: {cores} cores, {per_us:.0} spin iterations per microsecond"

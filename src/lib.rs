@@ -124,6 +124,46 @@ mod sync;
 mod thread;
 mod wait;
 
+/// Pool tasks outside any pool, so that the loom models can run the claim-and-run path of a
+/// thread pool task (`tests/loom.rs`). Exists only under `cfg(concurrent_futures_loom)`.
+#[cfg(concurrent_futures_loom)]
+#[doc(hidden)]
+pub mod __loom {
+    use std::sync::Arc;
+
+    use crate::error::TaskError;
+    use crate::future::core::{RunCtx, Runnable, Task, WorkerCounters};
+    use crate::Future;
+
+    /// A queued pool task: what a worker receives.
+    #[derive(Clone)]
+    pub struct Queued(Arc<dyn Runnable>);
+
+    /// A pool task running `f`, as a worker would receive it, and its future.
+    pub fn task<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> (Queued, Future<T>) {
+        let task = Task::new(f, 0);
+        (Queued(task.clone()), Future::from_task(task))
+    }
+
+    impl Queued {
+        /// Runs the task as a worker does; true if it ran here.
+        pub fn run(&self) -> bool {
+            let counters = WorkerCounters::default();
+            self.0.clone().run(&RunCtx {
+                counters: &counters,
+                mark_idle: None,
+            })
+        }
+
+        /// Fails the task as a broken pool does; true if it was still pending.
+        pub fn fail(&self) -> bool {
+            self.0
+                .clone()
+                .fail(TaskError::BrokenExecutor("loom".into()))
+        }
+    }
+}
+
 /// The README's examples are compiled and run as doc tests (they show the process pool and
 /// the Redis executor too).
 #[cfg(all(doctest, unix, feature = "process", feature = "redis"))]

@@ -147,3 +147,90 @@ fn promise_drop_vs_waiter() {
         dropper.join().unwrap();
     });
 }
+
+/// Two threads finish the same promise: one wins, the other is told the state the winner
+/// left (never a torn or doubled write of the outcome).
+#[test]
+fn finish_vs_finish() {
+    loom::model(|| {
+        let (promise, future) = Promise::<u8>::new();
+        let promise = Arc::new(promise);
+        let p = promise.clone();
+        let other = thread::spawn(move || p.set_result(2).map_err(|e| e.state()));
+        let mine = promise.set_result(1).map_err(|e| e.state());
+        let theirs = other.join().unwrap();
+        assert!(mine.is_ok() != theirs.is_ok());
+        assert_eq!(mine.err().or(theirs.err()), Some(State::Finished));
+        let value = future.result().unwrap();
+        assert_eq!(value, if mine.is_ok() { 1 } else { 2 });
+    });
+}
+
+/// `exception()` in two threads while the future completes with an error: the reads of
+/// the error overlap, nothing writes under them, and the owner then takes it.
+#[test]
+fn exception_reads_vs_completion() {
+    loom::model(|| {
+        let (promise, future) = Promise::<u8>::new();
+        let future = Arc::new(future);
+        let f = future.clone();
+        let reader = thread::spawn(move || f.exception().map(|e| e.to_string()));
+        let setter = thread::spawn(move || promise.set_exception("bad").unwrap());
+        let mine = future.exception().map(|e| e.to_string());
+        assert_eq!(reader.join().unwrap().as_deref(), Some("bad"));
+        assert_eq!(mine.as_deref(), Some("bad"));
+        setter.join().unwrap();
+        let future = Arc::try_unwrap(future).unwrap();
+        assert_eq!(future.result().unwrap_err().to_string(), "bad");
+    });
+}
+
+/// A pool task run by a worker (claim, then the lock-free completion) against a cancel and a
+/// blocked waiter: exactly one of run and cancel wins, and the waiter sees that outcome.
+#[test]
+fn run_vs_cancel_vs_waiter() {
+    loom::model(|| {
+        let (queued, future) = concurrent_futures::__loom::task(|| 5u8);
+        let shared = future.share();
+        let s = shared.clone();
+        let worker = thread::spawn(move || queued.run());
+        let cancelled = s.cancel();
+        let result = shared.result().map(|v| *v);
+        let ran = worker.join().unwrap();
+        assert!(ran != cancelled);
+        assert_eq!(
+            result,
+            if ran {
+                Ok(5)
+            } else {
+                Err(TaskError::Cancelled)
+            }
+        );
+    });
+}
+
+/// A worker running a task (as a waiting worker runs its own pool's queued task inline)
+/// against a broken pool failing the same task from the queue: exactly one takes effect, and
+/// a callback registered meanwhile fires once.
+#[test]
+fn run_vs_fail_vs_callback() {
+    loom::model(|| {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (queued, future) = concurrent_futures::__loom::task(|| 5u8);
+        let q = queued.clone();
+        let worker = thread::spawn(move || q.run());
+        let c = calls.clone();
+        future.add_done_callback(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        let failed = queued.fail();
+        let ran = worker.join().unwrap();
+        assert!(ran != failed);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        match future.result() {
+            Ok(5) => assert!(ran),
+            Err(TaskError::BrokenExecutor(_)) => assert!(failed),
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    });
+}

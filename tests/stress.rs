@@ -196,6 +196,43 @@ fn race_set_result_vs_cancel() {
 }
 
 #[test]
+fn race_set_result_vs_set_exception_vs_readers() {
+    // Two threads complete the same promise while two more read its error and a waiter
+    // blocks: one completion wins, the loser is told "finished", every reader agrees.
+    for i in 0..1000u32 {
+        let (promise, future) = Promise::new();
+        let promise = Arc::new(promise);
+        let shared = future.share();
+        let p = promise.clone();
+        let setter = thread::spawn(move || p.set_result(i).is_ok());
+        let p = promise.clone();
+        let failer = thread::spawn(move || p.set_exception("lost").is_ok());
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let s = shared.clone();
+                thread::spawn(move || s.exception().map(|e| e.to_string()))
+            })
+            .collect();
+        let set = setter.join().unwrap();
+        let failed = failer.join().unwrap();
+        assert!(set != failed, "exactly one completion wins");
+        let seen: Vec<_> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+        let expected = if set { None } else { Some("lost".to_string()) };
+        assert!(seen.iter().all(|s| *s == expected));
+        match shared.result() {
+            Ok(v) => assert!(set && *v == i),
+            Err(e) => assert!(failed && e.to_string() == "lost"),
+        }
+        let loser = if set {
+            promise.set_exception("late").unwrap_err().state()
+        } else {
+            promise.set_result(0).unwrap_err().state()
+        };
+        assert_eq!(loser, State::Finished);
+    }
+}
+
+#[test]
 fn race_many_waiters_on_the_same_futures() {
     let pool = Arc::new(
         ThreadPoolExecutor::builder()
