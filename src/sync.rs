@@ -4,7 +4,7 @@
 //!
 //! Everything that the loom models exercise (the future's state machine, its waiter list and
 //! the completion collector behind `wait` and `as_completed`) takes its atomics, mutex,
-//! condition variable, `UnsafeCell` and thread parking from here. Outside loom these are `std`'s atomics and cell
+//! condition variable and thread parking from here. Outside loom these are `std`'s atomics
 //! and `parking_lot`'s mutex and condition variable. Task cells are shared with
 //! `std::sync::Arc` in both flavours: loom's `Arc` cannot be coerced to a trait object, and
 //! reference counting is not what the models check. Both flavours expose the same small
@@ -19,36 +19,6 @@ mod imp {
     pub(crate) use std::thread::{current, park, park_timeout, Thread};
 
     use std::time::Instant;
-
-    /// Waits a moment in a spin loop: crossbeam's backoff, spinning, then yielding.
-    #[inline]
-    pub(crate) fn snooze(backoff: &crossbeam_utils::Backoff) {
-        backoff.snooze();
-    }
-
-    /// `std`'s `UnsafeCell` behind loom's closure-based API, so that the models check every
-    /// access to the cell (loom's version records each one and reports overlapping ones).
-    #[derive(Debug)]
-    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
-
-    impl<T> UnsafeCell<T> {
-        pub(crate) const fn new(value: T) -> Self {
-            UnsafeCell(std::cell::UnsafeCell::new(value))
-        }
-
-        /// Runs `f` with a pointer for reading; the caller vouches that nobody writes now.
-        #[inline]
-        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
-            f(self.0.get())
-        }
-
-        /// Runs `f` with a pointer for writing; the caller vouches that nobody else accesses
-        /// the cell now.
-        #[inline]
-        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
-            f(self.0.get())
-        }
-    }
 
     /// A mutex whose `lock` cannot fail: `parking_lot` has no poisoning.
     #[derive(Debug, Default)]
@@ -98,16 +68,10 @@ mod imp {
 
 #[cfg(concurrent_futures_loom)]
 mod imp {
-    pub(crate) use loom::cell::UnsafeCell;
     pub(crate) use loom::sync::atomic::{AtomicU32, AtomicUsize};
     pub(crate) use loom::thread::{current, park, Thread};
 
     use std::time::{Duration, Instant};
-
-    /// Lets loom run another thread: a spin loop must yield for the model to make progress.
-    pub(crate) fn snooze(_: &crossbeam_utils::Backoff) {
-        loom::thread::yield_now();
-    }
 
     /// Loom has no clock: a timed park is a plain park (models use untimed waits only).
     pub(crate) fn park_timeout(_: Duration) {

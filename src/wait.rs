@@ -521,7 +521,7 @@ impl<F: Waitable> AsCompleted<F> {
         self.remaining -= 1;
         let slot = self.slots[key]
             .take()
-            .expect("each key is delivered once (rule 3 of future::core)");
+            .expect("each key is delivered once (rule 2 of future::core)");
         self.present.remove(&slot.future.handle().id());
         self.free.push(key);
         slot.future

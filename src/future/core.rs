@@ -1,7 +1,7 @@
 //! The task cell behind every [`Future`]: state word, closure or result, waiter list.
 //!
 //! One allocation per task: [`Task`] holds the closure until it runs, then its outcome, in
-//! one `Stage`, next to the list of waiters.
+//! one `Stage` under one mutex, next to the list of waiters.
 //!
 //! # State machine
 //!
@@ -11,27 +11,22 @@
 //! PENDING --cancel---> CANCELLED
 //! ```
 //!
-//! Every transition is one compare-and-swap on the state word, so the common path of a pool
-//! task (claim, run, finish, take) takes no lock. Two more bits ride in the word: `SETTING`
-//! marks the one thread allowed to write the outcome, and `WAITERS` says that the waiter list,
-//! kept under a mutex, is not empty. Rules the code cites:
+//! Rules the code cites:
 //!
-//! 1. The word is the truth. A transition out of PENDING is won by exactly one thread (the
-//!    claimer, a canceller or a finisher); only that thread touches the job in `stage`.
-//! 2. The outcome is written only by the holder of `SETTING` (set with the claim of a pool
-//!    task, or by `finish` on a promise), and the write happens before the Release that
-//!    publishes FINISHED; readers load the word with Acquire before reading the stage.
-//! 3. FINISHED and CANCELLED are final. A waiter is queued only under the list's lock and
-//!    after setting `WAITERS` with a read-modify-write that returns a state not yet final; a
-//!    transition into a final state with `WAITERS` set is made under the same lock and takes
-//!    the whole list. So a waiter is either queued before the final transition and taken by
-//!    it, or told the future is done and never queued: each waiter is notified exactly once.
-//! 4. Waiters are notified after the lock is released: first the wake-ups (parked threads,
+//! 1. Every transition happens with `inner` locked, and the state word is stored before the
+//!    lock is released. The state word is a mirror that lets `done()`, `state()` and the fast
+//!    paths read without locking; the lock is the truth.
+//! 2. FINISHED and CANCELLED are final. The transition into either takes the whole waiter list
+//!    out of `inner` under the lock; a waiter added after that finds the state final and is
+//!    never queued (it runs or returns at once). So each waiter is notified exactly once.
+//! 3. Waiters are notified after the lock is released: first the wake-ups (parked threads,
 //!    wakers, collectors), then the callbacks in the order they were added. A panicking
 //!    callback is caught and logged; the next one still runs.
-//! 5. The value is moved out once, by whoever sets `TAKEN` first (the owner of the
-//!    [`Future`], or a [`SharedFuture`](super::SharedFuture)'s cell); an error stays in place
-//!    and is only ever read, so `exception()` keeps working.
+//! 4. The closure leaves `Stage::Pending` only with the transition out of PENDING: the claimer
+//!    takes it to run it, the canceller or failer drops it (outside the lock).
+//! 5. The value is moved out only by the single owner of the [`Future`] (`result(self)`) or
+//!    once into a [`SharedFuture`](super::SharedFuture)'s cell; errors stay in place so that
+//!    `exception()` keeps working.
 
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
@@ -45,7 +40,7 @@ use crossbeam_utils::CachePadded;
 use super::collector::Collector;
 use super::{Future, State};
 use crate::error::TaskError;
-use crate::sync::{self, AtomicU32, AtomicUsize, Mutex, Thread, UnsafeCell};
+use crate::sync::{self, AtomicU32, AtomicUsize, Mutex, Thread};
 
 pub(crate) const PENDING: u32 = 0;
 pub(crate) const RUNNING: u32 = 1;
@@ -55,14 +50,6 @@ const STATE_MASK: u32 = 0b11;
 /// Set with FINISHED when the future holds an error (not for CANCELLED, as in Python's
 /// `FIRST_EXCEPTION`).
 pub(crate) const FAILED: u32 = 0b100;
-/// The waiter list may hold waiters: a final transition must take it under its lock (rule 3).
-const WAITERS: u32 = 0b1000;
-/// One thread owns the outcome and is writing it (rule 2). Seen as RUNNING from outside.
-const SETTING: u32 = 0b1_0000;
-/// The value was moved out (rule 5).
-const TAKEN: u32 = 0b10_0000;
-/// The bits that [`Handle::word`] shows: the state and `FAILED`.
-const VISIBLE: u32 = STATE_MASK | FAILED;
 
 pub(crate) fn state_of(word: u32) -> State {
     match word & STATE_MASK {
@@ -121,32 +108,27 @@ impl<T> Job<T> for Promised {
 
 /// A task: one allocation holding the closure, then the outcome, and the waiters.
 pub(crate) struct Task<T, F> {
-    /// State bits (`PENDING`..`CANCELLED`, `FAILED`, `WAITERS`, `SETTING`, `TAKEN`): the
-    /// truth about the task (rule 1).
+    /// State bits (`PENDING`..`CANCELLED`, plus `FAILED`), mirrored from `inner` (rule 1).
     state: AtomicU32,
     /// The pool that runs the task, 0 for none: a worker of that pool waiting on the task
     /// while it is still queued runs it inline instead of deadlocking.
     owner: u32,
-    /// The job, then the outcome. Who may touch it is decided by `state` (rules 1, 2, 5).
-    stage: UnsafeCell<Stage<T, F>>,
-    /// Who to tell when the task is done; locked only to queue, remove or take waiters.
-    waiters: Mutex<Waiters<T>>,
+    inner: Mutex<Inner<T, F>>,
 }
 
-// SAFETY: `Task` is `!Sync` only for its `UnsafeCell`. Threads sharing a `&Task` reach the
-// stage only as the state word allows (rules 1, 2 and 5): the job and the value are moved
-// between threads, never shared, so they need `Send` alone; the error (`TaskError`, which is
-// `Send + Sync`) is the one thing read by several threads at once.
-#[allow(unsafe_code)]
-unsafe impl<T: Send, F: Send> Sync for Task<T, F> {}
+struct Inner<T, F> {
+    stage: Stage<T, F>,
+    waiters: Waiters<T>,
+}
 
 enum Stage<T, F> {
     Pending(F),
-    /// Claimed, or cancelled (the job left), or the value taken.
-    Empty,
+    Running,
     Value(T),
     /// Boxed: errors are rare, and a small stage keeps every task small.
     Error(Box<TaskError>),
+    Cancelled,
+    Taken,
 }
 
 /// A done-callback, boxed.
@@ -221,113 +203,44 @@ impl<T: Send + 'static, F: Job<T>> Task<T, F> {
         Arc::new(Task {
             state: AtomicU32::new(PENDING),
             owner,
-            stage: UnsafeCell::new(Stage::Pending(job)),
-            waiters: Mutex::new(Waiters::NONE),
+            inner: Mutex::new(Inner {
+                stage: Stage::Pending(job),
+                waiters: Waiters::NONE,
+            }),
         })
     }
 
-    /// Moves the job out of the stage, leaving it empty.
-    ///
-    /// Only the thread that took the task out of PENDING may call this, once (rule 1).
-    #[allow(unsafe_code)]
-    fn take_job(&self) -> Option<F> {
-        // SAFETY: the caller won the only transition out of PENDING (a compare-and-swap on
-        // the state word), so no other thread touches the stage now: a claimer or canceller
-        // would have to win the same transition, a finisher needs `SETTING` (which only this
-        // winner can have set), and readers wait for a final state that the job never
-        // shares with (a cancelled task's stage is never read; a finished one's job is
-        // replaced by the outcome before FINISHED is published).
-        self.stage.with_mut(
-            |stage| match unsafe { std::mem::replace(&mut *stage, Stage::Empty) } {
-                Stage::Pending(job) => Some(job),
-                _ => None,
-            },
-        )
-    }
-
-    /// PENDING -> RUNNING, handing out the job (rule 1). With `setting`, the caller also
-    /// becomes the only writer of the outcome (rule 2). `None` if not pending.
-    fn claim(&self, setting: bool) -> Option<Option<F>> {
-        let mut cur = self.state.load(Ordering::Acquire);
-        loop {
-            if cur & STATE_MASK != PENDING {
-                return None;
-            }
-            let next = (cur & WAITERS) | RUNNING | if setting { SETTING } else { 0 };
-            // ORDERING: Acquire, to see the job written before the task was shared; the
-            // word's other writers release.
-            match self
-                .state
-                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return Some(if F::RUNNABLE { self.take_job() } else { None }),
-                Err(now) => cur = now,
-            }
+    /// PENDING -> RUNNING, handing out the job (rule 4). `None` if not pending.
+    fn claim(&self) -> Option<F> {
+        let mut inner = self.inner.lock();
+        if self.word() != PENDING {
+            return None;
         }
+        let Stage::Pending(job) = std::mem::replace(&mut inner.stage, Stage::Running) else {
+            unreachable!("a PENDING task holds its job (rule 4)")
+        };
+        self.state.store(RUNNING, Ordering::Release); // rule 1
+        Some(job)
     }
 
-    /// PENDING -> CANCELLED; the job comes back to be dropped outside any lock, or `None`
+    /// PENDING -> CANCELLED; the job comes back to be dropped outside the lock, or `None`
     /// if the task was not pending. `already` reports a task that was cancelled before.
     fn cancel_take(&self, fut: &Future<T>) -> Result<Option<F>, bool> {
-        let mut cur = self.state.load(Ordering::Acquire);
-        loop {
-            match cur & STATE_MASK {
-                PENDING => {}
-                CANCELLED => return Err(true),
-                _ => return Err(false),
-            }
-            match self.settle(cur, CANCELLED) {
-                Ok(waiters) => {
-                    let job = self.take_job();
-                    notify(waiters, fut);
-                    return Ok(job);
-                }
-                Err(now) => cur = now,
-            }
+        let mut inner = self.inner.lock();
+        match self.word() & STATE_MASK {
+            PENDING => {}
+            CANCELLED => return Err(true),
+            _ => return Err(false),
         }
-    }
-
-    /// Moves the word from `cur` to the final state `to` (rule 3): one compare-and-swap if
-    /// nobody waits, else the same under the waiter list's lock, taking the list. Gives back
-    /// the word found if it was not `cur`.
-    fn settle(&self, cur: u32, to: u32) -> Result<Waiters<T>, u32> {
-        // ORDERING: Release publishes the outcome written before (rule 2); Acquire on
-        // failure, as the caller reads the stage according to what it finds.
-        if cur & WAITERS == 0 {
-            return self
-                .state
-                .compare_exchange(cur, to, Ordering::AcqRel, Ordering::Acquire)
-                .map(|_| Waiters::NONE);
-        }
-        let mut waiters = self.waiters.lock();
-        // Under the lock nobody sets WAITERS; only a transition out of PENDING can race.
-        self.state
-            .compare_exchange(cur, to | WAITERS, Ordering::AcqRel, Ordering::Acquire)
-            .map(|_| std::mem::replace(&mut *waiters, Waiters::NONE))
-    }
-
-    /// Writes the outcome and publishes FINISHED. The caller holds `SETTING` (rule 2).
-    #[allow(unsafe_code)]
-    fn complete(&self, outcome: Result<T, TaskError>, fut: &Future<T>) {
-        let (stage, word) = match outcome {
-            Ok(value) => (Stage::Value(value), FINISHED),
-            Err(err) => (Stage::Error(Box::new(err)), FINISHED | FAILED),
+        let job = match std::mem::replace(&mut inner.stage, Stage::Cancelled) {
+            Stage::Pending(job) => Some(job),
+            _ => None,
         };
-        // SAFETY: the caller holds `SETTING`, which one thread at a time can hold and which
-        // is cleared only by the release below; nobody else writes the stage meanwhile, and
-        // readers read it only after seeing a final state, which is published after this
-        // write (rule 2). The stage holds no job here (the claim took it; a promise has
-        // only its empty marker to drop).
-        self.stage.with_mut(|cell| unsafe { *cell = stage });
-        let mut cur = self.state.load(Ordering::Relaxed);
-        let waiters = loop {
-            match self.settle(cur, word) {
-                Ok(waiters) => break waiters,
-                // Only WAITERS can have changed (a waiter queued meanwhile).
-                Err(now) => cur = now,
-            }
-        };
+        self.state.store(CANCELLED, Ordering::Release);
+        let waiters = std::mem::replace(&mut inner.waiters, Waiters::NONE);
+        drop(inner);
         notify(waiters, fut);
+        Ok(job)
     }
 
     /// Takes the closure back if the task is still pending, cancelling it: the way a
@@ -336,36 +249,20 @@ impl<T: Send + 'static, F: Job<T>> Task<T, F> {
         let fut = Future::from_task(self.clone());
         self.cancel_take(&fut).ok().flatten()
     }
-
-    /// Queues `waiter`, first marking the list as used (rule 3); hands it back if the task
-    /// is done.
-    fn queue(&self, waiters: &mut Waiters<T>, waiter: Waiter<T>) -> Result<(), Waiter<T>> {
-        // ORDERING: AcqRel; this read-modify-write is ordered with every final transition,
-        // so it either precedes it (and the waiter is taken) or sees it.
-        if is_done(self.state.fetch_or(WAITERS, Ordering::AcqRel)) {
-            return Err(waiter);
-        }
-        waiters.push(waiter);
-        Ok(())
-    }
 }
 
 /// The type-erased face of a task that a [`Future`] holds.
 pub(crate) trait Handle<T>: Send + Sync {
-    /// The state and `FAILED` bits of the state word (rule 1).
+    /// The state word (rule 1).
     fn word(&self) -> u32;
     fn owner(&self) -> u32;
-    /// Queues `waiter` unless the future is done, in which case it is handed back (rule 3).
+    /// Queues `waiter` unless the future is done, in which case it is handed back (rule 2).
     fn add_waiter(&self, waiter: Waiter<T>) -> Result<(), Waiter<T>>;
     /// Registers or refreshes the owner's waker. False if the future is done.
     fn register_waker(&self, waker: &Waker) -> bool;
     /// Removes the waiters `remove` picks (a timed-out thread, a finished collector).
     fn remove_waiters(&self, remove: &dyn Fn(&Waiter<T>) -> bool);
     /// Moves the outcome out (rule 5). The future must be done.
-    ///
-    /// # Panics
-    ///
-    /// If the future is not done, or its value was taken before.
     fn take(&self) -> Result<T, TaskError>;
     /// The error of a done future, if it has one. `None` while not done.
     fn error(&self) -> Option<TaskError>;
@@ -373,9 +270,8 @@ pub(crate) trait Handle<T>: Send + Sync {
     fn cancel(&self, fut: &Future<T>) -> bool;
     /// PENDING -> RUNNING without a job (a promise). False if not pending.
     fn set_running(&self) -> bool;
-    /// PENDING or RUNNING -> FINISHED with `outcome`, then notifies (rules 2 to 4).
-    /// Gives the outcome back if the future was already done. Not for a pool task that is
-    /// running: only its runner finishes that.
+    /// PENDING or RUNNING -> FINISHED with `outcome`, then notifies (rules 2 and 3).
+    /// Gives the outcome back if the future was already done.
     fn finish(
         &self,
         outcome: Result<T, TaskError>,
@@ -397,9 +293,9 @@ pub(crate) struct RunCtx<'a> {
 impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
     #[inline]
     fn word(&self) -> u32 {
-        // ORDERING: Acquire pairs with the Release of every transition, so a reader that
-        // sees a final state also sees the outcome written before it (rule 2).
-        self.state.load(Ordering::Acquire) & VISIBLE
+        // ORDERING: Acquire pairs with the Release stores made under the lock, so a reader
+        // that sees a final state agrees with what the lock-holder wrote (rule 1).
+        self.state.load(Ordering::Acquire)
     }
 
     fn owner(&self) -> u32 {
@@ -407,61 +303,50 @@ impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
     }
 
     fn add_waiter(&self, waiter: Waiter<T>) -> Result<(), Waiter<T>> {
-        let mut waiters = self.waiters.lock();
-        self.queue(&mut waiters, waiter)
+        let mut inner = self.inner.lock();
+        if is_done(self.word()) {
+            return Err(waiter);
+        }
+        inner.waiters.push(waiter);
+        Ok(())
     }
 
     fn register_waker(&self, waker: &Waker) -> bool {
-        let mut waiters = self.waiters.lock();
-        if waiters.replace_waker(waker) {
-            // Queued before, so not yet taken by a final transition: still pending.
-            return true;
+        let mut inner = self.inner.lock();
+        if is_done(self.word()) {
+            return false;
         }
-        self.queue(&mut waiters, Waiter::Waker(waker.clone()))
-            .is_ok()
+        if !inner.waiters.replace_waker(waker) {
+            inner.waiters.push(Waiter::Waker(waker.clone()));
+        }
+        true
     }
 
     fn remove_waiters(&self, remove: &dyn Fn(&Waiter<T>) -> bool) {
-        self.waiters.lock().retain(|w| !remove(w));
+        self.inner.lock().waiters.retain(|w| !remove(w));
     }
 
-    #[allow(unsafe_code)]
     fn take(&self) -> Result<T, TaskError> {
-        let word = self.word();
-        match word & STATE_MASK {
-            CANCELLED => return Err(TaskError::Cancelled),
-            FINISHED => {}
-            _ => panic!("take() on a future that is not done"),
-        }
-        if word & FAILED != 0 {
-            return Err(self.error().expect("a FAILED task holds an error"));
-        }
-        // ORDERING: Acquire, to read the value published with FINISHED (rule 2).
-        let before = self.state.fetch_or(TAKEN, Ordering::Acquire);
-        assert!(before & TAKEN == 0, "the value of a future taken twice");
-        // SAFETY: the task is FINISHED with a value, which nobody writes any more (rule 2),
-        // and this thread is the one that set `TAKEN`, so the only one to move it (rule 5);
-        // no one else reads a value stage (`error()` reads only a FAILED one).
-        let stage = self
-            .stage
-            .with_mut(|stage| unsafe { std::mem::replace(&mut *stage, Stage::Empty) });
-        match stage {
+        let mut inner = self.inner.lock();
+        match std::mem::replace(&mut inner.stage, Stage::Taken) {
             Stage::Value(value) => Ok(value),
-            _ => unreachable!("a FINISHED task without FAILED holds its value (rule 2)"),
+            Stage::Error(err) => {
+                let out = (*err).clone();
+                inner.stage = Stage::Error(err);
+                Err(out)
+            }
+            Stage::Cancelled => {
+                inner.stage = Stage::Cancelled;
+                Err(TaskError::Cancelled)
+            }
+            _ => unreachable!("take() on a future that is not done, or taken twice (rule 5)"),
         }
     }
 
-    #[allow(unsafe_code)]
     fn error(&self) -> Option<TaskError> {
-        let word = self.word();
-        match word & STATE_MASK {
-            CANCELLED => Some(TaskError::Cancelled),
-            // SAFETY: a FAILED task's stage holds its error, written before FINISHED was
-            // published (seen with Acquire) and never written again: shared reads only.
-            FINISHED if word & FAILED != 0 => self.stage.with(|stage| match unsafe { &*stage } {
-                Stage::Error(err) => Some((**err).clone()),
-                _ => unreachable!("a FAILED task holds an error (rule 2)"),
-            }),
+        match &self.inner.lock().stage {
+            Stage::Error(err) => Some((**err).clone()),
+            Stage::Cancelled => Some(TaskError::Cancelled),
             _ => None,
         }
     }
@@ -469,7 +354,7 @@ impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
     fn cancel(&self, fut: &Future<T>) -> bool {
         match self.cancel_take(fut) {
             Ok(job) => {
-                drop(job); // outside any lock: it may run arbitrary drops
+                drop(job); // rule 4, outside the lock: it may run arbitrary drops
                 true
             }
             Err(already) => already,
@@ -477,7 +362,8 @@ impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
     }
 
     fn set_running(&self) -> bool {
-        self.claim(false).is_some()
+        // For promises the "job" is a marker; dropping it does nothing.
+        self.claim().is_some()
     }
 
     fn finish(
@@ -485,31 +371,20 @@ impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
         outcome: Result<T, TaskError>,
         fut: &Future<T>,
     ) -> Result<(), Result<T, TaskError>> {
-        let backoff = crossbeam_utils::Backoff::new();
-        let mut cur = self.state.load(Ordering::Acquire);
-        let job = loop {
-            let (next, from_pending) = match cur & STATE_MASK {
-                PENDING => ((cur & WAITERS) | RUNNING | SETTING, true),
-                RUNNING if cur & SETTING == 0 => (cur | SETTING, false),
-                // Another finisher of a promise is writing (a few instructions away from
-                // publishing): the outcome is decided, wait to report it truthfully.
-                RUNNING => {
-                    sync::snooze(&backoff);
-                    cur = self.state.load(Ordering::Acquire);
-                    continue;
-                }
-                _ => return Err(outcome),
-            };
-            match self
-                .state
-                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break if from_pending { self.take_job() } else { None },
-                Err(now) => cur = now,
-            }
+        let mut inner = self.inner.lock();
+        if is_done(self.word()) {
+            return Err(outcome);
+        }
+        let (stage, word) = match outcome {
+            Ok(value) => (Stage::Value(value), FINISHED),
+            Err(err) => (Stage::Error(Box::new(err)), FINISHED | FAILED),
         };
-        self.complete(outcome, fut);
-        drop(job); // a pending job failed by a broken executor
+        let job = std::mem::replace(&mut inner.stage, stage);
+        self.state.store(word, Ordering::Release);
+        let waiters = std::mem::replace(&mut inner.waiters, Waiters::NONE);
+        drop(inner);
+        drop(job); // a pending job failed by a broken executor (rule 4)
+        notify(waiters, fut);
         Ok(())
     }
 
@@ -517,7 +392,7 @@ impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
         if !F::RUNNABLE {
             return false;
         }
-        let Some(Some(job)) = self.claim(true) else {
+        let Some(job) = self.claim() else {
             return false;
         };
         if let Some(ctx) = ctx {
@@ -531,8 +406,8 @@ impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
                 mark_idle();
             }
         }
-        // The claim made this thread the outcome's only writer (rule 2).
-        self.complete(outcome, fut);
+        // Only this thread can finish a RUNNING task, so this cannot fail.
+        let _ = self.finish(outcome, fut);
         true
     }
 }
@@ -598,19 +473,23 @@ pub(crate) fn defer_callbacks(sink: CallbackSink) {
     DEFER_CALLBACKS.with(|d| *d.borrow_mut() = Some(sink));
 }
 
-/// Tells every waiter, wake-ups first, then callbacks in order (rule 4).
+/// Tells every waiter, wake-ups first, then callbacks in order (rule 3).
 fn notify<T: Send + 'static>(waiters: Waiters<T>, fut: &Future<T>) {
-    if waiters.0.is_none() {
+    let Some(node) = waiters.0 else {
         return;
-    }
+    };
     let mut callbacks = Vec::new();
-    for waiter in waiters.into_vec() {
-        match waiter {
-            Waiter::Thread(thread) => thread.unpark(),
-            Waiter::Waker(waker) => waker.wake(),
-            Waiter::Collector(collector, key) => collector.notify(key),
-            Waiter::Callback(callback) => callbacks.push(callback),
-        }
+    let mut wake = |waiter| match waiter {
+        Waiter::Thread(thread) => thread.unpark(),
+        Waiter::Waker(waker) => waker.wake(),
+        Waiter::Collector(collector, key) => collector.notify(key),
+        Waiter::Callback(callback) => callbacks.push(callback),
+    };
+    if node.next.0.is_none() {
+        // The usual case, one waiter: no list to turn into a vector.
+        wake(node.waiter);
+    } else {
+        Waiters(Some(node)).into_vec().into_iter().for_each(wake);
     }
     if callbacks.is_empty() {
         return;
@@ -669,14 +548,15 @@ impl<T: Send + 'static, F: Job<T>> Runnable for Task<T, F> {
     }
 
     fn fail(self: Arc<Self>, err: TaskError) -> bool {
-        // Only from PENDING: a running pool task is finished by its runner alone (rule 2).
-        let Some(job) = self.claim(true) else {
+        // Only from PENDING: a task that a worker claimed is finished by that worker, not
+        // overwritten under it (a waiting worker may run a queued task inline while a broken
+        // pool drains the queue; the loom model `run_vs_fail_vs_callback` covers it).
+        let Some(job) = self.claim() else {
             return false;
         };
-        let fut = Future::from_task(self.clone());
-        self.complete(Err(err), &fut);
         drop(job);
-        true
+        let fut = Future::from_task(self);
+        fut.task.finish(Err(err), &fut).is_ok()
     }
 }
 
