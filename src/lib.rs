@@ -145,6 +145,12 @@ pub mod __loom {
         (Queued(task.clone()), Future::from_task(task))
     }
 
+    impl std::fmt::Debug for Queued {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Queued")
+        }
+    }
+
     impl Queued {
         /// Runs the task as a worker does; true if it ran here.
         pub fn run(&self) -> bool {

@@ -195,7 +195,7 @@ fn run_vs_cancel_vs_waiter() {
         let s = shared.clone();
         let worker = thread::spawn(move || queued.run());
         let cancelled = s.cancel();
-        let result = shared.result().map(|v| *v);
+        let result = shared.result().copied();
         let ran = worker.join().unwrap();
         assert!(ran != cancelled);
         assert_eq!(
