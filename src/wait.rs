@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::error::TimeoutError;
-use crate::future::core::{is_done, FAILED};
+use crate::future::core::{is_done, is_worker, FAILED};
 use crate::future::{deadline_after, Collector, Future, SharedFuture};
 
 impl<T: Send + 'static> Watch for Future<T> {
@@ -80,6 +80,13 @@ mod sealed {
 
     pub trait Sealed {
         fn handle(&self) -> &dyn Watch;
+        /// True if no other value can stand for the same future: an owned [`Future`] is
+        /// the only handle of its kind, so a set of them has no duplicates to look for.
+        ///
+        /// [`Future`]: super::Future
+        fn unique(&self) -> bool {
+            false
+        }
     }
 }
 
@@ -128,6 +135,10 @@ impl<T: Send + 'static> sealed::Sealed for Future<T> {
     fn handle(&self) -> &dyn Watch {
         self
     }
+
+    fn unique(&self) -> bool {
+        true
+    }
 }
 impl<T: Send + 'static> Waitable for Future<T> {}
 
@@ -155,6 +166,10 @@ impl<T: Send + 'static> Waitable for &SharedFuture<T> {}
 impl<K, F: Waitable> sealed::Sealed for (K, F) {
     fn handle(&self) -> &dyn Watch {
         self.1.handle()
+    }
+
+    fn unique(&self) -> bool {
+        self.1.unique()
     }
 }
 impl<K, F: Waitable> Waitable for (K, F) {}
@@ -214,7 +229,7 @@ where
     let mut seen = Ids::default();
     let futures: Vec<I::Item> = futures
         .into_iter()
-        .filter(|f| seen.insert(f.handle().id()))
+        .filter(|f| f.unique() || seen.insert(f.handle().id()))
         .collect();
     drop(seen);
     let satisfied = |futures: &[I::Item]| {
@@ -234,7 +249,7 @@ where
         all
     };
     if !satisfied(&futures) {
-        if deadline.is_none() {
+        if deadline.is_none() && is_worker() {
             // A worker waiting on its own pool's queued tasks runs them instead.
             for f in &futures {
                 f.handle().help();
@@ -297,7 +312,8 @@ pub struct AsCompleted<F: Waitable> {
     /// endless input).
     slots: Vec<Option<Slot<F>>>,
     free: Vec<usize>,
-    /// The identities of the futures in `slots`: one given twice is watched once.
+    /// The identities of the futures in `slots`: one given twice is watched once. Left empty
+    /// for owned `Future`s, which cannot be given twice (see `Sealed::unique`).
     present: Ids,
     collector: Arc<Collector>,
     remaining: usize,
@@ -361,7 +377,7 @@ where
 impl<F: Waitable> AsCompleted<F> {
     /// Stores a future unless the same one is already here; its key if stored.
     fn insert(&mut self, future: F) -> Option<usize> {
-        if !self.present.insert(future.handle().id()) {
+        if !future.unique() && !self.present.insert(future.handle().id()) {
             return None; // dropped: the one already here stands for it
         }
         let slot = Slot {
@@ -522,7 +538,9 @@ impl<F: Waitable> AsCompleted<F> {
         let slot = self.slots[key]
             .take()
             .expect("each key is delivered once (rule 2 of future::core)");
-        self.present.remove(&slot.future.handle().id());
+        if !slot.future.unique() {
+            self.present.remove(&slot.future.handle().id());
+        }
         self.free.push(key);
         slot.future
     }
@@ -532,9 +550,10 @@ impl<F: Waitable> AsCompleted<F> {
         if let Some(key) = self.collector.try_pop() {
             return Some(self.take_slot(key));
         }
-        if deadline.is_none() {
+        if deadline.is_none() && is_worker() {
             // On a worker thread, run our own pool's queued tasks instead of deadlocking.
-            // Each future is offered once, so this stays O(n) overall.
+            // Each future is offered once, so this stays O(n) overall. Other threads skip
+            // the list without touching the futures.
             for key in std::mem::take(&mut self.unhelped) {
                 if let Some(slot) = &self.slots[key] {
                     slot.future.handle().help();

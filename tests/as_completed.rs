@@ -240,6 +240,22 @@ fn a_yielded_future_pushed_again_is_yielded_again() {
     it.push(shared);
     assert!(it.next().is_some());
     assert!(it.next().is_none());
+
+    // Owned futures skip the duplicate check (one cannot be given twice); pushing one back
+    // still watches it again, also while it is pending, keyed pairs included.
+    let (p, f) = Promise::<u8>::new();
+    let mut it = as_completed([("k", f)]);
+    let (q, g) = Promise::<u8>::new();
+    it.push(("j", g));
+    q.set_result(2).unwrap();
+    let (key, g) = it.next().unwrap();
+    assert_eq!(key, "j");
+    it.push((key, g));
+    assert_eq!(it.remaining(), 2);
+    p.set_result(1).unwrap();
+    let mut keys: Vec<&str> = it.map(|(k, _)| k).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["j", "k"]);
 }
 
 #[test]

@@ -20,7 +20,8 @@ pub struct Collector {
     ready: Mutex<Ready>,
     cv: Condvar,
     /// Keys in `ready`, readable without the lock, so a spinning consumer does not contend
-    /// with the completing threads.
+    /// with the completing threads. Written only with `ready` locked, so a plain store of
+    /// the new length does (no read-modify-write on a line that every completion touches).
     len: AtomicUsize,
 }
 
@@ -43,7 +44,7 @@ impl Collector {
     pub(crate) fn notify(&self, key: usize) {
         let mut ready = self.ready.lock();
         ready.keys.push_back(key);
-        self.len.fetch_add(1, Ordering::Release);
+        self.len.store(ready.keys.len(), Ordering::Release);
         let waker = ready.waker.take();
         drop(ready);
         self.cv.notify_one();
@@ -54,8 +55,8 @@ impl Collector {
 
     /// Pops the next completed key without blocking.
     pub(crate) fn try_pop(&self) -> Option<usize> {
-        // ORDERING: Acquire pairs with the Release increment in `notify`; a zero may be
-        // stale, which only means one more look later.
+        // ORDERING: Acquire pairs with the Release store in `notify`; a zero may be stale,
+        // which only means one more look later.
         if self.len.load(Ordering::Acquire) == 0 {
             return None;
         }
@@ -64,7 +65,7 @@ impl Collector {
 
     fn take(&self, ready: &mut Ready) -> Option<usize> {
         let key = ready.keys.pop_front()?;
-        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.len.store(ready.keys.len(), Ordering::Relaxed);
         Some(key)
     }
 

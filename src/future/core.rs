@@ -598,6 +598,11 @@ impl Drop for WorkerGuard {
     }
 }
 
+/// Returns `true` on a worker thread of any pool: only there can `help` run anything.
+pub(crate) fn is_worker() -> bool {
+    WORKER_OF.with(|w| w.borrow().is_some())
+}
+
 /// Returns `true` on a worker thread of pool `id`.
 pub(crate) fn is_worker_of(id: u32) -> bool {
     WORKER_OF.with(|w| matches!(&*w.borrow(), Some((me, _)) if *me == id))
