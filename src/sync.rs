@@ -120,3 +120,57 @@ mod imp {
 }
 
 pub(crate) use imp::*;
+
+/// What [`spin_until`] found.
+// Under loom only `GaveUp` is ever made: the spin is compiled out.
+#[cfg_attr(concurrent_futures_loom, allow(dead_code))]
+pub(crate) enum Spun<R> {
+    /// `poll` succeeded.
+    Ready(R),
+    /// The deadline passed first.
+    TimedOut,
+    /// Nothing yet: time to block.
+    GaveUp,
+}
+
+/// Looks for `poll` to succeed for a few microseconds before the caller blocks: a result that
+/// is that close is cheaper to catch awake than to be woken for (waking a parked thread can
+/// cost tens of microseconds on a virtual machine).
+///
+/// The spin budget is crossbeam's `Backoff`'s (127 spin hints, about 3 µs here, then four
+/// yields), but `poll` runs after every hint rather than after exponentially longer runs of
+/// them: with `Backoff` a result that arrives at 0.37 µs was only seen at 0.74, so a round
+/// trip's latency moved in steps with timing details as small as code layout. Polling a line
+/// that only the completing thread writes costs nothing but that line's one transfer.
+///
+/// Under loom there is no clock and nothing to gain: it gives up at once.
+#[inline]
+pub(crate) fn spin_until<R>(
+    deadline: Option<std::time::Instant>,
+    mut poll: impl FnMut() -> Option<R>,
+) -> Spun<R> {
+    #[cfg(not(concurrent_futures_loom))]
+    {
+        const SPINS: u32 = 127;
+        const YIELDS: u32 = 4;
+        let timed_out = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        for i in 1..=SPINS + YIELDS {
+            if i <= SPINS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+            if let Some(r) = poll() {
+                return Spun::Ready(r);
+            }
+            // The clock is read every 16 hints and after every yield (as often as `Backoff`
+            // did), not on every hint.
+            if (i % 16 == 0 || i > SPINS) && timed_out() {
+                return Spun::TimedOut;
+            }
+        }
+    }
+    #[cfg(concurrent_futures_loom)]
+    let _ = (deadline, &mut poll);
+    Spun::GaveUp
+}

@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use std::sync::atomic::Ordering;
 
-use crate::sync::{AtomicUsize, Condvar, Mutex};
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{spin_until, AtomicUsize, Condvar, Mutex, Spun};
 
 #[derive(Debug)]
 // Public in name only (the module is private): it appears in the sealed `Watch` trait.
@@ -22,7 +24,9 @@ pub struct Collector {
     /// Keys in `ready`, readable without the lock, so a spinning consumer does not contend
     /// with the completing threads. Written only with `ready` locked, so a plain store of
     /// the new length does (no read-modify-write on a line that every completion touches).
-    len: AtomicUsize,
+    /// On its own cache line: a consumer polling it while it spins must not pull the lock's
+    /// line away from a completing thread in the middle of `notify`.
+    len: CachePadded<AtomicUsize>,
 }
 
 #[derive(Debug, Default)]
@@ -36,7 +40,7 @@ impl Collector {
         Collector {
             ready: Mutex::new(Ready::default()),
             cv: Condvar::new(),
-            len: AtomicUsize::new(0),
+            len: CachePadded::new(AtomicUsize::new(0)),
         }
     }
 
@@ -71,21 +75,16 @@ impl Collector {
 
     /// Pops the next completed key, blocking until one arrives or `deadline` passes.
     pub(crate) fn pop(&self, deadline: Option<Instant>) -> Option<usize> {
+        if let Some(key) = self.try_pop() {
+            return Some(key);
+        }
         // Spin and yield briefly before sleeping, as `block_until` does: when completions
         // come every few microseconds, a consumer that stays awake spares every completing
         // thread a wake-up call.
-        #[cfg(not(concurrent_futures_loom))]
-        {
-            let backoff = crossbeam_utils::Backoff::new();
-            while !backoff.is_completed() {
-                if let Some(key) = self.try_pop() {
-                    return Some(key);
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return None;
-                }
-                backoff.snooze();
-            }
+        match spin_until(deadline, || self.try_pop()) {
+            Spun::Ready(key) => return Some(key),
+            Spun::TimedOut => return None,
+            Spun::GaveUp => {}
         }
         let mut ready = self.ready.lock();
         loop {

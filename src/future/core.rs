@@ -40,7 +40,7 @@ use crossbeam_utils::CachePadded;
 use super::collector::Collector;
 use super::{Future, State};
 use crate::error::TaskError;
-use crate::sync::{self, AtomicU32, AtomicUsize, Mutex, Thread};
+use crate::sync::{self, AtomicU32, AtomicUsize, Mutex, Spun, Thread};
 
 pub(crate) const PENDING: u32 = 0;
 pub(crate) const RUNNING: u32 = 1;
@@ -417,21 +417,11 @@ pub(crate) fn block_until<T>(task: &dyn Handle<T>, deadline: Option<Instant>) ->
     if is_done(task.word()) {
         return true;
     }
-    // Spin and yield briefly first: a result that is microseconds away is cheaper to catch
-    // awake than to be woken for (waking a parked thread can cost tens of microseconds on a
-    // virtual machine). Loom has no use for spinning.
-    #[cfg(not(concurrent_futures_loom))]
-    {
-        let backoff = crossbeam_utils::Backoff::new();
-        while !backoff.is_completed() {
-            backoff.snooze();
-            if is_done(task.word()) {
-                return true;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return false;
-            }
-        }
+    // Spin and yield briefly first (see `spin_until`).
+    match sync::spin_until(deadline, || is_done(task.word()).then_some(())) {
+        Spun::Ready(()) => return true,
+        Spun::TimedOut => return false,
+        Spun::GaveUp => {}
     }
     let me = sync::current();
     if task.add_waiter(Waiter::Thread(me.clone())).is_err() {
