@@ -19,7 +19,90 @@ use crate::wait::{as_completed, AsCompleted};
 use crate::ResultTimeoutError;
 
 /// The results of one chunk, one per item: a panic fails its own item only.
-pub(crate) type Chunk<T> = Vec<Result<T, TaskError>>;
+pub(crate) type Chunk<T> = Few<Result<T, TaskError>>;
+
+/// The items of a chunk, or their results. One is held inline, not in a vector: a map of one
+/// item per task (the default, as in Python) allocates nothing beyond the task itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Few<A> {
+    One(A),
+    Many(Vec<A>),
+}
+
+impl<A> Few<A> {
+    pub(crate) fn into_vec(self) -> Vec<A> {
+        match self {
+            Few::One(a) => vec![a],
+            Few::Many(v) => v,
+        }
+    }
+
+    /// Applies `f` to each element, keeping the shape.
+    pub(crate) fn map<B>(self, mut f: impl FnMut(A) -> B) -> Few<B> {
+        match self {
+            Few::One(a) => Few::One(f(a)),
+            Few::Many(v) => Few::Many(v.into_iter().map(f).collect()),
+        }
+    }
+}
+
+impl<A> std::ops::Deref for Few<A> {
+    type Target = [A];
+
+    fn deref(&self) -> &[A] {
+        match self {
+            Few::One(a) => std::slice::from_ref(a),
+            Few::Many(v) => v,
+        }
+    }
+}
+
+impl<A> FromIterator<A> for Few<A> {
+    fn from_iter<I: IntoIterator<Item = A>>(iter: I) -> Self {
+        Few::Many(iter.into_iter().collect())
+    }
+}
+
+impl<A> IntoIterator for Few<A> {
+    type Item = A;
+    type IntoIter = FewIter<A>;
+
+    fn into_iter(self) -> FewIter<A> {
+        match self {
+            Few::One(a) => FewIter::One(Some(a)),
+            Few::Many(v) => FewIter::Many(v.into_iter()),
+        }
+    }
+}
+
+/// The iterator of a [`Few`].
+#[derive(Debug)]
+pub(crate) enum FewIter<A> {
+    One(Option<A>),
+    Many(std::vec::IntoIter<A>),
+}
+
+impl<A> Iterator for FewIter<A> {
+    type Item = A;
+
+    #[inline]
+    fn next(&mut self) -> Option<A> {
+        match self {
+            FewIter::One(a) => a.take(),
+            FewIter::Many(it) => it.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = match self {
+            FewIter::One(a) => usize::from(a.is_some()),
+            FewIter::Many(it) => it.len(),
+        };
+        (n, Some(n))
+    }
+}
+
+impl<A> ExactSizeIterator for FewIter<A> {}
 
 /// What submitting a chunk gives: its future, or the executor's reason for refusing it.
 pub(crate) type Submitted<T> = Result<Future<Chunk<T>>, Arc<str>>;
@@ -45,7 +128,7 @@ pub(crate) struct Input<I, S> {
 pub(crate) fn source<'a, I, S, T>(items: I, submit: S) -> Source<'a, T>
 where
     I: Iterator + Send + 'a,
-    S: FnMut(Vec<I::Item>) -> Submitted<T> + Send + 'a,
+    S: FnMut(Few<I::Item>) -> Submitted<T> + Send + 'a,
     T: Send + 'static,
 {
     Box::new(Input { items, submit })
@@ -54,14 +137,19 @@ where
 impl<I, S, T> Feeder<T> for Input<I, S>
 where
     I: Iterator + Send,
-    S: FnMut(Vec<I::Item>) -> Submitted<T> + Send,
+    S: FnMut(Few<I::Item>) -> Submitted<T> + Send,
     T: Send + 'static,
 {
     fn next_chunk(&mut self, n: usize) -> Option<(usize, Submitted<T>)> {
-        let batch: Vec<I::Item> = self.items.by_ref().take(n).collect();
-        if batch.is_empty() {
-            return None;
-        }
+        let batch = if n == 1 {
+            Few::One(self.items.next()?)
+        } else {
+            let batch: Vec<I::Item> = self.items.by_ref().take(n).collect();
+            if batch.is_empty() {
+                return None;
+            }
+            Few::Many(batch)
+        };
         let len = batch.len();
         Some((len, (self.submit)(batch)))
     }
@@ -92,11 +180,8 @@ where
 }
 
 /// Applies `f` to every item of a chunk, catching each item's panic separately.
-pub(crate) fn run_chunk<A, T>(f: &(impl Fn(A) -> T + ?Sized), items: Vec<A>) -> Chunk<T> {
-    items
-        .into_iter()
-        .map(|x| panic::catch_unwind(AssertUnwindSafe(|| f(x))).map_err(TaskError::from_panic))
-        .collect()
+pub(crate) fn run_chunk<A, T>(f: &(impl Fn(A) -> T + ?Sized), items: Few<A>) -> Chunk<T> {
+    items.map(|x| panic::catch_unwind(AssertUnwindSafe(|| f(x))).map_err(TaskError::from_panic))
 }
 
 /// Which input items a chunk holds: `len` items from index `first`.
@@ -198,7 +283,7 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
 /// failed as a whole. Each item's index comes along.
 struct Ready<T> {
     next: usize,
-    items: std::vec::IntoIter<Result<T, TaskError>>,
+    items: FewIter<Result<T, TaskError>>,
     /// An error for the next `n` items.
     repeat: Option<(MapError, usize)>,
 }
@@ -207,7 +292,7 @@ impl<T> Ready<T> {
     fn empty() -> Self {
         Ready {
             next: 0,
-            items: Vec::new().into_iter(),
+            items: FewIter::One(None),
             repeat: None,
         }
     }
@@ -223,7 +308,7 @@ impl<T> Ready<T> {
     fn failed(span: Span, err: MapError) -> Self {
         Ready {
             next: span.first,
-            items: Vec::new().into_iter(),
+            items: FewIter::One(None),
             repeat: (span.len > 0).then_some((err, span.len)),
         }
     }

@@ -114,7 +114,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Many<R> {
             .into_iter()
             .map(|outcome| {
                 let one = decode_chunk::<R>(&outcome?)?;
-                match <[_; 1]>::try_from(one) {
+                match <[_; 1]>::try_from(one.into_vec()) {
                     Ok([item]) => item,
                     Err(_) => Err(TaskError::Transport(
                         "expected the result of one item".into(),

@@ -329,7 +329,7 @@ impl ProcessPoolExecutor {
     {
         let shared = self.shared.clone();
         let call = shipping::ship(f, shipping::chunk_trampoline::<A, R> as Trampoline);
-        crate::map::source(items.into_iter(), move |batch: Vec<A>| {
+        crate::map::source(items.into_iter(), move |batch: crate::map::Few<A>| {
             let len = batch.len();
             let (promise, future) = Promise::new();
             // The encoding of a `Vec<A>`, item by item, so that each item can be sent again

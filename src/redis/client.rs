@@ -1133,28 +1133,31 @@ impl RedisExecutor {
         let shared = self.shared.clone();
         let name = self.shared.tasks.name_of(f).map(str::to_owned);
         let max = self.shared.cfg.max_payload;
-        map::source(items.into_iter(), move |batch: Vec<A>| -> Submitted<R> {
-            let Some(name) = &name else {
-                return Err("the function is not registered in the executor's Tasks".into());
-            };
-            let n = batch.len();
-            let args = match serde_json::to_string(&batch) {
-                Ok(json) if json.len() <= max => json,
-                Ok(json) => {
-                    return Err(format!(
-                        "the chunk is {} bytes as JSON, above the limit of {max}",
-                        json.len()
-                    )
-                    .into())
-                }
-                Err(e) => return Err(format!("an item does not serialize: {e}").into()),
-            };
-            shared
-                .send(name, true, args, TaskOptions::new(), move |reply| {
-                    Ok(decode_chunk(reply, n))
-                })
-                .map_err(|e| e.to_string().into())
-        })
+        map::source(
+            items.into_iter(),
+            move |batch: map::Few<A>| -> Submitted<R> {
+                let Some(name) = &name else {
+                    return Err("the function is not registered in the executor's Tasks".into());
+                };
+                let n = batch.len();
+                let args = match serde_json::to_string(&*batch) {
+                    Ok(json) if json.len() <= max => json,
+                    Ok(json) => {
+                        return Err(format!(
+                            "the chunk is {} bytes as JSON, above the limit of {max}",
+                            json.len()
+                        )
+                        .into())
+                    }
+                    Err(e) => return Err(format!("an item does not serialize: {e}").into()),
+                };
+                shared
+                    .send(name, true, args, TaskOptions::new(), move |reply| {
+                        Ok(decode_chunk(reply, n))
+                    })
+                    .map_err(|e| e.to_string().into())
+            },
+        )
     }
 
     /// Applies `f` to every item on the workers, results in input order: Python's
