@@ -30,13 +30,6 @@ pub(crate) enum Few<A> {
 }
 
 impl<A> Few<A> {
-    pub(crate) fn into_vec(self) -> Vec<A> {
-        match self {
-            Few::One(a) => vec![a],
-            Few::Many(v) => v,
-        }
-    }
-
     /// Applies `f` to each element, keeping the shape.
     pub(crate) fn map<B>(self, mut f: impl FnMut(A) -> B) -> Few<B> {
         match self {

@@ -113,10 +113,10 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Many<R> {
         let chunk: Chunk<R> = outcomes
             .into_iter()
             .map(|outcome| {
-                let one = decode_chunk::<R>(&outcome?)?;
-                match <[_; 1]>::try_from(one.into_vec()) {
-                    Ok([item]) => item,
-                    Err(_) => Err(TaskError::Transport(
+                let mut one = decode_chunk::<R>(&outcome?)?.into_iter();
+                match (one.next(), one.next()) {
+                    (Some(item), None) => item,
+                    _ => Err(TaskError::Transport(
                         "expected the result of one item".into(),
                     )),
                 }
