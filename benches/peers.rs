@@ -15,7 +15,9 @@
 //!
 //! Every pool gets as many threads as the machine has cores. Each figure is the median of
 //! several runs with its spread (min..max); the last column is the ratio to the best peer
-//! (above 1 means ahead of it).
+//! (above 1 means ahead of it). A-D run in rounds (every peer once, then again), and their
+//! ratio is the median of the ratios within each round, so that the host's slow and fast
+//! phases hit both sides of a ratio alike.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -483,17 +485,52 @@ fn map_rayon(pool: &rayon::ThreadPool, n: u64) -> f64 {
 // ---------------------------------------------------------------------------------------
 // Reporting.
 
+#[derive(Clone)]
 struct Figure {
     peer: String,
+    /// One sample per round. When `interleaved`, sample `r` of every interleaved figure was
+    /// taken in the same round, one peer after the other (see `measure`).
     samples: Vec<f64>,
+    interleaved: bool,
 }
 
 impl Figure {
-    fn median(&self) -> f64 {
-        let mut s = self.samples.clone();
-        s.sort_by(f64::total_cmp);
-        s[s.len() / 2]
+    /// A figure whose samples were taken on their own, not in rounds with the others.
+    fn alone(peer: impl Into<String>, samples: Vec<f64>) -> Figure {
+        Figure {
+            peer: peer.into(),
+            samples,
+            interleaved: false,
+        }
     }
+
+    fn median(&self) -> f64 {
+        median(self.samples.clone())
+    }
+
+    /// How far ahead of `best` this figure is (above 1: ahead). For two interleaved figures,
+    /// the median of the ratios round by round: the host's slow and fast phases (minutes
+    /// long on a shared VM) then hit both sides of each ratio alike. Otherwise the ratio of
+    /// the medians.
+    fn ratio_to(&self, best: &Figure, higher: bool) -> f64 {
+        let ratio = |a: f64, b: f64| if higher { a / b } else { b / a };
+        if self.interleaved && best.interleaved && self.samples.len() == best.samples.len() {
+            median(
+                self.samples
+                    .iter()
+                    .zip(&best.samples)
+                    .map(|(&a, &b)| ratio(a, b))
+                    .collect(),
+            )
+        } else {
+            ratio(self.median(), best.median())
+        }
+    }
+}
+
+fn median(mut s: Vec<f64>) -> f64 {
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
 }
 
 /// Prints one workload's table. `higher` says whether a larger figure is better.
@@ -504,8 +541,13 @@ fn report(title: &str, unit: &str, higher: bool, figures: &[Figure]) {
     let best_peer = figures
         .iter()
         .filter(|f| !f.peer.starts_with(PEERS[0]))
-        .map(Figure::median)
-        .reduce(|a, b| if (a > b) == higher { a } else { b });
+        .reduce(|a, b| {
+            if (a.median() > b.median()) == higher {
+                a
+            } else {
+                b
+            }
+        });
     for f in figures {
         let m = f.median();
         let (lo, hi) = f
@@ -513,7 +555,7 @@ fn report(title: &str, unit: &str, higher: bool, figures: &[Figure]) {
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         let ratio = best_peer.map_or(String::from("-"), |b| {
-            format!("{:.2}x", if higher { m / b } else { b / m })
+            format!("{:.2}x", f.ratio_to(b, higher))
         });
         println!(
             "| {} | {} | {}..{} | {ratio} |",
@@ -535,15 +577,38 @@ fn fmt(x: f64) -> String {
     }
 }
 
-/// Runs `f` `runs` times on each peer in `peers`, collecting one figure per peer.
+/// Runs `f` `runs` times on each peer in `peers`, collecting one figure per peer. The runs
+/// go in rounds (every peer once, then again), not one peer's runs back to back, so that a
+/// slow phase of the host falls on all peers of a round rather than on one peer's figure.
 fn measure(peers: &[usize], runs: usize, mut f: impl FnMut(usize) -> f64) -> Vec<Figure> {
-    peers
-        .iter()
-        .map(|&i| Figure {
-            peer: PEERS[i].to_string(),
-            samples: (0..runs).map(|_| f(i)).collect(),
-        })
-        .collect()
+    let [figs] = measure_each(peers, runs, |i| [f(i)]);
+    figs
+}
+
+/// [`measure`] for a run that gives `K` figures at once (a p50 and a p99).
+fn measure_each<const K: usize>(
+    peers: &[usize],
+    runs: usize,
+    mut f: impl FnMut(usize) -> [f64; K],
+) -> [Vec<Figure>; K] {
+    let mut figs: [Vec<Figure>; K] = std::array::from_fn(|_| {
+        peers
+            .iter()
+            .map(|&i| Figure {
+                peer: PEERS[i].to_string(),
+                samples: Vec::with_capacity(runs),
+                interleaved: true,
+            })
+            .collect()
+    });
+    for _ in 0..runs {
+        for (n, &i) in peers.iter().enumerate() {
+            for (k, value) in f(i).into_iter().enumerate() {
+                figs[k][n].samples.push(value);
+            }
+        }
+    }
+    figs
 }
 
 /// Python's own executors, measured by benches/peers.py when python3 is on the PATH.
@@ -567,13 +632,7 @@ fn python_figures(workloads: &[String]) -> Vec<(String, Figure)> {
             let mut parts = line.split('\t');
             let (w, peer, vals) = (parts.next()?, parts.next()?, parts.next()?);
             let samples = vals.split(',').filter_map(|v| v.parse().ok()).collect();
-            Some((
-                w.to_string(),
-                Figure {
-                    peer: peer.to_string(),
-                    samples,
-                },
-            ))
+            Some((w.to_string(), Figure::alone(peer, samples)))
         })
         .collect()
 }
@@ -653,10 +712,7 @@ fn main() {
         python
             .iter()
             .filter(move |(k, _)| k == w)
-            .map(|(_, f)| Figure {
-                peer: f.peer.clone(),
-                samples: f.samples.clone(),
-            })
+            .map(|(_, f)| f.clone())
     };
     // `PEERS_ONLY=0,6` runs just those peers (by their index in `PEERS`), e.g. to profile one.
     let everyone: Vec<usize> = match std::env::var("PEERS_ONLY") {
@@ -695,30 +751,13 @@ fn main() {
         );
     }
     if want("C") {
-        let mut p50s = Vec::new();
-        let mut p99s = Vec::new();
-        for &i in &everyone {
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            for _ in 0..5 {
-                let (p50, p99) = on_peer!(i, cores, |e| round_trip(e, 100_000));
-                a.push(p50);
-                b.push(p99);
-            }
-            p50s.push(Figure {
-                peer: PEERS[i].to_string(),
-                samples: a,
-            });
-            p99s.push(Figure {
-                peer: PEERS[i].to_string(),
-                samples: b,
-            });
-        }
+        let [mut p50s, mut p99s] = measure_each(&everyone, 5, |i| {
+            let (p50, p99) = on_peer!(i, cores, |e| round_trip(e, 100_000));
+            [p50, p99]
+        });
         for (w, f) in python.iter().filter(|(k, _)| k == "C50" || k == "C99") {
             let target = if w == "C50" { &mut p50s } else { &mut p99s };
-            target.push(Figure {
-                peer: f.peer.clone(),
-                samples: f.samples.clone(),
-            });
+            target.push(f.clone());
         }
         report(
             "## C: round trip of one task, submit then wait (p50)",
@@ -760,14 +799,8 @@ fn main() {
                 h.push(it.next().unwrap());
                 r.push(it.next().unwrap());
             }
-            heap.push(Figure {
-                peer: PEERS[i].to_string(),
-                samples: h,
-            });
-            rss.push(Figure {
-                peer: PEERS[i].to_string(),
-                samples: r,
-            });
+            heap.push(Figure::alone(PEERS[i], h));
+            rss.push(Figure::alone(PEERS[i], r));
         }
         report(
             "## E: heap bytes per pending task (1,000,000 queued, counting allocator)",
@@ -791,39 +824,37 @@ fn main() {
             .num_threads(cores)
             .build()
             .unwrap();
-        let ours = |buffer: usize, chunk: usize| Figure {
-            peer: format!("{} map, buffer {buffer}, chunk {chunk}", PEERS[0]),
-            samples: (0..5)
-                .map(|_| map_ours(&pool, 1_000_000, buffer, chunk) / 1e6)
-                .collect(),
+        let ours = |buffer: usize, chunk: usize| {
+            Figure::alone(
+                format!("{} map, buffer {buffer}, chunk {chunk}", PEERS[0]),
+                (0..5)
+                    .map(|_| map_ours(&pool, 1_000_000, buffer, chunk) / 1e6)
+                    .collect(),
+            )
         };
         let mut figs = vec![
             ours(2 * cores, 1),
             ours(1024, 1),
             ours(2 * cores, 1000),
             ours(2 * cores, 10_000),
-            Figure {
-                peer: "rayon par_iter".to_string(),
-                samples: (0..5).map(|_| map_rayon(&rayon, 1_000_000) / 1e6).collect(),
-            },
+            Figure::alone(
+                "rayon par_iter",
+                (0..5).map(|_| map_rayon(&rayon, 1_000_000) / 1e6).collect(),
+            ),
         ];
         figs.extend(py("F"));
         report("## F: map over 1,000,000 items", "M items/s", true, &figs);
     }
     if want("P") {
         let runs: Vec<_> = (0..3).map(|_| process_pool(cores)).collect();
-        let ours = |pick: fn(&(f64, f64, f64, f64)) -> f64, label: &str| Figure {
-            peer: label.to_string(),
-            samples: runs.iter().map(pick).collect(),
+        let ours = |pick: fn(&(f64, f64, f64, f64)) -> f64, label: &str| {
+            Figure::alone(label, runs.iter().map(pick).collect())
         };
         let peer_rows = |w: &str| {
             python
                 .iter()
                 .filter(|(k, _)| k == w)
-                .map(|(_, f)| Figure {
-                    peer: f.peer.clone(),
-                    samples: f.samples.clone(),
-                })
+                .map(|(_, f)| f.clone())
                 .collect::<Vec<_>>()
         };
         let mut rt50 = vec![ours(|r| r.0, "concurrent-futures ProcessPoolExecutor")];
