@@ -14,8 +14,7 @@
 //! virtualenv that this bench creates under `target/` (pip installs RQ and Celery there).
 
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -50,66 +49,12 @@ fn tasks() -> Tasks {
         .add("mark", mark)
 }
 
-struct Server {
-    child: Child,
-    url: String,
-    port: u16,
-    dir: PathBuf,
-}
+#[path = "../tests/redis_server/mod.rs"]
+mod redis_server;
+
+use redis_server::RedisServer as Server;
 
 impl Server {
-    fn start() -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("cf-redis-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)");
-        let url = format!("redis://127.0.0.1:{port}/");
-        let client = redis::Client::open(url.as_str()).unwrap();
-        let t = Instant::now();
-        let ready = || {
-            let mut con = client.get_connection().ok()?;
-            redis::cmd("PING").query::<String>(&mut con).ok()
-        };
-        while ready().is_none() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server {
-            child,
-            url,
-            port,
-            dir,
-        }
-    }
-
-    fn con(&self) -> redis::Connection {
-        redis::Client::open(self.url.as_str())
-            .unwrap()
-            .get_connection()
-            .unwrap()
-    }
-
     fn flush(&self) {
         let _: () = redis::cmd("FLUSHALL").query(&mut self.con()).unwrap();
     }
@@ -125,14 +70,6 @@ impl Server {
             .trim()
             .parse()
             .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -485,7 +422,7 @@ fn main() {
     let only_ours = args.iter().any(|a| a == "--ours");
     if args.iter().any(|a| a == "--round-trips") {
         // For profiling: round trips only, for about 20 s.
-        let server = Server::start();
+        let server = Server::start("bench", false);
         let _workers = [
             Worker::start(&server.url, 4, 30_000),
             Worker::start(&server.url, 4, 30_000),
@@ -502,7 +439,7 @@ fn main() {
         println!("{n} round trips, {:.0} µs each", 20e6 / n as f64);
         return;
     }
-    let server = Server::start();
+    let server = Server::start("bench", false);
     let version: String = redis::cmd("INFO")
         .arg("server")
         .query(&mut server.con())

@@ -89,13 +89,9 @@ fn newer(x: u8) -> u8 {
 // ---------------------------------------------------------------------------------------
 // The server and the worker processes.
 
-struct Server {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-    url: String,
-    aof: bool,
-}
+mod redis_server;
+
+use redis_server::RedisServer;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -106,11 +102,7 @@ fn free_port() -> u16 {
 }
 
 fn have_redis() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let found = redis_server::installed();
     if !found {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -124,70 +116,12 @@ fn have_redis() -> bool {
     found
 }
 
-impl Server {
-    fn start(aof: bool) -> Option<Server> {
-        if !have_redis() {
-            return None;
-        }
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "cf-redis-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
-        let mut s = Server {
-            child: None,
-            port,
-            dir,
-            url: format!("redis://127.0.0.1:{port}/"),
-            aof,
-        };
-        s.launch();
-        Some(s)
-    }
+/// A server of this test's own, or `None` (and a notice) when `redis-server` is missing.
+fn start_server(aof: bool) -> Option<RedisServer> {
+    have_redis().then(|| RedisServer::start("test", aof))
+}
 
-    fn launch(&mut self) {
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--maxmemory-policy", "noeviction"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null());
-        if self.aof {
-            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
-        }
-        self.child = Some(cmd.spawn().expect("start redis-server"));
-        let t = Instant::now();
-        while self.client().get_connection().is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Loaded (an AOF replay may take a moment): PING answers only when ready.
-        while redis::cmd("PING").query::<String>(&mut self.con()).is_err() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn client(&self) -> redis::Client {
-        redis::Client::open(self.url.as_str()).unwrap()
-    }
-
-    fn con(&self) -> redis::Connection {
-        self.client().get_connection().unwrap()
-    }
-
+impl RedisServer {
     fn executor(&self) -> RedisExecutor {
         RedisExecutor::builder(&self.url, tasks()).build().unwrap()
     }
@@ -197,13 +131,6 @@ impl Server {
             .concurrency(4)
             .spawn()
             .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -291,7 +218,7 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn submit_map_as_completed_wait_callbacks_and_await() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let _worker = server.worker();
@@ -360,7 +287,7 @@ fn submit_map_as_completed_wait_callbacks_and_await() {
 
 #[test]
 fn map_timeout_counts_from_the_call_and_result_timeout_never_cancels() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let _worker = server.worker();
@@ -389,7 +316,7 @@ fn map_timeout_counts_from_the_call_and_result_timeout_never_cancels() {
 
 #[test]
 fn task_errors_unknown_names_and_wrong_types_are_typed() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let _worker = server.worker();
@@ -427,7 +354,7 @@ fn task_errors_unknown_names_and_wrong_types_are_typed() {
 
 #[test]
 fn retries_are_opt_in_and_time_limits_are_enforced() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let _worker = server.worker();
@@ -461,7 +388,7 @@ fn retries_are_opt_in_and_time_limits_are_enforced() {
 
 #[test]
 fn worker_processes_share_the_load() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let workers: Vec<_> = (0..3)
@@ -506,7 +433,7 @@ fn kill_holder(ex: &RedisExecutor, workers: &mut [WorkerProcess]) -> u32 {
 
 #[test]
 fn a_sigkilled_workers_task_runs_again_elsewhere_and_completes_once() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let lease = Duration::from_millis(800);
@@ -565,7 +492,7 @@ fn a_sigkilled_workers_task_runs_again_elsewhere_and_completes_once() {
 
 #[test]
 fn a_task_three_leases_long_runs_exactly_once() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let lease = Duration::from_millis(600);
@@ -594,7 +521,7 @@ fn a_task_three_leases_long_runs_exactly_once() {
 
 #[test]
 fn cancel_removes_a_queued_task_but_not_a_running_one() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let ex = server.executor();
@@ -629,7 +556,7 @@ fn cancel_removes_a_queued_task_but_not_a_running_one() {
 
 #[test]
 fn shutdown_cancel_futures_cancels_what_no_worker_took() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let ex = server.executor();
@@ -648,7 +575,7 @@ fn shutdown_cancel_futures_cancels_what_no_worker_took() {
 
 #[test]
 fn redis_killed_and_restarted_with_aof_loses_nothing() {
-    let Some(mut server) = Server::start(true) else {
+    let Some(mut server) = start_server(true) else {
         return;
     };
     let _workers: Vec<_> = (0..2)
@@ -678,7 +605,7 @@ fn redis_killed_and_restarted_with_aof_loses_nothing() {
 
 #[test]
 fn garbage_entries_are_dead_lettered_and_workers_survive() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let worker = RedisWorker::builder(&server.url, tasks())
@@ -783,7 +710,7 @@ fn garbage_entries_are_dead_lettered_and_workers_survive() {
 
 #[test]
 fn every_key_of_a_finished_run_has_a_ttl() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let worker = server.worker();
@@ -832,7 +759,7 @@ const ACL: &str = "on >s3cret resetkeys ~{cf}:* resetchannels -@all \
 
 #[test]
 fn everything_runs_under_the_documented_least_privilege_user() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let mut admin = server.con();
@@ -884,7 +811,7 @@ fn everything_runs_under_the_documented_least_privilege_user() {
 
 #[test]
 fn a_thread_mode_worker_reports_hung_tasks_and_carries_on() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let _worker = server.worker();
@@ -903,7 +830,7 @@ fn a_thread_mode_worker_reports_hung_tasks_and_carries_on() {
 #[cfg(feature = "process")]
 #[test]
 fn a_process_mode_worker_survives_crashing_and_hung_tasks() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     concurrent_futures::init();
@@ -1098,7 +1025,7 @@ fn rediss_with_a_private_ca_and_client_certificates() {
 
 #[test]
 fn cancel_races_a_worker_taking_the_task_and_a_cancelled_task_never_runs() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let _worker = server.worker();
@@ -1155,7 +1082,7 @@ fn cancel_races_a_worker_taking_the_task_and_a_cancelled_task_never_runs() {
 
 #[test]
 fn submits_racing_shutdown_either_complete_or_come_back() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let _worker = server.worker();
@@ -1202,7 +1129,7 @@ fn submits_racing_shutdown_either_complete_or_come_back() {
 
 #[test]
 fn a_key_of_the_wrong_type_does_not_wedge_a_worker() {
-    let Some(server) = Server::start(false) else {
+    let Some(server) = start_server(false) else {
         return;
     };
     let worker = server.worker();

@@ -1,0 +1,119 @@
+//! A private `redis-server` for one test or benchmark: a free port and a directory of its
+//! own, killed and removed on drop. Shared by `tests/redis.rs` and `benches/redis.rs`.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a starting server may take to answer `PING` (an AOF replay included).
+const START: Duration = Duration::from_secs(20);
+
+/// One `redis-server` process on 127.0.0.1.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub url: String,
+    aof: bool,
+}
+
+/// Whether `redis-server` is on the PATH.
+pub fn installed() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl RedisServer {
+    /// Starts a server whose directory is named after `label`. With `aof`, every write is
+    /// appended and fsynced before it is acknowledged, so a restart keeps it.
+    ///
+    /// # Panics
+    ///
+    /// If `redis-server` cannot be started or does not answer within 20 s.
+    pub fn start(label: &str, aof: bool) -> RedisServer {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "cf-redis-{label}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir,
+            url: format!("redis://127.0.0.1:{port}/"),
+            aof,
+        };
+        server.launch();
+        server
+    }
+
+    /// Starts the process (again, after [`kill`](Self::kill)) on the same port and
+    /// directory, and waits until it answers.
+    pub fn launch(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--maxmemory-policy", "noeviction"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null());
+        if self.aof {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        self.child = Some(
+            cmd.spawn()
+                .expect("start redis-server (apt-get install redis-server)"),
+        );
+        let t = Instant::now();
+        while self.client().get_connection().is_err() {
+            assert!(t.elapsed() < START, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Loaded (an AOF replay may take a moment): PING answers only when ready.
+        while redis::cmd("PING").query::<String>(&mut self.con()).is_err() {
+            assert!(t.elapsed() < START, "redis-server did not load");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the process (SIGKILL): what it had not written to its AOF is lost.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url.as_str()).unwrap()
+    }
+
+    pub fn con(&self) -> redis::Connection {
+        self.client().get_connection().unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
