@@ -234,3 +234,20 @@ fn run_vs_fail_vs_callback() {
         }
     });
 }
+
+/// Two clones of a shared future read its result for the first time at once, while the
+/// promise completes it: the value is moved out of the task exactly once, and both readers
+/// see it by reference.
+#[test]
+fn shared_first_reads_vs_finish() {
+    loom::model(|| {
+        let (promise, future) = Promise::<u8>::new();
+        let shared = future.share();
+        let s = shared.clone();
+        let reader = thread::spawn(move || s.result().copied());
+        let finisher = thread::spawn(move || promise.set_result(7).unwrap());
+        assert_eq!(shared.result().copied(), Ok(7));
+        assert_eq!(reader.join().unwrap(), Ok(7));
+        finisher.join().unwrap();
+    });
+}

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -92,14 +91,6 @@ fn newer(x: u8) -> u8 {
 mod redis_server;
 
 use redis_server::RedisServer;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn have_redis() -> bool {
     let found = redis_server::installed();
@@ -953,7 +944,7 @@ fn rediss_with_a_private_ca_and_client_certificates() {
             ],
         );
     }
-    let port = free_port();
+    let port = redis_server::free_port();
     let mut server = Command::new("redis-server")
         .args([
             "--port",

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{deadline_after, Future, State};
 use crate::error::TaskError;
+use crate::sync::Mutex;
 
 /// A clonable [`Future`] whose result is read by reference: Python's habit of keeping a
 /// future in several places (dict keys, callbacks) and calling `result()` on each.
@@ -44,6 +45,11 @@ pub struct SharedFuture<T> {
 struct Inner<T> {
     future: Future<T>,
     outcome: OnceLock<Result<T, TaskError>>,
+    /// Held by the one thread that moves the outcome out of the task. The `OnceLock` is then
+    /// only ever set by a thread holding it, so it never blocks anybody: every wait is on
+    /// this lock, which the loom models see (a thread blocked inside std's `OnceLock` while
+    /// another holds a loom lock would hang a model).
+    init: Mutex<()>,
 }
 
 impl<T: Send + 'static> SharedFuture<T> {
@@ -52,12 +58,17 @@ impl<T: Send + 'static> SharedFuture<T> {
             inner: Arc::new(Inner {
                 future,
                 outcome: OnceLock::new(),
+                init: Mutex::new(()),
             }),
         }
     }
 
     /// The outcome of a done future, moved out of the task on first use.
     fn outcome(&self) -> &Result<T, TaskError> {
+        if let Some(outcome) = self.inner.outcome.get() {
+            return outcome;
+        }
+        let _init = self.inner.init.lock();
         self.inner
             .outcome
             .get_or_init(|| self.inner.future.task.take())
