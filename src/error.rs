@@ -35,9 +35,11 @@ pub enum TaskError {
     /// The future was cancelled before its task started (Python's `CancelledError`).
     #[error("task was cancelled")]
     Cancelled,
-    /// The task panicked; the panic message is kept (the worker lives on).
+    /// The task panicked; the panic is kept (the worker lives on). [`Panic`] dereferences
+    /// to the panic's own message, the same on every executor; a worker process adds its
+    /// pid, thread and source location, shown in `Display` and readable on their own.
     #[error("task panicked: {0}")]
-    Panicked(Arc<str>),
+    Panicked(Panic),
     /// The task's own error: a [`Promise`](crate::Promise) failed with it (Python's
     /// `set_exception`), or a task returned it ([`Future::result_flat`](crate::Future::result_flat)).
     /// Shown as that error, whose own causes follow as `source()`; reach the error itself
@@ -73,6 +75,24 @@ pub enum TaskError {
     /// that captures data through the [`Executor`](crate::Executor) trait.
     #[error("task rejected: {0}")]
     Rejected(Arc<str>),
+    /// The value was moved out already: the future was polled to completion by reference
+    /// (`block_on(&mut fut)`, `(&mut fut).await`, a `select!` arm), so the value went to that
+    /// poll, and `result()` or a second poll finds nothing left. A misuse, reported as a
+    /// value rather than a panic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{TaskError, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new();
+    /// let mut fut = pool.submit(|| 7)?;
+    /// assert_eq!(futures::executor::block_on(&mut fut)?, 7); // the value goes here
+    /// assert_eq!(fut.result(), Err(TaskError::Taken));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[error("the value was already taken: the future was polled to completion by reference, and its value went to that poll")]
+    Taken,
 }
 
 impl TaskError {
@@ -109,7 +129,7 @@ impl TaskError {
     /// ```
     pub fn panic_message(&self) -> Option<&str> {
         match self {
-            TaskError::Panicked(message) => Some(message),
+            TaskError::Panicked(panic) => Some(panic.message()),
             _ => None,
         }
     }
@@ -138,6 +158,193 @@ impl TaskError {
     /// Builds the message of a caught panic payload, as the standard library prints it.
     pub(crate) fn from_panic(payload: Box<dyn Any + Send>) -> TaskError {
         TaskError::Panicked(panic_message(&*payload).into())
+    }
+}
+
+/// A task's panic: the message it panicked with and, where the task ran in a worker process,
+/// where that was.
+///
+/// It dereferences to the message (`&*panic == "bad input"`), and
+/// [`TaskError::panic_message`] gives the same text on every executor, so code that
+/// switches between threads and processes, or matches on the message, keeps working.
+/// `Display` adds the origin when there is one: `bad input (worker process 5940, thread
+/// 'main', at src/main.rs:12:5)`.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Panic, TaskError, ThreadPoolExecutor};
+///
+/// let pool = ThreadPoolExecutor::new();
+/// let err = pool.submit(|| -> u8 { panic!("bad input") })?.result().unwrap_err();
+/// assert_eq!(err.panic_message(), Some("bad input"));
+/// if let TaskError::Panicked(panic) = &err {
+///     assert_eq!(&**panic, "bad input");
+///     assert_eq!(panic.pid(), None); // it ran on a thread of this process
+/// }
+/// let made = Panic::from("boom");
+/// assert_eq!(made.to_string(), "boom");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Panic {
+    message: Arc<str>,
+    origin: Option<Arc<Origin>>,
+}
+
+/// Where a panic in a worker process happened.
+#[derive(Debug)]
+struct Origin {
+    pid: u32,
+    thread: Box<str>,
+    location: Box<str>,
+}
+
+impl Panic {
+    /// A panic reported by worker process `pid`, on `thread`, at `location` (`file:line:col`,
+    /// or empty when unknown).
+    pub(crate) fn in_process(message: &str, pid: u32, thread: &str, location: &str) -> Panic {
+        Panic {
+            message: message.into(),
+            origin: Some(Arc::new(Origin {
+                pid,
+                thread: thread.into(),
+                location: location.into(),
+            })),
+        }
+    }
+
+    /// The message the task panicked with (`panic!("...")`'s text), nothing added.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(concurrent_futures::Panic::from("boom").message(), "boom");
+    /// ```
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The worker process the task panicked in, or `None` when it ran on a thread of this
+    /// process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(concurrent_futures::Panic::from("boom").pid(), None);
+    /// ```
+    pub fn pid(&self) -> Option<u32> {
+        self.origin.as_ref().map(|o| o.pid)
+    }
+
+    /// The name of the worker process's thread that panicked, when known.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(concurrent_futures::Panic::from("boom").thread(), None);
+    /// ```
+    pub fn thread(&self) -> Option<&str> {
+        self.origin.as_ref().map(|o| &*o.thread)
+    }
+
+    /// Where in the source the worker process panicked (`file:line:column`), when known.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(concurrent_futures::Panic::from("boom").location(), None);
+    /// ```
+    pub fn location(&self) -> Option<&str> {
+        self.origin
+            .as_ref()
+            .map(|o| &*o.location)
+            .filter(|l| !l.is_empty())
+    }
+}
+
+impl std::ops::Deref for Panic {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(o) = &self.origin {
+            write!(f, " (worker process {}, thread '{}'", o.pid, o.thread)?;
+            if !o.location.is_empty() {
+                write!(f, ", at {}", o.location)?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.origin {
+            None => fmt::Debug::fmt(&*self.message, f),
+            Some(o) => f
+                .debug_struct("Panic")
+                .field("message", &self.message)
+                .field("pid", &o.pid)
+                .field("thread", &o.thread)
+                .field("location", &o.location)
+                .finish(),
+        }
+    }
+}
+
+impl PartialEq for Panic {
+    /// Compares the messages only: the same panic on threads and on processes is equal.
+    fn eq(&self, other: &Panic) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for Panic {}
+
+impl PartialEq<str> for Panic {
+    fn eq(&self, other: &str) -> bool {
+        &*self.message == other
+    }
+}
+
+impl PartialEq<&str> for Panic {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.message == *other
+    }
+}
+
+impl From<&str> for Panic {
+    fn from(message: &str) -> Panic {
+        Panic {
+            message: message.into(),
+            origin: None,
+        }
+    }
+}
+
+impl From<String> for Panic {
+    fn from(message: String) -> Panic {
+        Panic {
+            message: message.into(),
+            origin: None,
+        }
+    }
+}
+
+impl From<Arc<str>> for Panic {
+    fn from(message: Arc<str>) -> Panic {
+        Panic {
+            message,
+            origin: None,
+        }
     }
 }
 
@@ -538,7 +745,8 @@ impl PartialEq for TaskError {
 fn task_error_eq(a: &TaskError, b: &TaskError) -> bool {
     match (a, b) {
         (TaskError::Cancelled, TaskError::Cancelled)
-        | (TaskError::Abandoned, TaskError::Abandoned) => true,
+        | (TaskError::Abandoned, TaskError::Abandoned)
+        | (TaskError::Taken, TaskError::Taken) => true,
         (TaskError::Panicked(a), TaskError::Panicked(b)) => a == b,
         (TaskError::BrokenExecutor(a), TaskError::BrokenExecutor(b))
         | (TaskError::WorkerDied(a), TaskError::WorkerDied(b))

@@ -177,7 +177,7 @@ pub mod __loom {
 struct ReadmeDoctests;
 
 pub use crate::error::{
-    BuildError, InvalidStateError, MapError, ResultTimeoutError, SubmitError, TaskError,
+    BuildError, InvalidStateError, MapError, Panic, ResultTimeoutError, SubmitError, TaskError,
     TimeoutError, TryResultError,
 };
 #[cfg(any(all(unix, feature = "process"), feature = "redis"))]

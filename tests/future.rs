@@ -458,3 +458,16 @@ fn on_result_hands_the_outcome_to_the_callback() {
     blocker_tx.send(()).unwrap();
     blocker.result().unwrap();
 }
+
+#[test]
+fn result_after_polling_to_completion_by_reference_is_a_typed_error() {
+    // Hardening round 2, finding 9: this panicked with "entered unreachable code (rule 5)".
+    let pool = ThreadPoolExecutor::new();
+    let mut fut = pool.submit(|| String::from("value")).unwrap();
+    assert_eq!(futures::executor::block_on(&mut fut).unwrap(), "value");
+    // A second poll and `result()` both say where the value went.
+    assert_eq!(futures::executor::block_on(&mut fut), Err(TaskError::Taken));
+    let err = fut.result().unwrap_err();
+    assert_eq!(err, TaskError::Taken);
+    assert!(err.to_string().contains("polled to completion"), "{err}");
+}

@@ -839,3 +839,33 @@ fn the_parent_holds_only_its_own_end_of_each_connection() {
         .collect();
     assert_eq!(nums[0], nums[1], "one socket per worker: {line}");
 }
+
+fn crash(_: ()) -> u8 {
+    std::process::exit(3)
+}
+
+/// Crashes a task, so that the pool starts a replacement worker, and exits at once.
+#[test]
+fn exit_while_replacing_helper() {
+    if std::env::var_os("CF_EXIT_WHILE_REPLACING").is_none() {
+        return;
+    }
+    let pool = pool(1);
+    let _ = pool.submit(crash, ()).unwrap().result();
+    std::process::exit(0); // the replacement is starting now
+}
+
+#[test]
+fn a_worker_whose_pool_exited_while_it_started_leaves_quietly() {
+    // Hardening round 2, finding 10: the half-started worker found a stranger at the other
+    // end of its connection (its parent had exited, so its parent was now 1) and printed an
+    // attack warning after the program had ended.
+    for _ in 0..4 {
+        let out = alone("exit_while_replacing_helper")
+            .env("CF_EXIT_WHILE_REPLACING", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("marked as a pool worker"), "{stderr}");
+    }
+}

@@ -91,13 +91,14 @@ fn a_panic_is_a_value_and_the_worker_lives_on() {
         .unwrap()
         .result()
         .unwrap_err();
-    // The panic's own message, then where it happened, in the worker.
-    let message = err.panic_message().unwrap_or_default();
+    // The panic's own message; where it happened, in the worker, is shown after it.
+    assert_eq!(err.panic_message(), Some("bad pixel"));
+    let shown = err.to_string();
     assert!(
-        message.starts_with("bad pixel (worker process ")
-            && message.contains(", thread '")
-            && message.contains("tests/process_pool.rs:"),
-        "{message}"
+        shown.contains("bad pixel (worker process ")
+            && shown.contains(", thread '")
+            && shown.contains("tests/process_pool.rs:"),
+        "{shown}"
     );
     assert_eq!(
         pool.submit(pid, ()).unwrap().result().unwrap(),
@@ -491,7 +492,7 @@ fn a_task_panic_is_not_printed_as_the_parents_own_unless_asked() {
         assert!(out.status.success(), "{out:?}");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
-            stdout.contains("RESULT Err(Panicked(\"bad pixel (worker process"),
+            stdout.contains("RESULT Err(Panicked(Panic { message: \"bad pixel\", pid: "),
             "{stdout}"
         );
         String::from_utf8_lossy(&out.stderr).into_owned()
@@ -697,4 +698,47 @@ fn a_hung_task_among_tasks_sent_ahead_times_out_alone() {
             Err(e) => panic!("task {i}: {e}"),
         }
     }
+}
+
+#[test]
+fn a_panic_message_is_the_same_on_threads_and_processes_and_the_origin_is_kept_apart() {
+    // Hardening round 2, finding 11: on processes `panic_message()` carried the worker's pid
+    // and location, so code that switched pools or matched on the message broke.
+    let procs = pool(1);
+    let worker = procs
+        .submit(|()| std::process::id(), ())
+        .unwrap()
+        .result()
+        .unwrap();
+    let on_process = procs
+        .submit(boom, "bad input".into())
+        .unwrap()
+        .result()
+        .unwrap_err();
+    let threads = concurrent_futures::ThreadPoolExecutor::new();
+    let on_thread = threads
+        .submit(|| boom("bad input".into()))
+        .unwrap()
+        .result()
+        .unwrap_err();
+    assert_eq!(on_process.panic_message(), Some("bad input"));
+    assert_eq!(on_thread.panic_message(), Some("bad input"));
+    assert_eq!(on_process, on_thread);
+    let TaskError::Panicked(panic) = &on_process else {
+        panic!("{on_process:?}")
+    };
+    assert_eq!(panic.pid(), Some(worker));
+    assert!(
+        panic
+            .location()
+            .is_some_and(|l| l.contains("process_pool.rs")),
+        "{panic:?}"
+    );
+    assert!(panic.thread().is_some());
+    let shown = on_process.to_string();
+    assert!(
+        shown.starts_with("task panicked: bad input (worker process "),
+        "{shown}"
+    );
+    assert!(shown.contains("process_pool.rs:"), "{shown}");
 }

@@ -339,7 +339,10 @@ impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
                 inner.stage = Stage::Cancelled;
                 Err(TaskError::Cancelled)
             }
-            _ => unreachable!("take() on a future that is not done, or taken twice (rule 5)"),
+            // Polled to completion by reference (`block_on(&mut fut)`, a `select!` arm): the
+            // value went to that poll. A misuse, told as a typed error rather than a panic.
+            Stage::Taken => Err(TaskError::Taken),
+            _ => unreachable!("take() on a future that is not done (rule 5)"),
         }
     }
 

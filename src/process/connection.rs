@@ -96,7 +96,8 @@ impl Process {
 /// What a worker answered.
 pub(super) enum Reply {
     Done(Vec<u8>),
-    Panicked(String),
+    /// The task panicked: [`TaskError::Panicked`], or `Transport` if the report was garbled.
+    Panicked(TaskError),
     /// The argument could not be decoded or the result encoded, in the worker.
     Broken(String),
     /// The worker refused to call what the task named.
@@ -152,7 +153,7 @@ impl Connection {
                 "-q",
                 "--test-threads=1",
             ])
-            .env(worker::WORKER_ENV, "1")
+            .env(worker::WORKER_ENV, std::process::id().to_string())
             // Its own process group: Ctrl-C in a terminal reaches the parent, which decides.
             .process_group(0);
         let relay = relay_stdout(&mut command, theirs.as_raw_fd());
@@ -295,7 +296,12 @@ impl Connection {
         let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
         match reply {
             Ok((frame::DONE, bytes)) => Ok(Reply::Done(bytes)),
-            Ok((frame::PANICKED, msg)) => Ok(Reply::Panicked(text(msg))),
+            Ok((frame::PANICKED, report)) => Ok(Reply::Panicked(
+                match super::codec::decode::<worker::PanicReport>(&report) {
+                    Ok(report) => worker::panic_error(report),
+                    Err(e) => TaskError::Transport(format!("cannot decode a panic: {e}").into()),
+                },
+            )),
             Ok((frame::BROKEN, msg)) => Ok(Reply::Broken(text(msg))),
             Ok((frame::REFUSED, msg)) => Ok(Reply::Refused(text(msg))),
             Ok((kind, _)) => {

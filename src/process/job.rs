@@ -52,11 +52,11 @@ fn decode_result<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, TaskError> {
 
 /// A chunk's results, each item's panic message becoming that item's error.
 fn decode_chunk<R: DeserializeOwned>(bytes: &[u8]) -> Result<Chunk<R>, TaskError> {
-    let items: Vec<Result<R, String>> = codec::decode(bytes)
+    let items: Vec<Result<R, super::worker::PanicReport>> = codec::decode(bytes)
         .map_err(|e| TaskError::Transport(format!("cannot decode the results: {e}").into()))?;
     Ok(items
         .into_iter()
-        .map(|r| r.map_err(|m| TaskError::Panicked(m.into())))
+        .map(|r| r.map_err(super::worker::panic_error))
         .collect())
 }
 

@@ -173,7 +173,7 @@ impl Manager {
                     }
                     match reply {
                         Reply::Done(bytes) => job.sink.done(&bytes),
-                        Reply::Panicked(msg) => job.sink.fail(TaskError::Panicked(msg.into())),
+                        Reply::Panicked(err) => job.sink.fail(err),
                         Reply::Broken(msg) => job.sink.fail(TaskError::Transport(msg.into())),
                         Reply::Refused(msg) => job.sink.fail(TaskError::Transport(
                             format!("the worker refused the task: {msg}").into(),
@@ -378,7 +378,7 @@ impl Manager {
         }
         match reply {
             Ok(Reply::Done(bytes)) => Ok(bytes),
-            Ok(Reply::Panicked(msg)) => Err(TaskError::Panicked(msg.into())),
+            Ok(Reply::Panicked(err)) => Err(err),
             Ok(Reply::Broken(msg)) => Err(TaskError::Transport(msg.into())),
             Ok(Reply::Refused(msg)) => Err(TaskError::Transport(
                 format!("the worker refused the task: {msg}").into(),

@@ -43,7 +43,7 @@ pub(crate) type Trampoline = fn(usize, &[u8]) -> Outcome;
 /// What a trampoline returns: the encoded result, a panic message, or a codec failure.
 pub(crate) enum Outcome {
     Done(Vec<u8>),
-    Panicked(String),
+    Panicked(super::worker::PanicReport),
     Broken(String),
 }
 
@@ -59,12 +59,15 @@ pub(crate) fn trampoline<A: DeserializeOwned, R: Serialize>(f: usize, arg: &[u8]
             Ok(bytes) => Outcome::Done(bytes),
             Err(e) => Outcome::Broken(format!("cannot encode the result: {e}")),
         },
-        Err(p) => Outcome::Panicked(super::worker::panic_report(&*p)),
+        Err(p) => Outcome::Panicked(super::worker::panic_report(
+            &*p,
+            super::worker::frame_limit(),
+        )),
     }
 }
 
 /// A chunk of a map: decodes a `Vec<A>`, calls `f` on each item catching each panic, encodes
-/// a `Vec<Result<R, String>>`.
+/// a `Vec<Result<R, PanicReport>>`.
 pub(crate) fn chunk_trampoline<A: DeserializeOwned, R: Serialize>(
     f: usize,
     args: &[u8],
@@ -74,11 +77,11 @@ pub(crate) fn chunk_trampoline<A: DeserializeOwned, R: Serialize>(
         Ok(a) => a,
         Err(e) => return Outcome::Broken(format!("cannot decode the arguments: {e}")),
     };
-    let results: Vec<Result<R, String>> = args
+    let results: Vec<Result<R, super::worker::PanicReport>> = args
         .into_iter()
         .map(|a| {
             panic::catch_unwind(AssertUnwindSafe(|| f(a)))
-                .map_err(|p| super::worker::panic_report(&*p))
+                .map_err(|p| super::worker::panic_report(&*p, super::worker::frame_limit()))
         })
         .collect();
     match codec::encode(&results) {

@@ -68,15 +68,19 @@ pub(crate) fn initialized() -> bool {
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "process"))))]
 pub fn init() {
     INITIALIZED.store(true, Ordering::Release);
-    if std::env::var_os(WORKER_ENV).is_none() {
+    let Some(marker) = std::env::var_os(WORKER_ENV) else {
         return;
-    }
+    };
     // Before any other code of ours runs (and before any thread exists): tasks and the
     // programs they start must not inherit the marker.
     std::env::remove_var(WORKER_ENV);
-    let code = match claim_connection() {
+    // The marker names the pool's process, so that a worker whose pool exited while it was
+    // starting (it now has another parent) leaves quietly instead of reporting an attack.
+    let starter = marker.to_str().and_then(|m| m.parse::<u32>().ok());
+    let code = match claim_connection(starter) {
         Ok(connection) => serve(connection),
-        Err(why) => {
+        Err(None) => NOT_A_WORKER, // the pool is gone: nobody to serve, nothing to report
+        Err(Some(why)) => {
             eprintln!(
                 "concurrent_futures: this process was marked as a pool worker but {why}; \
                  it runs nothing"
@@ -112,13 +116,16 @@ macro_rules! worker_test {
 
 /// Takes the connection the pool handed down as standard input, after checking that it is
 /// one: not in a privileged program, a socket, and (where the system tells) one whose peer
-/// is our parent. Standard input becomes `/dev/null`.
-fn claim_connection() -> Result<UnixStream, String> {
+/// is our parent. Standard input becomes `/dev/null`. `Err(None)`: the pool that started
+/// this worker (`starter`, from the marker) has exited meanwhile, which is no attack.
+fn claim_connection(starter: Option<u32>) -> Result<UnixStream, Option<String>> {
     if privileged() {
-        return Err("it runs set-user-ID or set-group-ID, which pools never start".into());
+        return Err(Some(
+            "it runs set-user-ID or set-group-ID, which pools never start".into(),
+        ));
     }
     let stdin = std::io::stdin();
-    check_peer(stdin.as_fd())?;
+    check_peer(stdin.as_fd(), starter)?;
     let connection = stdin
         .as_fd()
         .try_clone_to_owned()
@@ -152,10 +159,11 @@ fn privileged() -> bool {
     uid != euid || gid != egid
 }
 
-/// Checks that `fd` is a Unix socket whose peer is our parent process.
+/// Checks that `fd` is a Unix socket whose peer is our parent process. `Err(None)` when the
+/// peer is `starter`, the pool that started us, but it is no longer our parent: it exited.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[allow(unsafe_code)]
-fn check_peer(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
+fn check_peer(fd: std::os::fd::BorrowedFd<'_>, starter: Option<u32>) -> Result<(), Option<String>> {
     use std::os::fd::AsRawFd;
     let mut cred = libc::ucred {
         pid: 0,
@@ -175,26 +183,30 @@ fn check_peer(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
         )
     };
     if rc != 0 {
-        return Err(format!(
+        return Err(Some(format!(
             "its standard input is not a local socket ({})",
             std::io::Error::last_os_error()
-        ));
+        )));
     }
     let parent = std::os::unix::process::parent_id();
     // SAFETY: no arguments, cannot fail.
     let uid = unsafe { libc::getuid() };
-    if u32::try_from(cred.pid).ok() != Some(parent) || cred.uid != uid {
-        return Err(format!(
+    let peer = u32::try_from(cred.pid).ok();
+    if peer != Some(parent) || cred.uid != uid {
+        if peer.is_some() && peer == starter && cred.uid == uid {
+            return Err(None);
+        }
+        return Err(Some(format!(
             "its standard input is a socket of process {} (uid {}), not of its parent {parent}",
             cred.pid, cred.uid
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Checks that `fd` is a socket (this system does not say who its peer is).
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn check_peer(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
+fn check_peer(fd: std::os::fd::BorrowedFd<'_>, _: Option<u32>) -> Result<(), Option<String>> {
     use std::os::unix::fs::FileTypeExt;
     let file = std::fs::File::from(
         fd.try_clone_to_owned()
@@ -202,7 +214,7 @@ fn check_peer(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
     );
     match file.metadata() {
         Ok(meta) if meta.file_type().is_socket() => Ok(()),
-        _ => Err("its standard input is not a socket".into()),
+        _ => Err(Some("its standard input is not a socket".into())),
     }
 }
 
@@ -265,10 +277,15 @@ fn serve(socket: UnixStream) -> i32 {
         }
         _ => return NOT_A_WORKER, // the parent went away, or is not a pool
     };
+    LIMIT.store(limit, Ordering::Relaxed);
     restore_stdout(relay);
     if initializer != 0 {
         let outcome = shipping::initializer_at(initializer).and_then(|init| {
-            std::panic::catch_unwind(init).map_err(|p| format!("panicked: {}", panic_report(&*p)))
+            std::panic::catch_unwind(init).map_err(|p| {
+                let (message, pid, thread, location) = panic_report(&*p, limit);
+                let panic = crate::Panic::in_process(&message, pid, &thread, &location);
+                format!("panicked: {panic}")
+            })
         });
         if let Err(why) = outcome {
             let why = truncate(format!("the initializer failed: {why}"), limit);
@@ -295,7 +312,13 @@ fn serve(socket: UnixStream) -> i32 {
             Err(why) => (frame::REFUSED, why.into_bytes()),
             Ok((trampoline, function)) => match trampoline(function, &payload[16..]) {
                 Outcome::Done(bytes) => (frame::DONE, bytes),
-                Outcome::Panicked(msg) => (frame::PANICKED, truncate(msg, limit).into_bytes()),
+                Outcome::Panicked(report) => match super::codec::encode(&report) {
+                    Ok(bytes) => (frame::PANICKED, bytes),
+                    Err(e) => (
+                        frame::BROKEN,
+                        format!("cannot encode a panic: {e}").into_bytes(),
+                    ),
+                },
                 Outcome::Broken(msg) => (frame::BROKEN, truncate(msg, limit).into_bytes()),
             },
         };
@@ -313,9 +336,15 @@ fn serve(socket: UnixStream) -> i32 {
     }
 }
 
+/// A task's panic as a worker reports it: the message, the worker's pid, the thread's name
+/// and the source location (`file:line:col`, empty when unknown). Sent as postcard; the
+/// parent builds a [`Panic`](crate::Panic) from it.
+pub(crate) type PanicReport = (String, u32, String, String);
+
 thread_local! {
-    /// Where the last panic on this thread happened, for the task's error.
-    static PANIC_CONTEXT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// Where the last panic on this thread happened (thread name, location), for the task's
+    /// error.
+    static PANIC_CONTEXT: std::cell::RefCell<Option<(String, String)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// A task's panic is its future's error in the parent, so the worker does not print it as
@@ -327,15 +356,8 @@ fn quiet_panics() {
     let standard = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let thread = std::thread::current();
-        let at = info
-            .location()
-            .map(|l| format!(", at {l}"))
-            .unwrap_or_default();
-        let context = format!(
-            "worker process {}, thread '{}'{at}",
-            std::process::id(),
-            thread.name().unwrap_or("<unnamed>")
-        );
+        let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+        let context = (thread.name().unwrap_or("<unnamed>").to_owned(), at);
         let _ = PANIC_CONTEXT.try_with(|c| *c.borrow_mut() = Some(context));
         if report {
             standard(info);
@@ -343,17 +365,35 @@ fn quiet_panics() {
     }));
 }
 
-/// The message of a panic caught on this thread, with where it happened.
-pub(crate) fn panic_report(payload: &(dyn std::any::Any + Send)) -> String {
-    let message = crate::error::panic_message(payload);
-    match PANIC_CONTEXT
+/// A panic caught on this thread, with where it happened. Each part is cut to a quarter of
+/// `limit` (at least 64 bytes), so that the report always fits a frame.
+pub(crate) fn panic_report(payload: &(dyn std::any::Any + Send), limit: usize) -> PanicReport {
+    let part = (limit / 4).max(64);
+    let message = truncate(crate::error::panic_message(payload).to_owned(), part);
+    let (thread, location) = PANIC_CONTEXT
         .try_with(|c| c.borrow_mut().take())
         .ok()
         .flatten()
-    {
-        Some(context) => format!("{message} ({context})"),
-        None => message.to_owned(),
-    }
+        .unwrap_or_default();
+    (
+        message,
+        std::process::id(),
+        truncate(thread, part),
+        truncate(location, part),
+    )
+}
+
+/// The frame limit this worker was given, for the trampolines' panic reports.
+static LIMIT: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(super::MIN_FRAME_BYTES);
+
+pub(crate) fn frame_limit() -> usize {
+    LIMIT.load(Ordering::Relaxed)
+}
+
+/// The error of a task whose worker reported `report`.
+pub(crate) fn panic_error((message, pid, thread, location): PanicReport) -> crate::TaskError {
+    crate::TaskError::Panicked(crate::Panic::in_process(&message, pid, &thread, &location))
 }
 
 /// Cuts a message to fit a frame, on a character boundary.

@@ -269,7 +269,7 @@ impl Outcome {
         let msg = || Arc::<str>::from(body);
         Some(match status {
             "ok" => return None,
-            "panic" => TaskError::Panicked(msg()),
+            "panic" => TaskError::Panicked(msg().into()),
             "timeout" => TaskError::TimedOut,
             "died" => TaskError::WorkerDied(msg()),
             "rejected" => TaskError::Rejected(msg()),
@@ -284,7 +284,7 @@ impl Outcome {
     #[cfg_attr(not(all(unix, feature = "process")), allow(dead_code))]
     fn from_task_error(err: TaskError) -> Outcome {
         match err {
-            TaskError::Panicked(m) => Outcome::Panicked(m.to_string()),
+            TaskError::Panicked(m) => Outcome::Panicked(m.message().to_owned()),
             TaskError::TimedOut => Outcome::TimedOut,
             TaskError::WorkerDied(m) => Outcome::Died(m.to_string()),
             other => Outcome::Transport(other.to_string()),

@@ -58,7 +58,15 @@ struct Pending {
 #[derive(Default)]
 struct State {
     alive: usize,
+    /// Tasks that may still be queued, held weakly (a finished task's value is never kept
+    /// here) and pruned of those no longer queued whenever the list doubles, so it stays
+    /// proportional to what is in flight however many tasks the scope runs.
     unhelped: Vec<Box<dyn Help>>,
+    /// The list's length after the last pruning.
+    pruned: usize,
+    /// The first panic raised by dropping a closure that never ran (a cancelled task's
+    /// captures): `scope` raises it once every closure is gone.
+    drop_panic: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl Pending {
@@ -66,8 +74,12 @@ impl Pending {
         self.state.lock().alive += 1;
     }
 
-    fn done(&self) {
+    /// A closure is gone; `panic` is what dropping it raised, if anything.
+    fn done(&self, panic: Option<Box<dyn std::any::Any + Send>>) {
         let mut state = self.state.lock();
+        if let Some(panic) = panic {
+            state.drop_panic.get_or_insert(panic);
+        }
         state.alive -= 1;
         if state.alive == 0 {
             self.changed.notify_all();
@@ -77,8 +89,17 @@ impl Pending {
     /// A task was queued: the waiting scope may want to run it.
     fn queued(&self, task: Box<dyn Help>) {
         let mut state = self.state.lock();
+        if state.unhelped.len() >= 2 * state.pruned.max(32) {
+            state.unhelped.retain(|t| t.queued());
+            state.pruned = state.unhelped.len();
+        }
         state.unhelped.push(task);
         self.changed.notify_all();
+    }
+
+    /// The panic a dropped closure raised, if one did.
+    fn take_drop_panic(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        self.state.lock().drop_panic.take()
     }
 
     /// Waits until no closure is alive, running queued tasks inline if this thread is one
@@ -87,6 +108,7 @@ impl Pending {
         let mut state = self.state.lock();
         while state.alive > 0 {
             let tasks = std::mem::take(&mut state.unhelped);
+            state.pruned = 0;
             if tasks.is_empty() {
                 self.changed.wait(&mut state);
                 continue;
@@ -117,21 +139,39 @@ impl<T: 'static> Job<T> for ScopedJob<T> {
 
 impl<T> Drop for ScopedJob<T> {
     fn drop(&mut self) {
-        // The closure, and everything it borrowed, first; only then may `scope` return.
-        drop(self.task.take());
-        self.pending.done();
+        // The closure, and everything it borrowed, first; only then may `scope` return. A
+        // panic from a captured value's `Drop` must not skip the count, or `scope` would
+        // wait for ever: it is caught here and raised by `scope` instead.
+        let task = self.task.take();
+        let panic = panic::catch_unwind(AssertUnwindSafe(move || drop(task))).err();
+        self.pending.done(panic);
     }
 }
 
 /// Lets the scope wait on tasks that are still queued by running them itself, when the
 /// scope's thread is one of the pool's workers.
 trait Help: Send {
+    /// Runs the task inline if it is still queued.
     fn help(&self) -> bool;
+    /// Whether the task may still be queued (it exists and nobody has claimed it).
+    fn queued(&self) -> bool;
 }
 
-impl<T: Send + 'static> Help for Future<T> {
+/// A queued task, held weakly: its value is never kept alive by the scope.
+struct Queued<T>(std::sync::Weak<dyn crate::future::core::Handle<T>>);
+
+impl<T: Send + 'static> Help for Queued<T> {
     fn help(&self) -> bool {
-        Future::help(self)
+        match self.0.upgrade() {
+            Some(task) => Future { task }.help(),
+            None => false,
+        }
+    }
+
+    fn queued(&self) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|task| Future { task }.state() == crate::future::State::Pending)
     }
 }
 
@@ -175,7 +215,10 @@ impl ThreadPoolExecutor {
     /// `result`, `as_completed`, `wait` and callbacks work unchanged.
     ///
     /// A task's panic is its future's error, as outside a scope; a scope does not re-raise
-    /// it. Called on one of the pool's own workers, the scope runs its still-queued tasks
+    /// it. A panic raised while dropping a closure that never ran (a cancelled task's
+    /// captured values) does not stop the scope from waiting for the others; `scope` raises
+    /// it once they are done. The scope keeps nothing of a finished task: what it holds is
+    /// proportional to what is in flight, however many tasks it runs. Called on one of the pool's own workers, the scope runs its still-queued tasks
     /// inline while it waits, so `max_workers(1)` cannot deadlock.
     ///
     /// # Examples
@@ -207,9 +250,10 @@ impl ThreadPoolExecutor {
         };
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| body(&scope)));
         scope.pending.wait_for_zero();
-        match outcome {
-            Ok(value) => value,
-            Err(payload) => panic::resume_unwind(payload),
+        let dropped = scope.pending.take_drop_panic();
+        match (outcome, dropped) {
+            (Ok(value), None) => value,
+            (Err(payload), _) | (Ok(_), Some(payload)) => panic::resume_unwind(payload),
         }
     }
 }
@@ -271,9 +315,8 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         match self.pool.submit(job) {
             Ok(future) => {
                 if self.helps {
-                    self.pending.queued(Box::new(Future {
-                        task: future.task.clone(),
-                    }));
+                    self.pending
+                        .queued(Box::new(Queued(Arc::downgrade(&future.task))));
                 }
                 Ok(future)
             }
