@@ -103,10 +103,6 @@ impl Link {
         }
     }
 
-    pub(crate) fn stream(&self) -> &UnixStream {
-        &self.stream
-    }
-
     fn buffered(&self) -> bool {
         self.start < self.end
     }
@@ -206,6 +202,49 @@ pub(crate) fn write(w: &mut impl Write, kind: u8, parts: &[&[u8]], limit: usize)
     frame[9..13].copy_from_slice(&sum.to_le_bytes());
     w.write_all(&frame)?;
     w.flush()
+}
+
+/// What the bytes at the front of a buffer hold.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// Not a whole frame yet; `header`: its header is in (the body is on its way).
+    Need { header: bool },
+    /// A whole, checked frame: its kind, where its payload is, and how many bytes it took.
+    Frame {
+        kind: u8,
+        body: std::ops::Range<usize>,
+        used: usize,
+    },
+}
+
+/// Parses the frame at the front of `buf` without reading anything: the same checks as
+/// [`read`] (magic and limit from the header, then the checksum).
+pub(crate) fn parse(buf: &[u8], limit: usize) -> Result<Parsed, FrameError> {
+    if buf.len() < HEADER {
+        return Ok(Parsed::Need { header: false });
+    }
+    let word = |i: usize| u32::from_le_bytes(buf[i..i + 4].try_into().expect("4 bytes"));
+    if word(0) != MAGIC {
+        return Err(FrameError::Corrupt("bad frame magic".into()));
+    }
+    let len = word(5) as usize;
+    if len > limit {
+        return Err(FrameError::Corrupt(format!(
+            "frame of {len} bytes is over the limit of {limit}"
+        )));
+    }
+    if buf.len() - HEADER < len {
+        return Ok(Parsed::Need { header: true });
+    }
+    let body = HEADER..HEADER + len;
+    if checksum(&buf[body.clone()]) != word(9) {
+        return Err(FrameError::Corrupt("frame checksum mismatch".into()));
+    }
+    Ok(Parsed::Frame {
+        kind: buf[4],
+        body,
+        used: HEADER + len,
+    })
 }
 
 /// Reads one frame. The header must arrive by `deadline` (`None`: wait as long as it takes);

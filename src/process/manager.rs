@@ -11,7 +11,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::connection::{Connection, Reply};
+use super::connection::{describe, Connection, Lost, Reply};
 use super::job::Job;
 use super::pool::Shared;
 use crate::error::TaskError;
@@ -72,6 +72,11 @@ pub(super) fn run(shared: Arc<Shared>, worker: Option<Connection>) {
             }
             Err(()) => break, // retired after `idle_timeout`
         }
+        // Nothing of this worker's runs between jobs: `kill_task` requests that came too
+        // late to find their task get their answer.
+        if let Some(worker) = &manager.worker {
+            worker.answer_requests();
+        }
     }
     if let Some(worker) = manager.worker.take() {
         worker.stop();
@@ -114,11 +119,12 @@ impl Manager {
     }
 
     /// Sends several single tasks to the warm worker at once, then takes their replies in
-    /// order, as each finishes: the worker never waits for this thread between tasks. The
-    /// task whose reply is awaited is the one running, so its time limit counts from the
-    /// previous reply and `kill_task` reaches it (tasks sent ahead are running for their
-    /// futures, as in CPython's call queue, but not yet killable). If the worker dies, only
-    /// the running task fails; the tasks after it never started and run on a new worker.
+    /// order, as each finishes: the worker never waits for this thread between tasks. Every
+    /// task sent is `running()` for its future (as in CPython's call queue) and reachable by
+    /// `kill_task`, which kills only the one the worker is really running. The time limit
+    /// of the task awaited counts from the previous reply. If the worker dies, the replies
+    /// it sent first are delivered, the task it was running fails, and the tasks after it,
+    /// which never started, run on a new worker (see `connection`'s "At most once").
     fn handle_batch(&mut self, jobs: Vec<Job>) {
         let mut ready = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -133,72 +139,85 @@ impl Manager {
             }
             ready.push(job);
         }
+        self.drop_if_gone();
         let Some(worker) = self.worker.as_mut() else {
             for job in ready {
                 self.handle(job, true);
             }
             return;
         };
-        let process = worker.process().clone();
-        let mut sent = 0;
-        for job in &ready {
-            if job.args.len() + 16 > self.shared.config.frame_limit
+        let control = worker.control().clone();
+        let mut sent = Vec::with_capacity(ready.len());
+        let mut unsent = Vec::new();
+        for job in ready {
+            if !unsent.is_empty()
+                || job.args.len() + 16 > self.shared.config.frame_limit
                 || worker.send(job.call, &job.args).is_err()
             {
-                break;
+                unsent.push(job); // never reached the worker: runs below
+                continue;
             }
-            sent += 1;
+            self.shared.running(job.sink.id(), &control);
+            sent.push(job);
         }
-        let mut jobs = ready.into_iter();
+        let ids: Vec<usize> = sent.iter().map(|job| job.sink.id()).collect();
         let mut since = Instant::now();
-        for _ in 0..sent {
-            let job = jobs.next().expect("a job per task sent");
-            let id = job.sink.id();
-            self.shared.running(id, &process);
+        let mut jobs = sent.into_iter().enumerate();
+        let mut doubtful = false;
+        for (i, job) in jobs.by_ref() {
             let deadline = job.timeout.and_then(|t| since.checked_add(t));
-            let reply = self
-                .worker
-                .as_mut()
-                .expect("the worker lives until a reply fails")
-                .receive(deadline);
+            let Some(worker) = self.worker.as_mut() else {
+                break;
+            };
+            let reply = worker.receive(deadline, &ids[i..]);
             let now = Instant::now();
             self.last_call = now - since;
             since = now;
-            let killed = self.shared.finished(id);
+            self.shared.finished(ids[i]);
             self.shared.mark_idle();
             match reply {
-                Ok(reply) => {
-                    if killed {
-                        self.worker = None;
-                    }
-                    match reply {
-                        Reply::Done(bytes) => job.sink.done(&bytes),
-                        Reply::Panicked(err) => job.sink.fail(err),
-                        Reply::Broken(msg) => job.sink.fail(TaskError::Transport(msg.into())),
-                        Reply::Refused(msg) => job.sink.fail(TaskError::Transport(
-                            format!("the worker refused the task: {msg}").into(),
-                        )),
-                    }
-                    if self.worker.is_none() {
-                        break;
-                    }
-                }
+                Ok(reply) => deliver(job, reply),
                 Err(lost) => {
+                    // The stream was out of step: whether the tasks after this one ran
+                    // cannot be known, so they are not run again.
+                    doubtful = matches!(lost, Lost::Corrupt(_));
                     self.worker = None;
-                    job.sink.fail(if killed {
-                        TaskError::Cancelled
-                    } else {
-                        lost.into()
-                    });
+                    job.sink.fail(lost.into());
                     break;
                 }
             }
         }
-        // Never started: on a new worker, one by one.
-        for job in jobs {
+        for (_, job) in jobs {
+            self.shared.finished(job.sink.id());
+            if doubtful {
+                self.shared.mark_idle();
+                job.sink.fail(TaskError::Transport(
+                    "the worker's connection was corrupted while this task was queued on it; \
+                     it may have run, so it is not run again"
+                        .into(),
+                ));
+            } else {
+                unsent.push(job); // provably never started
+            }
+        }
+        for job in unsent {
             self.handle(job, true);
         }
         self.recycle();
+    }
+
+    /// Drops the worker if it died while idle (the OOM killer, a stray SIGKILL): the next
+    /// task must not be sent to it, and must not fail for it.
+    fn drop_if_gone(&mut self) {
+        if self.worker.as_ref().is_some_and(Connection::is_gone) {
+            if let Some(worker) = self.worker.take() {
+                let how = describe(worker.process().reap_within(Some(Duration::ZERO)));
+                log::warn!(
+                    target: "concurrent_futures",
+                    "a process pool worker {how} while idle; starting another"
+                );
+            }
+        }
     }
 
     /// Runs one job. `started`: its future was marked running already (a task sent ahead
@@ -220,6 +239,7 @@ impl Manager {
             sink.fail(TaskError::BrokenExecutor(reason));
             return;
         }
+        self.drop_if_gone();
         // A worker holds the task before its future says it is running.
         if self.worker.is_none() {
             match self.shared.start_worker(true) {
@@ -238,7 +258,7 @@ impl Manager {
         }
         let id = sink.id();
         if let Some(worker) = &self.worker {
-            self.shared.running(id, worker.process()); // from here `kill_task` reaches it
+            self.shared.running(id, worker.control()); // from here `kill_task` reaches it
         }
         if !started && !sink.start() {
             self.shared.finished(id);
@@ -268,9 +288,7 @@ impl Manager {
         };
         drop(args);
         self.last_call = begun.elapsed();
-        if self.shared.finished(id) {
-            self.worker = None; // killed after its answer came: it is gone all the same
-        }
+        self.shared.finished(id);
         // Idle before the result is published, so the caller's next submit finds us.
         self.shared.mark_idle();
         match answer {
@@ -334,21 +352,30 @@ impl Manager {
             Err(TaskError::Cancelled) => Answer::Failed(TaskError::Cancelled),
             // The chunk failed as a whole (a crash, a hang, a result too large): run its
             // items again one by one, so that only the item at fault fails.
-            Err(_) => Answer::Items(
-                items
-                    .iter()
-                    .map(|range| {
-                        let mut one = codec_len(1);
-                        one.extend_from_slice(&job.args[range.clone()]);
-                        self.call(job.id, job.call, &one, job.timeout)
-                    })
-                    .collect(),
-            ),
+            Err(_) => {
+                let mut killed = false;
+                Answer::Items(
+                    items
+                        .iter()
+                        .map(|range| {
+                            if killed {
+                                return Err(TaskError::Cancelled);
+                            }
+                            let mut one = codec_len(1);
+                            one.extend_from_slice(&job.args[range.clone()]);
+                            let outcome = self.call(job.id, job.call, &one, job.timeout);
+                            killed = matches!(outcome, Err(TaskError::Cancelled));
+                            outcome
+                        })
+                        .collect(),
+                )
+            }
         }
     }
 
     /// Runs one call on this manager's worker (starting one if needed) with a time limit.
-    /// A worker killed by `kill_task` meanwhile fails the call as cancelled.
+    /// A task that could not be handed to its worker (it had died) goes to a new one; a
+    /// task killed by `kill_task` fails as cancelled.
     fn call(
         &mut self,
         id: usize,
@@ -359,23 +386,32 @@ impl Manager {
         if timeout == Some(Duration::ZERO) {
             return Err(TaskError::TimedOut); // expired before it could start
         }
-        let worker = match &mut self.worker {
-            // `handle` registered this worker for the job already.
-            Some(worker) => worker,
-            None => {
-                // A replacement, while a chunk's items run again: `kill_task` must reach it.
-                let worker = self.worker.insert(self.shared.start_worker(true)?);
-                self.shared.running(id, worker.process());
-                worker
+        let mut attempts = 0;
+        let reply = loop {
+            attempts += 1;
+            let worker = match &mut self.worker {
+                // `handle` registered this worker for the job already.
+                Some(worker) => worker,
+                None => {
+                    // A replacement, while a chunk's items run again or after a send that
+                    // never arrived: `kill_task` must reach it.
+                    let worker = self.worker.insert(self.shared.start_worker(true)?);
+                    self.shared.running(id, worker.control());
+                    worker
+                }
+            };
+            let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+            match worker.call(id, call, args, deadline) {
+                Err(Lost::NotSent(how)) if attempts < 2 => {
+                    self.worker = None; // reaped; the task never reached it
+                    log::warn!(
+                        target: "concurrent_futures",
+                        "a process pool worker {how} before its task arrived; sending it to another"
+                    );
+                }
+                other => break other,
             }
         };
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let reply = worker.call(call, args, deadline);
-        if self.shared.killed(id) {
-            // Killed on request, whatever the worker managed to send first: it is gone.
-            self.worker = None;
-            return Err(TaskError::Cancelled);
-        }
         match reply {
             Ok(Reply::Done(bytes)) => Ok(bytes),
             Ok(Reply::Panicked(err)) => Err(err),
@@ -388,6 +424,18 @@ impl Manager {
                 Err(lost.into())
             }
         }
+    }
+}
+
+/// Completes a job's future with its worker's reply.
+fn deliver(job: Job, reply: Reply) {
+    match reply {
+        Reply::Done(bytes) => job.sink.done(&bytes),
+        Reply::Panicked(err) => job.sink.fail(err),
+        Reply::Broken(msg) => job.sink.fail(TaskError::Transport(msg.into())),
+        Reply::Refused(msg) => job.sink.fail(TaskError::Transport(
+            format!("the worker refused the task: {msg}").into(),
+        )),
     }
 }
 

@@ -39,6 +39,7 @@
 //! on: the chunk's items are run again one by one); its manager starts a new one.
 
 mod builder;
+mod child;
 mod codec;
 mod connection;
 mod frame;

@@ -18,8 +18,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use super::builder::Config;
+use super::child::Process;
 use super::codec;
-use super::connection::{Connection, Process};
+use super::connection::{Connection, Control};
 use super::job::Job;
 use super::manager;
 use crate::error::{SubmitError, TaskError};
@@ -66,10 +67,9 @@ struct PoolState {
 
 #[derive(Default)]
 struct Holders {
-    /// The futures whose tasks a worker holds now, by identity, with that worker.
-    running: Vec<(usize, Arc<Process>)>,
-    /// Of those, the ones `kill_task` killed: they fail as cancelled.
-    killed: Vec<usize>,
+    /// The futures whose tasks a worker holds now (running, or sent ahead to it), by
+    /// identity, with where that worker's manager takes `kill_task` requests.
+    running: Vec<(usize, Arc<Control>)>,
 }
 
 /// Why the pool refuses a task; becomes a [`SubmitError`] around what the caller gets back.
@@ -308,42 +308,32 @@ impl Shared {
             .retain(|p| !Arc::ptr_eq(p, process));
     }
 
-    /// `process` now holds (or is about to hold) the task of future `id`.
-    pub(super) fn running(&self, id: usize, process: &Arc<Process>) {
+    /// The worker behind `control` now holds (or is about to hold) the task of future `id`.
+    pub(super) fn running(&self, id: usize, control: &Arc<Control>) {
         let mut holders = self.holders.lock();
         holders.running.retain(|(r, _)| *r != id);
-        holders.running.push((id, process.clone()));
+        holders.running.push((id, control.clone()));
     }
 
-    /// Whether `kill_task` killed the worker of future `id`'s task.
-    pub(super) fn killed(&self, id: usize) -> bool {
-        self.holders.lock().killed.contains(&id)
+    /// The job of future `id` is over on its worker.
+    pub(super) fn finished(&self, id: usize) {
+        self.holders.lock().running.retain(|(r, _)| *r != id);
     }
 
-    /// The job of future `id` is over; true if `kill_task` killed its worker meanwhile.
-    pub(super) fn finished(&self, id: usize) -> bool {
-        let mut holders = self.holders.lock();
-        holders.running.retain(|(r, _)| *r != id);
-        let killed = holders.killed.iter().position(|k| *k == id);
-        killed.map(|i| holders.killed.swap_remove(i)).is_some()
-    }
-
-    /// Kills the worker that holds future `id`'s task, if one does.
+    /// Asks the manager of the worker that holds future `id`'s task to kill it if it is
+    /// the task that worker is running; true if it was killed (its future is then
+    /// cancelled). Blocks only until that manager answers, which it does from its wait on
+    /// the worker, or when it is done with the job or the worker.
     pub(super) fn kill_task(&self, id: usize) -> bool {
-        let mut holders = self.holders.lock();
-        let Some(process) = holders
-            .running
-            .iter()
-            .find(|(r, _)| *r == id)
-            .map(|(_, p)| p.clone())
-        else {
-            return false;
+        let answer = {
+            let holders = self.holders.lock();
+            let Some((_, control)) = holders.running.iter().find(|(r, _)| *r == id) else {
+                return false;
+            };
+            // Under the holders' lock: the manager cannot finish with the task unseen.
+            control.request_kill(id)
         };
-        if !holders.killed.contains(&id) {
-            holders.killed.push(id);
-        }
-        process.kill();
-        true
+        answer.recv().unwrap_or(false)
     }
 
     pub(super) fn worker_pids(&self) -> Vec<u32> {
