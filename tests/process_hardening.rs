@@ -871,3 +871,205 @@ fn a_worker_whose_pool_exited_while_it_started_leaves_quietly() {
         assert!(!stderr.contains("marked as a pool worker"), "{stderr}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Hardening, round 2: descriptors, deaths the connection does not show, process groups.
+
+fn shout(i: u32) -> u32 {
+    println!("task {i} prints");
+    i
+}
+
+/// Builds a pool in a process whose stdout is closed and runs tasks that print.
+#[test]
+fn closed_stdout_helper() {
+    if std::env::var_os("CF_CLOSED_STDOUT").is_none() {
+        return;
+    }
+    // Rust's runtime puts /dev/null on a standard stream closed at start (`prog >&-`); a
+    // daemon closes its stdout later, as this one does.
+    use std::os::fd::{FromRawFd, OwnedFd};
+    #[allow(unsafe_code)]
+    // SAFETY: descriptor 1 is open (the runtime made sure) and nothing else will use it as an
+    // owned descriptor: `println!` writes to the number, and fails with EBADF from now on.
+    drop(unsafe { OwnedFd::from_raw_fd(1) });
+    let pool = pool(1);
+    let futures: Vec<_> = (0..20).map(|i| pool.submit(shout, i).unwrap()).collect();
+    let ok = futures
+        .into_iter()
+        .map(|f| f.result())
+        .filter(Result::is_ok)
+        .count();
+    println!("the parent prints too"); // a no-op sink, never a panic
+    eprintln!("RESULT {ok} of 20");
+}
+
+#[test]
+fn a_parent_with_stdout_closed_keeps_its_connections_off_descriptor_1() {
+    // Hardening round 2, finding 2: the socket pair took descriptor 1, so workers printed
+    // into their own connection and the parent's println! panicked on a broken pipe.
+    let out = alone("closed_stdout_helper")
+        .env("CF_CLOSED_STDOUT", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stderr.contains("RESULT 20 of 20"), "{stderr}");
+}
+
+#[test]
+fn a_task_after_its_idle_worker_was_killed_runs_on_a_new_one() {
+    // Hardening round 2, finding 3: the send to the dead worker failed, and the task that
+    // never reached it failed with WorkerDied("killed by signal 9").
+    let pool = pool(1);
+    let first = pool.submit(pid, ()).unwrap().result().unwrap();
+    let status = Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    eventually(|| !alive(first)); // dead (a zombie until the pool reaps it)
+    let second = pool.submit(pid, ()).unwrap().result();
+    assert!(matches!(second, Ok(p) if p != first), "{second:?}");
+}
+
+/// Where a worker writes the pid of a helper it started, for the test that made its pool.
+fn pid_file(tag: &str, pool: u32) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("cf-{tag}-{pool}"))
+}
+
+/// In a worker: the pid file for its pool's test.
+fn my_pid_file(tag: &str) -> std::path::PathBuf {
+    pid_file(tag, std::os::unix::process::parent_id())
+}
+
+/// Starts `sleep 120` holding this worker's end of its connection as its stdin, writes its
+/// pid down, then crashes.
+#[allow(unsafe_code)]
+fn fork_then_crash(_: ()) -> u8 {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    let socket = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n: i32 = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            (n > 2 && target.to_string_lossy().starts_with("socket:")).then_some(n)
+        })
+        .next()
+        .expect("the worker's connection");
+    // SAFETY: `socket` is an open descriptor of this process, borrowed only to duplicate it.
+    let held = unsafe { BorrowedFd::borrow_raw(socket) }
+        .try_clone_to_owned()
+        .unwrap();
+    assert!(held.as_raw_fd() > 2);
+    let child = Command::new("sleep")
+        .arg("120")
+        .stdin(Stdio::from(held))
+        .spawn()
+        .unwrap();
+    std::fs::write(my_pid_file("fork"), child.id().to_string()).unwrap();
+    std::process::abort()
+}
+
+#[test]
+fn a_worker_that_dies_while_a_child_holds_its_connection_fails_its_task_at_once() {
+    // Hardening round 2, finding 4: no end-of-file came while the child lived, and the read
+    // loop never looked at the worker itself: the future hung for two minutes.
+    let pool = pool(1);
+    let fut = pool.submit(fork_then_crash, ()).unwrap();
+    let got = fut.result_timeout(HANG);
+    assert!(
+        matches!(&got, Err(concurrent_futures::ResultTimeoutError::Failed(TaskError::WorkerDied(how))) if how.contains("SIGABRT")),
+        "{got:?}"
+    );
+    let helper = helper_pid("fork");
+    eventually(|| !alive(helper)); // its process group went with it
+    assert_eq!(pool.submit(square, 3).unwrap().result(), Ok(9));
+}
+
+/// Starts `sleep 40`, writes its pid down, and hangs.
+fn helper_then_hang(tag: String) -> u8 {
+    let child = Command::new("sleep").arg("40").spawn().unwrap();
+    std::fs::write(my_pid_file(&tag), child.id().to_string()).unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn helper_pid(tag: &str) -> u32 {
+    let mut pid = None;
+    eventually(|| {
+        pid = std::fs::read_to_string(pid_file(tag, std::process::id()))
+            .ok()
+            .and_then(|s| s.parse().ok());
+        pid.is_some()
+    });
+    let _ = std::fs::remove_file(pid_file(tag, std::process::id()));
+    pid.unwrap()
+}
+
+#[test]
+fn time_limits_kill_task_and_terminate_reach_the_helpers_a_task_started() {
+    // Hardening round 2, finding 5: the worker was killed by pid, its process group was
+    // not, and `sleep 40` outlived the task.
+    concurrent_futures::init();
+    let timed = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .task_timeout(Duration::from_millis(700))
+        .build()
+        .unwrap();
+    let fut = timed.submit(helper_then_hang, "limit".into()).unwrap();
+    let sleeper = helper_pid("limit");
+    assert_eq!(fut.result(), Err(TaskError::TimedOut));
+    eventually(|| !alive(sleeper));
+
+    let pool = pool(1);
+    let fut = pool.submit(helper_then_hang, "kill".into()).unwrap();
+    let sleeper = helper_pid("kill");
+    assert!(pool.kill_task(&fut));
+    assert_eq!(fut.result(), Err(TaskError::Cancelled));
+    eventually(|| !alive(sleeper));
+
+    let fut = pool.submit(helper_then_hang, "terminate".into()).unwrap();
+    let sleeper = helper_pid("terminate");
+    pool.terminate();
+    assert!(fut.result().is_err());
+    eventually(|| !alive(sleeper));
+}
+
+/// Crashes a task in a process that ignores SIGCHLD, and prints the error.
+#[test]
+fn sigchld_ignored_helper() {
+    if std::env::var_os("CF_SIGCHLD_IGNORED").is_none() {
+        return;
+    }
+    let pool = pool(1);
+    let err = pool.submit(crash, ()).unwrap().result().unwrap_err();
+    println!("RESULT {err}");
+    assert_eq!(pool.submit(square, 4).unwrap().result(), Ok(16));
+    println!("SERVED ON");
+}
+
+#[test]
+fn with_sigchld_ignored_a_crash_says_its_status_is_unknown_and_why() {
+    // Hardening round 2, finding 8: the crash read as "killed by signal 9 (SIGKILL)", and
+    // SIGKILL was sent to a pid the system had already reaped. An ignored SIGCHLD survives
+    // exec, so bash's `trap '' CHLD` hands it to the helper.
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            r#"trap '' CHLD; exec "$0" sigchld_ignored_helper --exact --nocapture -q"#,
+        ])
+        .arg(exe)
+        .env("CF_SIGCHLD_IGNORED", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("SERVED ON"), "{stdout}");
+    let line = stdout.lines().find(|l| l.starts_with("RESULT")).unwrap();
+    assert!(line.contains("SIGCHLD is ignored"), "{line}");
+    assert!(!line.contains("signal 9"), "{line}");
+}

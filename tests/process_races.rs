@@ -161,3 +161,89 @@ fn kill_task_races_with_the_task_finishing() {
     }
     eprintln!("kill vs finish: {kept} finished, {killed_n} killed");
 }
+
+/// Appends `i` to a file named after the pool's process, so that each run is counted; one
+/// task in eight then takes 300 us, long enough to be caught running, short enough to be
+/// sent ahead.
+fn log_index(i: u64) -> u64 {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!(
+        "cf-kill-ahead-{}",
+        std::os::unix::process::parent_id()
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(format!("{i}\n").as_bytes()).unwrap();
+    // Quick enough to be sent ahead (under 500 us), slow enough to be caught running.
+    if i % 8 == 0 {
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    i
+}
+
+#[test]
+fn kill_task_against_tasks_sent_ahead_runs_nothing_twice_and_kills_only_what_runs() {
+    // Hardening round 2, finding 1: with quick tasks sent ahead, the task the manager called
+    // running had often finished; the kill landed on a later task, the killed future got a
+    // value, and finished tasks whose replies were thrown away ran again.
+    let log = std::env::temp_dir().join(format!("cf-kill-ahead-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let pool = Arc::new(pool(1));
+    const N: u64 = 4_000;
+    let futures: Arc<Vec<_>> =
+        Arc::new((0..N).map(|i| pool.submit(log_index, i).unwrap()).collect());
+    let killer = {
+        let (pool, futures) = (pool.clone(), futures.clone());
+        std::thread::spawn(move || {
+            // Every fifth future: tried again and again while it reads as running, until
+            // a kill lands or it is done.
+            let mut killed = Vec::new();
+            for (i, fut) in futures.iter().enumerate().step_by(5) {
+                while !fut.done() {
+                    if fut.running() && pool.kill_task(fut) {
+                        killed.push(i);
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+            killed
+        })
+    };
+    let killed = killer.join().unwrap();
+    let futures = Arc::try_unwrap(futures).unwrap();
+    let mut values = 0;
+    let mut cancelled = Vec::new();
+    for (i, fut) in futures.into_iter().enumerate() {
+        match fut.result_timeout(HANG) {
+            Ok(v) => {
+                assert_eq!(v, i as u64);
+                assert!(
+                    !killed.contains(&i),
+                    "kill_task said it killed task {i}, which returned"
+                );
+                values += 1;
+            }
+            Err(ResultTimeoutError::Failed(TaskError::Cancelled)) => cancelled.push(i),
+            Err(other) => panic!("task {i}: {other:?}"),
+        }
+    }
+    // Every kill that said true cancelled its task, and only those were cancelled.
+    assert_eq!(cancelled, killed);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let mut runs = vec![0u32; N as usize];
+    for line in text.lines() {
+        runs[line.parse::<usize>().unwrap()] += 1;
+    }
+    for (i, n) in runs.iter().enumerate() {
+        assert!(*n <= 1, "task {i} ran {n} times");
+        if !cancelled.contains(&i) {
+            assert_eq!(*n, 1, "task {i} returned a value without running once");
+        }
+    }
+    assert_eq!(values + cancelled.len(), N as usize);
+}
