@@ -990,10 +990,11 @@ fn a_worker_that_dies_while_a_child_holds_its_connection_fails_its_task_at_once(
 
 /// Starts `sleep 40`, writes its pid down, and hangs.
 fn helper_then_hang(tag: String) -> u8 {
-    let child = Command::new("sleep").arg("40").spawn().unwrap();
+    let mut child = Command::new("sleep").arg("40").spawn().unwrap();
     std::fs::write(my_pid_file(&tag), child.id().to_string()).unwrap();
     loop {
         std::thread::sleep(Duration::from_secs(1));
+        let _ = child.try_wait(); // never reached in time: the task is killed first
     }
 }
 
