@@ -361,13 +361,19 @@ impl ProcessPoolExecutor {
     }
 
     /// Kills the worker running `future`'s task, which Python's `cancel()` cannot do: the
-    /// future fails with [`TaskError::Cancelled`], the worker is replaced, and no other task
-    /// is touched (a chunk of a map is killed whole). A task still queued is cancelled as
-    /// [`Future::cancel`](crate::Future::cancel) would. Returns `true` if the task was
-    /// running and its worker was killed, or it was queued and is now cancelled; `false` if
-    /// it had already finished, or if it was sent ahead to a worker busy with an earlier
-    /// task (a deep queue of quick tasks; its future reads as running, as in CPython's call
-    /// queue): it becomes killable when it starts.
+    /// future fails with [`TaskError::Cancelled`], the worker and every process in its
+    /// process group (helpers the task started) are killed, the worker is replaced, and no
+    /// other task is touched (a chunk of a map is killed whole). A task still queued is
+    /// cancelled as [`Future::cancel`](crate::Future::cancel) would.
+    ///
+    /// The kill is exact: the worker is first frozen (SIGSTOP) and what it has sent is read,
+    /// so the task killed is the one it is really running, even when quick tasks were sent
+    /// ahead to it and it has run past the one its manager awaits. Returns `true` if the task
+    /// was running and is killed, or was queued and is now cancelled: its future is then
+    /// `Cancelled`, never a value. Returns `false` if it had already finished (its value is
+    /// delivered) or was sent ahead to a worker still busy with an earlier task (its future
+    /// reads as running, as in CPython's call queue; it becomes killable when it starts).
+    /// Blocks only until the task's manager has looked, which it does at once.
     ///
     /// # Examples
     ///
