@@ -203,6 +203,7 @@ struct Origin {
 impl Panic {
     /// A panic reported by worker process `pid`, on `thread`, at `location` (`file:line:col`,
     /// or empty when unknown).
+    #[cfg(all(unix, feature = "process"))]
     pub(crate) fn in_process(message: &str, pid: u32, thread: &str, location: &str) -> Panic {
         Panic {
             message: message.into(),
