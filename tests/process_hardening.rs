@@ -928,7 +928,16 @@ fn a_task_after_its_idle_worker_was_killed_runs_on_a_new_one() {
         .status()
         .unwrap();
     assert!(status.success());
-    eventually(|| !alive(first)); // dead (a zombie until the pool reaps it)
+    // Dead: a zombie until the pool reaps it, with every thread gone (the leader turns
+    // zombie while its other threads are still exiting, and a task sent in that instant
+    // may yet be read by a dying worker).
+    eventually(|| {
+        let status = std::fs::read_to_string(format!("/proc/{first}/status")).unwrap_or_default();
+        !alive(first)
+            && status
+                .lines()
+                .any(|l| l.split_whitespace().eq(["Threads:", "1"]))
+    });
     let second = pool.submit(pid, ()).unwrap().result();
     assert!(matches!(second, Ok(p) if p != first), "{second:?}");
 }
