@@ -137,8 +137,15 @@ impl Process {
 
     /// Whether the worker is still our child and not reaped: alive, or a zombie we hold.
     /// Called under the `ended` lock, so no reap of ours races it.
-    #[allow(unsafe_code)]
     fn unreaped(&self) -> bool {
+        self.peek(libc::WEXITED).is_some()
+    }
+
+    /// Looks, without reaping, whether the worker is in one of the `states` now:
+    /// `Some(true)` if it is, `Some(false)` if not, `None` if it is not our unreaped child
+    /// (the system reaped it: SIGCHLD is ignored).
+    #[allow(unsafe_code)]
+    fn peek(&self, states: libc::c_int) -> Option<bool> {
         // SAFETY: `waitid` writes only into `info`, which is valid for writes; WNOWAIT
         // leaves the child waitable, so this reaps nothing.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -147,10 +154,11 @@ impl Process {
                 libc::P_PID,
                 self.pid as libc::id_t,
                 &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                states | libc::WNOHANG | libc::WNOWAIT,
             )
         };
-        rc == 0
+        // SAFETY: `waitid` succeeded, so `info` is filled (pid 0: no state change).
+        (rc == 0).then(|| unsafe { info.si_pid() } != 0)
     }
 
     /// Whether the worker has exited (reaped or not).
@@ -167,21 +175,9 @@ impl Process {
         }
     }
 
-    /// Whether `waitid` reports the worker in one of the `states` now (or gone for good).
-    #[allow(unsafe_code)]
+    /// Whether the worker is in one of the `states` now, or gone for good.
     fn exit_pending(&self, states: libc::c_int) -> bool {
-        // SAFETY: as in `unreaped`: `info` is valid for writes and nothing is reaped.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                self.pid as libc::id_t,
-                &mut info,
-                states | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        // SAFETY: `waitid` filled `info` (or left it zeroed, which reads as pid 0).
-        rc != 0 || unsafe { info.si_pid() } != 0
+        self.peek(states).unwrap_or(true)
     }
 
     /// Waits until the worker exits or `deadline` passes; true if it exited.
