@@ -12,6 +12,8 @@
 //! D 100,000 tasks of 0-50 µs consumed in completion order: efficiency against the ideal
 //! E bytes per pending task with 1,000,000 queued behind blocked workers (counting allocator)
 //! F map over 1,000,000 items (ours bounded and lazy; rayon's par_iter; Python's map)
+//! P the process pool against procspawn's and Python's: round trip, queued and windowed
+//!   throughput, chunked map, and what a panic, an abort and a hang do
 //!
 //! Every pool gets as many threads as the machine has cores. Each figure is the median of
 //! several runs with its spread (min..max); the last column is the ratio to the best peer
@@ -641,8 +643,169 @@ fn double_plus_one(x: u64) -> u64 {
     x * 2 + 1
 }
 
+/// What one round of workload P measures on one process pool.
+#[derive(Clone, Copy)]
+struct ProcessFigures {
+    /// Round trip of one task, submit then wait: p50 and p99, µs.
+    p50: f64,
+    p99: f64,
+    /// 100,000 tasks submitted at once, then collected (tasks/s); `None` where the pool
+    /// cannot hold that many (procspawn keeps two IPC channels per pending call).
+    queued: Option<f64>,
+    /// 100,000 tasks with at most 1,000 in flight (tasks/s).
+    windowed: f64,
+    /// map over 1,000,000 items in chunks of 1,000 (items/s).
+    map: f64,
+}
+
+/// How many round trips each process pool makes per round: the same for every peer.
+const ROUND_TRIPS: usize = 20_000;
+
+/// Sorted round-trip samples in µs, `n` of them, of `call(i)`.
+fn round_trips(n: usize, mut call: impl FnMut(u64) -> u64) -> Vec<f64> {
+    let mut rt: Vec<f64> = (0..n as u64)
+        .map(|i| {
+            let start = Instant::now();
+            black_box(call(i));
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    rt.sort_by(f64::total_cmp);
+    rt
+}
+
+/// `tasks` calls with at most `window` in flight, through `submit` and `wait`; tasks/s.
+fn windowed<H>(
+    tasks: u64,
+    window: usize,
+    mut submit: impl FnMut(u64) -> H,
+    mut wait: impl FnMut(H) -> u64,
+) -> f64 {
+    let start = Instant::now();
+    let mut flight = std::collections::VecDeque::with_capacity(window);
+    let mut sum = 0;
+    for i in 0..tasks {
+        if flight.len() == window {
+            sum += wait(flight.pop_front().expect("a task in flight"));
+        }
+        flight.push_back(submit(i));
+    }
+    sum += flight.into_iter().map(wait).sum::<u64>();
+    assert_eq!(sum, tasks * tasks);
+    tasks as f64 / start.elapsed().as_secs_f64()
+}
+
+/// P, procspawn's `Pool` with as many processes as ours has workers.
+fn procspawn_pool(cores: usize) -> ProcessFigures {
+    let pool = procspawn::Pool::new(cores).unwrap();
+    let call = |i: u64| pool.spawn(i, double_plus_one).join().unwrap();
+    for i in 0..200 {
+        black_box(call(i));
+    }
+    let rt = round_trips(ROUND_TRIPS, call);
+    let windowed = windowed(
+        100_000,
+        1_000,
+        |i| pool.spawn(i, double_plus_one),
+        |h| h.join().unwrap(),
+    );
+    let items = 1_000_000u64;
+    let start = Instant::now();
+    let chunks: Vec<_> = (0..items)
+        .step_by(1000)
+        .map(|lo| pool.spawn((lo..lo + 1000).collect::<Vec<u64>>(), map_chunk))
+        .collect();
+    let sum: u64 = chunks
+        .into_iter()
+        .map(|h| h.join().unwrap().into_iter().sum::<u64>())
+        .sum();
+    assert_eq!(sum, items * items);
+    let map = items as f64 / start.elapsed().as_secs_f64();
+    pool.shutdown();
+    ProcessFigures {
+        p50: rt[ROUND_TRIPS / 2],
+        p99: rt[ROUND_TRIPS * 99 / 100],
+        queued: None,
+        windowed,
+        map,
+    }
+}
+
+fn map_chunk(xs: Vec<u64>) -> Vec<u64> {
+    xs.into_iter().map(double_plus_one).collect()
+}
+
+fn hang(_: ()) -> u64 {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn panics(_: ()) -> u64 {
+    panic!("bad input")
+}
+
+fn aborts(_: ()) -> u64 {
+    std::process::abort()
+}
+
+/// P, how each pool takes a task that panics, one that aborts its process and one that
+/// hangs past a 500 ms limit: what the caller gets, and whether the next task is served.
+fn process_failures(cores: usize) {
+    println!("\n## P: a task that panics, aborts, or hangs past a 500 ms limit");
+    println!("| peer | panic | abort | hang (reported after) | next task |");
+    println!("| --- | --- | --- | --- | --- |");
+    let ours = concurrent_futures::ProcessPoolExecutor::builder()
+        .max_workers(cores)
+        .task_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let panic = ours.submit(panics, ()).unwrap().result();
+    let abort = ours.submit(aborts, ()).unwrap().result();
+    let fut = ours.submit(hang, ()).unwrap();
+    let start = Instant::now();
+    let hung = fut.result();
+    let after = start.elapsed();
+    let next = ours.submit(double_plus_one, 20).unwrap().result();
+    println!(
+        "| concurrent-futures ProcessPoolExecutor | {} | {} | {} ({:.1} ms) | {:?} |",
+        short(&format!("{panic:?}")),
+        short(&format!("{abort:?}")),
+        short(&format!("{hung:?}")),
+        after.as_secs_f64() * 1e3,
+        next
+    );
+    let pool = procspawn::Pool::new(cores).unwrap();
+    let panic = pool.spawn((), panics).join().map_err(|e| e.to_string());
+    let abort = pool.spawn((), aborts).join().map_err(|e| e.to_string());
+    let mut handle = pool.spawn((), hang);
+    let start = Instant::now();
+    let hung = handle
+        .join_timeout(Duration::from_millis(500))
+        .map_err(|e| e.to_string());
+    let after = start.elapsed();
+    let next = pool
+        .spawn(20, double_plus_one)
+        .join_timeout(Duration::from_secs(10))
+        .map_err(|e| e.to_string());
+    println!(
+        "| procspawn Pool | {} | {} | {} ({:.1} ms) | {:?} |",
+        short(&format!("{panic:?}")),
+        short(&format!("{abort:?}")),
+        short(&format!("{hung:?}")),
+        after.as_secs_f64() * 1e3,
+        next
+    );
+    pool.kill();
+}
+
+/// The first 80 characters of a result, on one table line.
+fn short(s: &str) -> String {
+    s.replace('|', "/").chars().take(80).collect()
+}
+
 /// P: the process pool. Returns (round trip p50 µs, p99 µs, tasks/s, chunked map items/s).
-fn process_pool(cores: usize) -> (f64, f64, f64, f64) {
+fn process_pool(cores: usize) -> ProcessFigures {
     let pool = concurrent_futures::ProcessPoolExecutor::builder()
         .max_workers(cores)
         .build()
@@ -650,15 +813,15 @@ fn process_pool(cores: usize) -> (f64, f64, f64, f64) {
     for i in 0..200 {
         black_box(pool.submit(double_plus_one, i).unwrap().result().unwrap());
     }
-    let n = 20_000;
-    let mut rt: Vec<f64> = (0..n as u64)
-        .map(|i| {
-            let start = Instant::now();
-            black_box(pool.submit(double_plus_one, i).unwrap().result().unwrap());
-            start.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    rt.sort_by(f64::total_cmp);
+    let rt = round_trips(ROUND_TRIPS, |i| {
+        pool.submit(double_plus_one, i).unwrap().result().unwrap()
+    });
+    let windowed = windowed(
+        100_000,
+        1_000,
+        |i| pool.submit(double_plus_one, i).unwrap(),
+        |f| f.result().unwrap(),
+    );
     let tasks = 100_000u64;
     let start = Instant::now();
     let futs: Vec<_> = (0..tasks)
@@ -675,13 +838,21 @@ fn process_pool(cores: usize) -> (f64, f64, f64, f64) {
         .map(Result::unwrap)
         .sum();
     assert_eq!(sum, items * items);
-    let map_rate = items as f64 / start.elapsed().as_secs_f64();
-    (rt[n / 2], rt[n * 99 / 100], rate, map_rate)
+    let map = items as f64 / start.elapsed().as_secs_f64();
+    ProcessFigures {
+        p50: rt[ROUND_TRIPS / 2],
+        p99: rt[ROUND_TRIPS * 99 / 100],
+        queued: Some(rate),
+        windowed,
+        map,
+    }
 }
 
 fn main() {
-    // Workers of the process pool (workload P) re-run this binary and start here.
+    // Workers of the process pools (workload P) re-run this binary and start here: ours,
+    // then procspawn's.
     concurrent_futures::init();
+    procspawn::init();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--bench"))
@@ -846,10 +1017,20 @@ fn main() {
         report("## F: map over 1,000,000 items", "M items/s", true, &figs);
     }
     if want("P") {
-        let runs: Vec<_> = (0..3).map(|_| process_pool(cores)).collect();
-        let ours = |pick: fn(&(f64, f64, f64, f64)) -> f64, label: &str| {
-            Figure::alone(label, runs.iter().map(pick).collect())
+        // Ours and procspawn's in rounds, one after the other, the same samples each.
+        let mut ours_runs = Vec::new();
+        let mut procspawn_runs = Vec::new();
+        for _ in 0..5 {
+            ours_runs.push(process_pool(cores));
+            procspawn_runs.push(procspawn_pool(cores));
+        }
+        let row = |label: &str, runs: &[ProcessFigures], pick: fn(&ProcessFigures) -> f64| Figure {
+            peer: label.into(),
+            samples: runs.iter().map(pick).collect(),
+            interleaved: true,
         };
+        let ours = "concurrent-futures ProcessPoolExecutor";
+        let theirs = "procspawn Pool";
         let peer_rows = |w: &str| {
             python
                 .iter()
@@ -857,16 +1038,34 @@ fn main() {
                 .map(|(_, f)| f.clone())
                 .collect::<Vec<_>>()
         };
-        let mut rt50 = vec![ours(|r| r.0, "concurrent-futures ProcessPoolExecutor")];
+        let mut rt50 = vec![
+            row(ours, &ours_runs, |r| r.p50),
+            row(theirs, &procspawn_runs, |r| r.p50),
+        ];
         rt50.extend(peer_rows("P50"));
-        let mut rt99 = vec![ours(|r| r.1, "concurrent-futures ProcessPoolExecutor")];
+        let mut rt99 = vec![
+            row(ours, &ours_runs, |r| r.p99),
+            row(theirs, &procspawn_runs, |r| r.p99),
+        ];
         rt99.extend(peer_rows("P99"));
-        let mut rate = vec![ours(
-            |r| r.2 / 1e3,
-            "concurrent-futures ProcessPoolExecutor",
-        )];
+        let mut rate = vec![row(ours, &ours_runs, |r| {
+            r.queued.unwrap_or_default() / 1e3
+        })];
         rate.extend(peer_rows("PT"));
-        let mut map = vec![ours(|r| r.3 / 1e6, "concurrent-futures map, chunk 1000")];
+        let window = vec![
+            row(ours, &ours_runs, |r| r.windowed / 1e3),
+            row(theirs, &procspawn_runs, |r| r.windowed / 1e3),
+        ];
+        let mut map = vec![
+            row("concurrent-futures map, chunk 1000", &ours_runs, |r| {
+                r.map / 1e6
+            }),
+            row(
+                "procspawn Pool, a call per chunk of 1000",
+                &procspawn_runs,
+                |r| r.map / 1e6,
+            ),
+        ];
         map.extend(peer_rows("PM"));
         report(
             "## P: process pool, round trip of one task (p50)",
@@ -887,10 +1086,17 @@ fn main() {
             &rate,
         );
         report(
+            "## P: process pool, 100,000 tasks with at most 1,000 in flight",
+            "K tasks/s",
+            true,
+            &window,
+        );
+        report(
             "## P: process pool, map over 1,000,000 items, chunks of 1000",
             "M items/s",
             true,
             &map,
         );
+        process_failures(cores);
     }
 }
