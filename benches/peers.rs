@@ -1020,9 +1020,13 @@ fn main() {
         // Ours and procspawn's in rounds, one after the other, the same samples each.
         let mut ours_runs = Vec::new();
         let mut procspawn_runs = Vec::new();
+        // `NO_PROCSPAWN=1` measures ours alone (before/after comparisons of our own code).
+        let with_procspawn = std::env::var_os("NO_PROCSPAWN").is_none();
         for _ in 0..5 {
             ours_runs.push(process_pool(cores));
-            procspawn_runs.push(procspawn_pool(cores));
+            if with_procspawn {
+                procspawn_runs.push(procspawn_pool(cores));
+            }
         }
         let row = |label: &str, runs: &[ProcessFigures], pick: fn(&ProcessFigures) -> f64| Figure {
             peer: label.into(),
@@ -1052,7 +1056,7 @@ fn main() {
             r.queued.unwrap_or_default() / 1e3
         })];
         rate.extend(peer_rows("PT"));
-        let window = vec![
+        let mut window = vec![
             row(ours, &ours_runs, |r| r.windowed / 1e3),
             row(theirs, &procspawn_runs, |r| r.windowed / 1e3),
         ];
@@ -1067,6 +1071,9 @@ fn main() {
             ),
         ];
         map.extend(peer_rows("PM"));
+        for figures in [&mut rt50, &mut rt99, &mut window, &mut map] {
+            figures.retain(|f| !f.samples.is_empty()); // procspawn, when left out
+        }
         report(
             "## P: process pool, round trip of one task (p50)",
             "µs",
@@ -1097,6 +1104,8 @@ fn main() {
             true,
             &map,
         );
-        process_failures(cores);
+        if with_procspawn {
+            process_failures(cores);
+        }
     }
 }
