@@ -242,7 +242,13 @@ pub(super) struct Connection {
     ended: bool,
     /// The future whose task `kill_task` killed on this worker.
     killed: Option<usize>,
+    /// When the worker last answered: a worker that answered a moment ago is not looked at
+    /// again before the next task (see [`is_gone`](Self::is_gone)).
+    answered: Instant,
 }
+
+/// How long a worker may have been idle before the next task looks whether it still lives.
+const IDLE_LOOK: Duration = Duration::from_millis(1);
 
 impl Connection {
     /// Starts a worker and completes the handshake by the pool's start timeout.
@@ -310,6 +316,7 @@ impl Connection {
             tasks: 0,
             ended: false,
             killed: None,
+            answered: Instant::now(),
         };
         if !shared.register(process) {
             return Err("the pool was terminated".into());
@@ -382,9 +389,12 @@ impl Connection {
     }
 
     /// Whether the worker is known to be gone (it exited while idle, say): a task must not
-    /// be sent to it.
+    /// be sent to it. A worker that answered within the last millisecond is not looked at
+    /// (a system call saved on every quick task); if it died in that millisecond the send
+    /// fails and the task goes to a new worker all the same, unless a process the task
+    /// forked holds the worker's end of the connection.
     pub(super) fn is_gone(&self) -> bool {
-        self.ended || self.process.exited()
+        self.ended || (self.answered.elapsed() >= IDLE_LOOK && self.process.exited())
     }
 
     /// Sends one task and waits for its reply until `deadline`; `id` is its future's, for
@@ -508,6 +518,7 @@ impl Connection {
                 }
             }
         };
+        self.answered = Instant::now();
         let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
         match kind {
             frame::DONE => Ok(Reply::Done(payload)),

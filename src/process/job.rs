@@ -52,11 +52,13 @@ fn decode_result<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, TaskError> {
 
 /// A chunk's results, each item's panic message becoming that item's error.
 fn decode_chunk<R: DeserializeOwned>(bytes: &[u8]) -> Result<Chunk<R>, TaskError> {
-    let items: Vec<Result<R, super::worker::PanicReport>> = codec::decode(bytes)
+    // Boxed, as the worker encodes them (the same bytes): a chunk's results stay as small
+    // as the values, where an inline report would make every slot 80 bytes.
+    let items: Vec<Result<R, Box<super::worker::PanicReport>>> = codec::decode(bytes)
         .map_err(|e| TaskError::Transport(format!("cannot decode the results: {e}").into()))?;
     Ok(items
         .into_iter()
-        .map(|r| r.map_err(super::worker::panic_error))
+        .map(|r| r.map_err(|report| super::worker::panic_error(*report)))
         .collect())
 }
 

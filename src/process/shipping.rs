@@ -67,7 +67,7 @@ pub(crate) fn trampoline<A: DeserializeOwned, R: Serialize>(f: usize, arg: &[u8]
 }
 
 /// A chunk of a map: decodes a `Vec<A>`, calls `f` on each item catching each panic, encodes
-/// a `Vec<Result<R, PanicReport>>`.
+/// a `Vec<Result<R, Box<PanicReport>>>` (boxed: a slot as small as the value).
 pub(crate) fn chunk_trampoline<A: DeserializeOwned, R: Serialize>(
     f: usize,
     args: &[u8],
@@ -77,11 +77,15 @@ pub(crate) fn chunk_trampoline<A: DeserializeOwned, R: Serialize>(
         Ok(a) => a,
         Err(e) => return Outcome::Broken(format!("cannot decode the arguments: {e}")),
     };
-    let results: Vec<Result<R, super::worker::PanicReport>> = args
+    let results: Vec<Result<R, Box<super::worker::PanicReport>>> = args
         .into_iter()
         .map(|a| {
-            panic::catch_unwind(AssertUnwindSafe(|| f(a)))
-                .map_err(|p| super::worker::panic_report(&*p, super::worker::frame_limit()))
+            panic::catch_unwind(AssertUnwindSafe(|| f(a))).map_err(|p| {
+                Box::new(super::worker::panic_report(
+                    &*p,
+                    super::worker::frame_limit(),
+                ))
+            })
         })
         .collect();
     match codec::encode(&results) {
