@@ -760,41 +760,52 @@ fn process_failures(cores: usize) {
         .task_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    let panic = ours.submit(panics, ()).unwrap().result();
-    let abort = ours.submit(aborts, ()).unwrap().result();
+    let text = |r: Result<u64, concurrent_futures::TaskError>| match r {
+        Ok(v) => format!("Ok({v})"),
+        Err(e) => format!("Err: {e}"),
+    };
+    let panic = text(ours.submit(panics, ()).unwrap().result());
+    let abort = text(ours.submit(aborts, ()).unwrap().result());
     let fut = ours.submit(hang, ()).unwrap();
+    // Both clocks start once a worker holds the task: the limit is on the task's run.
+    while !fut.running() {
+        std::thread::yield_now();
+    }
     let start = Instant::now();
-    let hung = fut.result();
+    let hung = text(fut.result());
     let after = start.elapsed();
-    let next = ours.submit(double_plus_one, 20).unwrap().result();
+    let next = text(ours.submit(double_plus_one, 20).unwrap().result());
     println!(
-        "| concurrent-futures ProcessPoolExecutor | {} | {} | {} ({:.1} ms) | {:?} |",
-        short(&format!("{panic:?}")),
-        short(&format!("{abort:?}")),
-        short(&format!("{hung:?}")),
+        "| concurrent-futures ProcessPoolExecutor (`task_timeout`) | {} | {} | {} ({:.1} ms) | {next} |",
+        short(&panic),
+        short(&abort),
+        short(&hung),
         after.as_secs_f64() * 1e3,
-        next
     );
+    let text = |r: Result<u64, procspawn::SpawnError>| match r {
+        Ok(v) => format!("Ok({v})"),
+        Err(e) => format!("Err: {e}"),
+    };
     let pool = procspawn::Pool::new(cores).unwrap();
-    let panic = pool.spawn((), panics).join().map_err(|e| e.to_string());
-    let abort = pool.spawn((), aborts).join().map_err(|e| e.to_string());
+    let panic = text(pool.spawn((), panics).join());
+    let abort = text(pool.spawn((), aborts).join());
     let mut handle = pool.spawn((), hang);
+    while handle.pid().is_none() {
+        std::thread::yield_now();
+    }
     let start = Instant::now();
-    let hung = handle
-        .join_timeout(Duration::from_millis(500))
-        .map_err(|e| e.to_string());
+    let hung = text(handle.join_timeout(Duration::from_millis(500)));
     let after = start.elapsed();
-    let next = pool
-        .spawn(20, double_plus_one)
-        .join_timeout(Duration::from_secs(10))
-        .map_err(|e| e.to_string());
+    let next = text(
+        pool.spawn(20, double_plus_one)
+            .join_timeout(Duration::from_secs(10)),
+    );
     println!(
-        "| procspawn Pool | {} | {} | {} ({:.1} ms) | {:?} |",
-        short(&format!("{panic:?}")),
-        short(&format!("{abort:?}")),
-        short(&format!("{hung:?}")),
+        "| procspawn Pool (`join_timeout`) | {} | {} | {} ({:.1} ms) | {next} |",
+        short(&panic),
+        short(&abort),
+        short(&hung),
         after.as_secs_f64() * 1e3,
-        next
     );
     pool.kill();
 }
@@ -1105,6 +1116,16 @@ fn main() {
             &map,
         );
         if with_procspawn {
+            // Round by round, so that a round in which procspawn led is seen.
+            let ratios: Vec<String> = ours_runs
+                .iter()
+                .zip(&procspawn_runs)
+                .map(|(o, p)| format!("{:.2}", p.p50 / o.p50))
+                .collect();
+            println!(
+                "\nround trip p50, procspawn / ours, round by round: {}",
+                ratios.join(" ")
+            );
             process_failures(cores);
         }
     }

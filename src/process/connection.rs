@@ -245,6 +245,9 @@ pub(super) struct Connection {
     /// When the worker last answered: a worker that answered a moment ago is not looked at
     /// again before the next task (see [`is_gone`](Self::is_gone)).
     answered: Instant,
+    /// Asked to stop (SIGTERM) after a time limit: dropping it waits this long for the
+    /// worker to exit before killing it.
+    grace: Option<Duration>,
 }
 
 /// How long a worker may have been idle before the next task looks whether it still lives.
@@ -317,6 +320,7 @@ impl Connection {
             ended: false,
             killed: None,
             answered: Instant::now(),
+            grace: None,
         };
         if !shared.register(process) {
             return Err("the pool was terminated".into());
@@ -489,10 +493,11 @@ impl Connection {
                         }
                         return self.receive(None, sent);
                     }
+                    // Told to stop; the manager reaps it, grace period included, once the
+                    // task's future has its error.
                     self.process.signal_group(libc::SIGTERM);
                     self.process.signal_group(libc::SIGCONT);
-                    self.process
-                        .reap_within(Some(self.shared.config.kill_grace));
+                    self.grace = Some(self.shared.config.kill_grace);
                     return Err(Lost::TimedOut);
                 }
                 Err(Waited::Closed) => {
@@ -693,10 +698,13 @@ enum Unsent {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        // Stopped, lost or abandoned: make sure the worker is dead and reaped.
+        // Stopped, lost or abandoned: make sure the worker is dead and reaped. One told to
+        // stop after a time limit has its grace period first.
         self.control.close();
-        self.process.kill();
-        self.process.reap_within(None);
+        if self.grace.is_none() {
+            self.process.kill();
+        }
+        self.process.reap_within(self.grace);
         self.shared.unregister(&self.process);
     }
 }

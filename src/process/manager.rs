@@ -29,6 +29,10 @@ struct Manager {
     worker: Option<Connection>,
     /// How long the last task took from send to reply: only quick tasks are sent ahead.
     last_call: Duration,
+    /// Workers given up on (timed out, killed) and not yet reaped: they are reaped after
+    /// their task's future has its error, so that a time limit is reported when it fires,
+    /// not after the worker's grace period.
+    dying: Vec<Connection>,
 }
 
 /// The most tasks sent to a worker ahead of their turn.
@@ -47,6 +51,7 @@ pub(super) fn run(shared: Arc<Shared>, worker: Option<Connection>) {
         shared,
         worker,
         last_call: Duration::MAX,
+        dying: Vec::new(),
     };
     let idle = manager.shared.config.idle_timeout;
     // A job taken off the queue while gathering a batch, to handle next.
@@ -181,8 +186,9 @@ impl Manager {
                     // The stream was out of step: whether the tasks after this one ran
                     // cannot be known, so they are not run again.
                     doubtful = matches!(lost, Lost::Corrupt(_));
-                    self.worker = None;
+                    self.dying.extend(self.worker.take());
                     job.sink.fail(lost.into());
+                    self.dying.clear(); // reaped now that the future has its error
                     break;
                 }
             }
@@ -296,6 +302,7 @@ impl Manager {
             Answer::Items(outcomes) => sink.items(outcomes),
             Answer::Failed(err) => sink.fail(err),
         }
+        self.dying.clear(); // reaped now that the future has its error
         self.recycle();
     }
 
@@ -420,7 +427,8 @@ impl Manager {
                 format!("the worker refused the task: {msg}").into(),
             )),
             Err(lost) => {
-                self.worker = None; // reaped
+                // Reaped once the future has its error (`dying`).
+                self.dying.extend(self.worker.take());
                 Err(lost.into())
             }
         }
