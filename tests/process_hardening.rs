@@ -999,7 +999,14 @@ fn a_worker_that_dies_while_a_child_holds_its_connection_fails_its_task_at_once(
 
 /// Starts `sleep 40`, writes its pid down, and hangs.
 fn helper_then_hang(tag: String) -> u8 {
-    let mut child = Command::new("sleep").arg("40").spawn().unwrap();
+    // Off the test's pipes: a test that waits for a helper process's output must not wait
+    // for this one too.
+    let mut child = Command::new("sleep")
+        .arg("40")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     std::fs::write(my_pid_file(&tag), child.id().to_string()).unwrap();
     loop {
         std::thread::sleep(Duration::from_secs(1));
@@ -1082,4 +1089,35 @@ fn with_sigchld_ignored_a_crash_says_its_status_is_unknown_and_why() {
     let line = stdout.lines().find(|l| l.starts_with("RESULT")).unwrap();
     assert!(line.contains("SIGCHLD is ignored"), "{line}");
     assert!(!line.contains("signal 9"), "{line}");
+}
+
+/// Starts a task that starts `sleep 40`, then exits while it runs: the pool's parent dies.
+#[test]
+fn parent_death_helper() {
+    if std::env::var_os("CF_PARENT_DEATH").is_none() {
+        return;
+    }
+    let pool = pool(1);
+    let _running = pool.submit(helper_then_hang, "orphan".into()).unwrap();
+    let sleeper = helper_pid("orphan");
+    println!("SLEEPER {sleeper}");
+    std::process::exit(0);
+}
+
+#[test]
+fn the_helpers_of_a_task_end_when_the_pool_process_dies() {
+    // Hardening round 2, finding 5 (parent death): the worker's watchdog exited the worker
+    // alone, and `sleep 40` lived on.
+    let out = alone("parent_death_helper")
+        .env("CF_PARENT_DEATH", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let sleeper: u32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SLEEPER "))
+        .unwrap_or_else(|| panic!("no pid: {stdout}"))
+        .parse()
+        .unwrap();
+    eventually(|| !alive(sleeper));
 }

@@ -408,15 +408,28 @@ fn truncate(mut msg: String, limit: usize) -> String {
     msg
 }
 
-/// Exits this worker if its parent dies (no orphans): a task may run for a long time without
-/// touching the connection, so a thread watches the parent's process id.
+/// Ends this worker if its parent dies (no orphans): a task may run for a long time without
+/// touching the connection, so a thread watches the parent's process id. The helpers the
+/// worker's tasks started, in its process group, end with it.
 fn watch_parent(expected: u32) {
     let _ = std::thread::Builder::new()
         .name("concurrent-futures-watchdog".into())
         .spawn(move || loop {
             if std::os::unix::process::parent_id() != expected {
+                kill_own_group();
                 std::process::exit(0);
             }
             std::thread::sleep(Duration::from_millis(100));
         });
+}
+
+/// SIGKILL to this worker's process group, itself included (the pool made it the leader of
+/// a group of its own).
+#[allow(unsafe_code)]
+fn kill_own_group() {
+    // SAFETY: `kill` has no memory-safety preconditions; pid 0 names our own process group,
+    // which cannot be anyone else's.
+    unsafe {
+        libc::kill(0, libc::SIGKILL);
+    }
 }
