@@ -1,6 +1,8 @@
 //! The process pool's races, each named and run many times: cancel against start, a time
 //! limit against the task finishing, shutdown against submit, `kill_task` against the task
-//! finishing. Every outcome must be one of the allowed ones, and nothing may hang.
+//! finishing, and `kill_task` against a worker running ahead of its manager through tasks
+//! sent ahead (at most once: nothing runs twice, a killed task never has a value). Every
+//! outcome must be one of the allowed ones, and nothing may hang.
 #![cfg(all(unix, feature = "process"))]
 
 mod common;
