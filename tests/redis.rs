@@ -1146,3 +1146,76 @@ fn a_key_of_the_wrong_type_does_not_wedge_a_worker() {
     worker.stop();
     worker.join();
 }
+
+#[test]
+fn tasks_submitted_while_redis_loads_its_aof_run_once_each() {
+    // Issue 18, point 5: while Redis replayed its AOF it answered LOADING, and every task
+    // submitted meanwhile failed at once with "Redis refused the task"; a worker's answer
+    // refused the same way was dropped.
+    let Some(mut server) = start_server(true) else {
+        return;
+    };
+    let _workers: Vec<_> = (0..2)
+        .map(|_| WorkerProcess::start(&server.url, Duration::from_secs(30), 4))
+        .collect();
+    let ex = server.executor();
+    assert_eq!(ex.submit(double, 1).unwrap().result(), Ok(2));
+    // Padding that the restart must reload: about a second of LOADING here.
+    let _: () = redis::cmd("EVAL")
+        .arg("for i = 1, tonumber(ARGV[1]) do redis.call('SET', 'pad:' .. i, ARGV[2]) end")
+        .arg(0)
+        .arg(800_000)
+        .arg("x".repeat(64))
+        .query(&mut server.con())
+        .unwrap();
+    let log = std::env::temp_dir().join(format!("cf-loading-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let path = log.to_string_lossy().into_owned();
+    // Eight tasks that finish while Redis loads: their workers' answers meet LOADING.
+    let mut futs: Vec<_> = (0..8u64)
+        .map(|i| {
+            ex.submit(mark, (path.clone(), i.to_string(), 200 + 150 * i))
+                .unwrap()
+        })
+        .collect();
+    // Each writes its line as it starts.
+    eventually("the eight are running", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 8)
+    });
+    server.kill();
+    server.launch_loading();
+    let (mut saw_loading, mut after) = (false, 0);
+    let end = Instant::now() + Duration::from_secs(60);
+    // Submit all through the reload and a little after it.
+    while after < 50 && Instant::now() < end {
+        let i = futs.len() as u64;
+        futs.push(ex.submit(mark, (path.clone(), i.to_string(), 0)).unwrap());
+        match redis::cmd("PING").query::<String>(&mut server.con()) {
+            Err(e) if e.code() == Some("LOADING") => saw_loading = true,
+            Ok(_) => after += 1,
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        saw_loading,
+        "the restart was too quick to see LOADING: the test proves nothing"
+    );
+    let n = futs.len();
+    for (i, f) in futs.into_iter().enumerate() {
+        let got = f.result_timeout(Duration::from_secs(60));
+        assert!(
+            matches!(&got, Ok(tag) if *tag == i.to_string()),
+            "task {i}: {got:?}"
+        );
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let mut runs: HashMap<&str, usize> = HashMap::new();
+    for line in text.lines() {
+        *runs.entry(line).or_default() += 1;
+    }
+    assert_eq!(runs.len(), n, "every task ran");
+    let twice: Vec<_> = runs.iter().filter(|(_, &r)| r > 1).collect();
+    assert!(twice.is_empty(), "tasks that ran more than once: {twice:?}");
+}

@@ -21,7 +21,7 @@ use parking_lot::{Condvar, Mutex};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::conn::Link;
+use super::conn::{self, Link, Patience};
 use super::info::{self, QueueInfo};
 use super::tasks::{Outcome, Tasks};
 use super::wire::{self, Keys, Scripts, FORMAT, GROUP};
@@ -455,6 +455,13 @@ impl Slot {
         }
     }
 
+    /// A send that Redis refused for now, or that failed: the task waits to be sent again
+    /// (and may be cancelled meanwhile).
+    fn back_to_local(&self) {
+        *self.state.lock() = SlotState::Local;
+        self.sent.notify_all();
+    }
+
     fn end_send(&self, id: Option<String>) {
         *self.state.lock() = id.map_or(SlotState::Dropped, SlotState::Sent);
         self.sent.notify_all();
@@ -705,6 +712,11 @@ impl Shared {
             self.refreshed.store(now, Ordering::Relaxed);
         }
         match reply {
+            // Refused for now (Redis is loading, say): the writer retries it.
+            Ok(replies) if conn::refused_for_now(replies.first()).is_some() => {
+                slot.back_to_local();
+                Some((seq, slot, fields))
+            }
             Ok(replies) => {
                 self.sent(seq, &slot, replies.first());
                 None
@@ -853,24 +865,48 @@ fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
             }
             continue;
         }
-        let replies = link
-            .retry(&shared.scripts, &|| false, |con| {
-                let mut pipe = ::redis::pipe();
-                pipe.ignore_errors();
-                for (_, _, fields) in &batch {
-                    let cmd = pipe.cmd("XADD").arg(&shared.keys.queue).arg("*");
-                    for (k, v) in fields {
-                        cmd.arg(*k).arg(v);
+        // Sent until Redis takes them: a refusal for now (`LOADING` while Redis replays its
+        // data after a restart, a failover's `READONLY`) is retried, never a task's failure.
+        let mut patience = Patience::new("RedisExecutor writer");
+        while !batch.is_empty() {
+            let replies = link
+                .retry(&shared.scripts, &|| false, |con| {
+                    let mut pipe = ::redis::pipe();
+                    pipe.ignore_errors();
+                    for (_, _, fields) in &batch {
+                        let cmd = pipe.cmd("XADD").arg(&shared.keys.queue).arg("*");
+                        for (k, v) in fields {
+                            cmd.arg(*k).arg(v);
+                        }
                     }
+                    pipe.cmd("PEXPIRE")
+                        .arg(&shared.keys.queue)
+                        .arg(wire::millis(shared.cfg.queue_ttl));
+                    pipe.query::<Vec<Value>>(con)
+                })
+                .unwrap_or_default();
+            let mut again = Vec::new();
+            let mut code = String::new();
+            for (i, (seq, slot, fields)) in batch.into_iter().enumerate() {
+                match conn::refused_for_now(replies.get(i)) {
+                    Some(c) => {
+                        code = c.to_owned();
+                        slot.back_to_local();
+                        again.push((seq, slot, fields));
+                    }
+                    None => shared.sent(seq, &slot, replies.get(i)),
                 }
-                pipe.cmd("PEXPIRE")
-                    .arg(&shared.keys.queue)
-                    .arg(wire::millis(shared.cfg.queue_ttl));
-                pipe.query::<Vec<Value>>(con)
-            })
-            .unwrap_or_default();
-        for (i, (seq, slot, _)) in batch.into_iter().enumerate() {
-            shared.sent(seq, &slot, replies.get(i));
+            }
+            if again.is_empty() {
+                patience.done();
+                break;
+            }
+            patience.wait(&mut link, &code, again.len());
+            // A task cancelled meanwhile is not sent.
+            batch = again
+                .into_iter()
+                .filter(|(_, slot, _)| slot.begin_send())
+                .collect();
         }
     }
 }

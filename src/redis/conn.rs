@@ -34,6 +34,68 @@ impl std::fmt::Debug for Link {
     }
 }
 
+/// Whether a refusal Redis answered is for now only: the same command succeeds once Redis
+/// is ready again. `LOADING` (replaying its data after a restart), `TRYAGAIN` and
+/// `CLUSTERDOWN` (a cluster moving slots), `MASTERDOWN` (a replica cut off from its
+/// primary), `READONLY` (a primary demoted by a failover: reconnect to find the new one).
+pub(super) fn is_transient(code: &str) -> bool {
+    matches!(
+        code,
+        "LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY"
+    )
+}
+
+/// Whether a reply in a pipeline is a transient refusal ([`is_transient`]).
+pub(super) fn refused_for_now(reply: Option<&::redis::Value>) -> Option<&str> {
+    match reply {
+        Some(::redis::Value::ServerError(e)) if is_transient(e.code()) => Some(e.code()),
+        _ => None,
+    }
+}
+
+/// Pauses between attempts while Redis refuses for now: 50 ms doubling to 2 s, the first
+/// refusal of a series logged as a warning, and the connection dropped after `READONLY` or
+/// `MASTERDOWN`, so that the next attempt finds the server that now takes writes.
+#[derive(Debug)]
+pub(super) struct Patience {
+    pause: Duration,
+    tries: u32,
+    what: &'static str,
+}
+
+impl Patience {
+    pub(super) fn new(what: &'static str) -> Patience {
+        Patience {
+            pause: FIRST_PAUSE,
+            tries: 0,
+            what,
+        }
+    }
+
+    /// Waits before the next attempt; `code` is what Redis answered, `n` how many commands
+    /// it refused.
+    pub(super) fn wait(&mut self, link: &mut Link, code: &str, n: usize) {
+        if self.tries == 0 {
+            log::warn!(target: "concurrent_futures::redis", "{}: Redis refused {n} commands for now ({code}); retrying until it is ready", self.what);
+        } else {
+            log::debug!(target: "concurrent_futures::redis", "{}: Redis still refuses ({code}); retrying", self.what);
+        }
+        if matches!(code, "READONLY" | "MASTERDOWN") {
+            link.con = None;
+        }
+        self.tries += 1;
+        thread::sleep(self.pause);
+        self.pause = (self.pause * 2).min(MAX_PAUSE);
+    }
+
+    /// Logs the end of a series of refusals, if there was one.
+    pub(super) fn done(&self) {
+        if self.tries > 0 {
+            log::info!(target: "concurrent_futures::redis", "{}: Redis took the commands after {} refusals", self.what, self.tries);
+        }
+    }
+}
+
 /// True for an error Redis answered (the connection is fine); false for a broken or timed
 /// out connection.
 pub(super) fn is_reply(e: &::redis::RedisError) -> bool {
@@ -92,6 +154,14 @@ impl Link {
         let mut failures = 0u32;
         loop {
             match self.once(&mut f) {
+                Err(e) if e.code().is_some_and(is_transient) => {
+                    if matches!(e.code(), Some("READONLY" | "MASTERDOWN")) {
+                        self.con = None; // find the server that takes writes now
+                    }
+                    if failures == 0 {
+                        log::warn!(target: "concurrent_futures::redis", "{}: {e}; retrying until Redis is ready", self.what);
+                    }
+                }
                 Ok(v) => {
                     if failures > 0 {
                         log::info!(target: "concurrent_futures::redis", "{}: Redis is back after {failures} failed attempts", self.what);

@@ -23,7 +23,7 @@ use ::redis::Value;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
 
-use super::conn::Link;
+use super::conn::{self, Link, Patience};
 use super::tasks::{Done, Outcome, Tasks};
 use super::wire::{self, Keys, RawEntry, Route, Scripts, TaskEntry, GROUP};
 use super::SetupError;
@@ -870,45 +870,64 @@ impl Worker {
     fn answer(&self, link: &mut Link, finals: &[Final]) {
         // Retried until Redis can be reached: a worker that stops answering would let its
         // tasks run again elsewhere, which is allowed, but never drops an answer it can give.
-        // An answer Redis refuses (a key of the namespace of the wrong type, say) is logged
-        // and dropped, never retried: one bad key must not wedge every answer behind it.
-        let pipe = self.finish_pipeline(finals);
-        let applied = link.retry(&self.scripts, &|| false, |con| {
-            let replies: Vec<Value> = pipe.query(con)?;
-            if replies
-                .iter()
-                .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"))
-            {
-                // Redis restarted and lost its scripts: load them, then send again.
-                self.scripts.load(con)?;
-                return pipe.query(con);
-            }
-            Ok(replies)
-        });
-        let applied = applied.unwrap_or_default();
-        let mut running = self.running.lock();
-        for (i, f) in finals.iter().enumerate() {
-            match applied.get(i) {
-                Some(Value::Int(0)) => {
-                    log::info!(target: "concurrent_futures::redis", "the answer to {} was dropped: another worker holds it now", f.id);
+        // An answer Redis refuses for now (`LOADING` after a restart, a failover's
+        // `READONLY`) is sent again once Redis is ready. An answer Redis refuses for good (a
+        // key of the namespace of the wrong type, say) is logged and dropped, never retried:
+        // one bad key must not wedge every answer behind it.
+        let mut todo: Vec<&Final> = finals.iter().collect();
+        let mut patience = Patience::new("RedisWorker finisher");
+        while !todo.is_empty() {
+            let pipe = self.finish_pipeline(&todo);
+            let applied = link.retry(&self.scripts, &|| false, |con| {
+                let replies: Vec<Value> = pipe.query(con)?;
+                if replies
+                    .iter()
+                    .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"))
+                {
+                    // Redis restarted and lost its scripts: load them, then send again.
+                    self.scripts.load(con)?;
+                    return pipe.query(con);
                 }
-                Some(Value::ServerError(e)) => {
-                    log::error!(target: "concurrent_futures::redis", "Redis refused the answer to {}: {e:?}", f.id);
+                Ok(replies)
+            });
+            let applied = applied.unwrap_or_default();
+            let mut again = Vec::new();
+            let mut code = String::new();
+            let mut running = self.running.lock();
+            for (i, f) in todo.into_iter().enumerate() {
+                if let Some(c) = conn::refused_for_now(applied.get(i)) {
+                    code = c.to_owned();
+                    again.push(f);
+                    continue;
                 }
-                _ => {
-                    self.completed.fetch_add(1, Ordering::Relaxed);
+                match applied.get(i) {
+                    Some(Value::Int(0)) => {
+                        log::info!(target: "concurrent_futures::redis", "the answer to {} was dropped: another worker holds it now", f.id);
+                    }
+                    Some(Value::ServerError(e)) => {
+                        log::error!(target: "concurrent_futures::redis", "Redis refused the answer to {}: {e:?}", f.id);
+                    }
+                    _ => {
+                        self.completed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if running.get(&f.id).is_some_and(|r| r.run == ANSWERED) {
+                    running.remove(&f.id);
                 }
             }
-            if running.get(&f.id).is_some_and(|r| r.run == ANSWERED) {
-                running.remove(&f.id);
+            drop(running);
+            self.freed.notify_all();
+            if again.is_empty() {
+                patience.done();
+                break;
             }
+            patience.wait(link, &code, again.len());
+            todo = again;
         }
-        drop(running);
-        self.freed.notify_all();
     }
 
     /// The `finish` script for each answer, in one pipeline whose commands may fail alone.
-    fn finish_pipeline(&self, finals: &[Final]) -> ::redis::Pipeline {
+    fn finish_pipeline(&self, finals: &[&Final]) -> ::redis::Pipeline {
         let mut pipe = ::redis::pipe();
         pipe.ignore_errors();
         {

@@ -68,6 +68,18 @@ impl RedisServer {
     /// Starts the process (again, after [`kill`](Self::kill)) on the same port and
     /// directory, and waits until it answers.
     pub fn launch(&mut self) {
+        self.launch_loading();
+        let t = Instant::now();
+        // Loaded (an AOF replay may take a moment): PING answers only when ready.
+        while redis::cmd("PING").query::<String>(&mut self.con()).is_err() {
+            assert!(t.elapsed() < START, "redis-server did not load");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the process as [`launch`](Self::launch) does, but returns as soon as it
+    /// accepts connections, while it may still be loading its AOF (and answer `LOADING`).
+    pub fn launch_loading(&mut self) {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--maxmemory-policy", "noeviction"])
@@ -86,12 +98,7 @@ impl RedisServer {
         let t = Instant::now();
         while self.client().get_connection().is_err() {
             assert!(t.elapsed() < START, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Loaded (an AOF replay may take a moment): PING answers only when ready.
-        while redis::cmd("PING").query::<String>(&mut self.con()).is_err() {
-            assert!(t.elapsed() < START, "redis-server did not load");
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
