@@ -60,9 +60,10 @@ pub enum TaskError {
     /// The task ran past its time limit; its worker process was killed and replaced.
     #[error("task timed out")]
     TimedOut,
-    /// The task or its result could not be carried between processes (serialization, or a
-    /// corrupt or oversized frame).
-    #[error("task could not be carried between processes: {0}")]
+    /// The task or its result could not be carried to or from the worker that runs it
+    /// (serialization, a corrupt or oversized frame from a worker process, a malformed reply
+    /// from Redis). The text says which.
+    #[error("task could not be carried to or from its worker: {0}")]
     Transport(Arc<str>),
     /// A Redis task was delivered to workers as many times as its `max_deliveries` allows
     /// and none of them finished it: each died, was killed or lost its lease. The text says
@@ -375,6 +376,7 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
 /// assert_eq!(task(), 42);
 /// ```
 #[derive(thiserror::Error)]
+#[non_exhaustive]
 pub enum SubmitError<F> {
     /// The executor was shut down (Python raises `RuntimeError`).
     #[error("cannot schedule new tasks after shutdown")]

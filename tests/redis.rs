@@ -1219,3 +1219,71 @@ fn tasks_submitted_while_redis_loads_its_aof_run_once_each() {
     let twice: Vec<_> = runs.iter().filter(|(_, &r)| r > 1).collect();
     assert!(twice.is_empty(), "tasks that ran more than once: {twice:?}");
 }
+
+#[test]
+fn bad_urls_say_which_part_is_wrong_and_show_a_good_one() {
+    // Issue 18, point 4: all four read "invalid Redis URL: InvalidClientConfig".
+    use concurrent_futures::redis::SetupError;
+    let cases = [
+        ("localhost:6379", "write `redis://localhost:6379`"),
+        ("http://localhost:6379", "the scheme `http` is not Redis's"),
+        (
+            "redis://localhost:6379/abc",
+            "the database `abc` is not a number",
+        ),
+        ("redis:/localhost", "`redis://localhost`"),
+        ("redis://localhost:99999/", "the port `99999`"),
+    ];
+    for (url, says) in cases {
+        let err = RedisExecutor::builder(url, tasks()).build().unwrap_err();
+        assert!(matches!(err, SetupError::Url(_)), "{url}: {err:?}");
+        let text = err.to_string();
+        assert!(text.contains(says), "{url}: {text}");
+        assert!(
+            text.contains("redis://[user:password@]host"),
+            "{url}: {text}"
+        );
+    }
+    // A password is never repeated back.
+    let err = RedisExecutor::builder("user:s3cret@localhost", tasks())
+        .build()
+        .unwrap_err();
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+#[test]
+fn connection_errors_name_the_address_and_how_long_they_waited() {
+    // Issue 18, point 4: a refused connection did not name the address; a server that never
+    // answers failed after 10.3 s with "Resource temporarily unavailable (os error 11)".
+    use concurrent_futures::redis::{SetupError, SETUP_TIMEOUT};
+    use std::error::Error as _;
+    let port = redis_server::free_port();
+    let err = RedisExecutor::builder(&format!("redis://127.0.0.1:{port}/"), tasks())
+        .build()
+        .unwrap_err();
+    let SetupError::Connect {
+        address, reason, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(address, &format!("127.0.0.1:{port}"));
+    assert!(reason.contains("connection refused"), "{reason}");
+    assert!(err.source().is_some(), "the client's error is the source");
+
+    // A listener that accepts and never answers: a frozen server, or not Redis at all.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(1).collect();
+        std::thread::sleep(SETUP_TIMEOUT + Duration::from_secs(5));
+        drop(held);
+    });
+    let err = RedisWorker::builder(&format!("redis://127.0.0.1:{port}/"), tasks())
+        .spawn()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(text.contains("timed out after "), "{text}");
+    drop(holder);
+}

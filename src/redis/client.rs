@@ -273,12 +273,12 @@ impl RedisExecutorBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn build(self) -> Result<RedisExecutor, SetupError> {
-        let redis = super::open(&self.url, &self.cfg.namespace, &self.tls)?;
+        let (redis, address) = super::open(&self.url, &self.cfg.namespace, &self.tls)?;
         let keys = Keys::new(&self.cfg.namespace);
-        let mut control = Link::new(redis.clone(), "RedisExecutor", Duration::from_secs(30));
-        control
-            .once(|con| super::ensure_group(con, &keys))
-            .map_err(SetupError::connect)?;
+        let (mut setup, started) = super::setup_connection(&redis, &address)?;
+        super::ensure_group(&mut setup, &keys).map_err(SetupError::connect(&address, started))?;
+        drop(setup);
+        let control = Link::new(redis.clone(), "RedisExecutor", Duration::from_secs(30));
         let client_id = format!(
             "{}-{}-{:08x}",
             wire::hostname(),
@@ -293,6 +293,7 @@ impl RedisExecutorBuilder {
             .expect("a valid thread pool configuration");
         let (outbox, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
+            address,
             reply_key: keys.reply(&client_id),
             client_id,
             keys,
@@ -373,6 +374,8 @@ pub struct RedisExecutor {
 }
 
 struct Shared {
+    /// Where Redis is (`host:port` or a socket path), for error messages.
+    address: String,
     cfg: Config,
     tasks: Tasks,
     keys: Keys,
@@ -738,7 +741,11 @@ impl Shared {
             other => {
                 slot.end_send(None);
                 let why = match other {
-                    Some(Value::ServerError(e)) => format!("Redis refused the task: {e:?}"),
+                    Some(Value::ServerError(e)) => format!(
+                        "Redis refused to queue the task: {} {}",
+                        e.code(),
+                        e.details().unwrap_or_default()
+                    ),
                     _ => "Redis gave no entry id for the task".to_owned(),
                 };
                 self.complete(seq, Err(TaskError::Transport(why.into())));
@@ -971,7 +978,7 @@ fn decode_one<R: DeserializeOwned>(body: &[u8]) -> Result<R, TaskError> {
     serde_json::from_slice(body).map_err(|e| {
         TaskError::Transport(
             format!(
-                "cannot decode the result as {}: {e}",
+                "the result in Redis does not decode as {}: {e}",
                 std::any::type_name::<R>()
             )
             .into(),
@@ -990,7 +997,7 @@ fn decode_chunk<R: DeserializeOwned>(reply: Result<&[u8], TaskError>, n: usize) 
         Ok(items) => items,
         Err(e) => {
             return all_fail(TaskError::Transport(
-                format!("cannot decode the chunk's results: {e}").into(),
+                format!("the chunk's results in Redis do not decode: {e}").into(),
             ))
         }
     };
@@ -1368,12 +1375,10 @@ impl RedisExecutor {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn info(&self) -> Result<QueueInfo, SetupError> {
+        // A connection of its own, bounded by `SETUP_TIMEOUT`: never the submitters' one.
         let shared = &self.shared;
-        shared
-            .control
-            .lock()
-            .once(|con| info::read(con, &shared.keys))
-            .map_err(SetupError::connect)
+        let (mut con, started) = super::setup_connection(&shared.redis, &shared.address)?;
+        info::read(&mut con, &shared.keys).map_err(SetupError::connect(&shared.address, started))
     }
 }
 

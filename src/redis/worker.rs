@@ -355,14 +355,14 @@ impl RedisWorkerBuilder {
     }
 
     fn start(self, signals: bool) -> Result<RedisWorker, SetupError> {
-        let redis = super::open(&self.url, &self.cfg.namespace, &self.tls)?;
+        let (redis, address) = super::open(&self.url, &self.cfg.namespace, &self.tls)?;
         let keys = Keys::new(&self.cfg.namespace);
-        let mut link = Link::new(redis.clone(), "RedisWorker", Duration::from_secs(30));
-        link.once(|con| super::ensure_group(con, &keys))
-            .map_err(SetupError::connect)?;
+        let (mut setup, started) = super::setup_connection(&redis, &address)?;
+        let failed = SetupError::connect(&address, started);
+        super::ensure_group(&mut setup, &keys).map_err(&failed)?;
         let scripts = Scripts::new();
-        link.once(|con| scripts.load(con))
-            .map_err(SetupError::connect)?;
+        scripts.load(&mut setup).map_err(&failed)?;
+        drop(setup);
         let exec = self.executor()?;
         let host = wire::hostname();
         let name = format!(
@@ -378,7 +378,7 @@ impl RedisWorkerBuilder {
         );
         answers
             .once(|con| ::redis::cmd("PING").query::<()>(con))
-            .map_err(SetupError::connect)?;
+            .map_err(&failed)?;
         let worker = Arc::new(Worker {
             answers: Mutex::new(answers),
             cfg: self.cfg,
