@@ -1287,3 +1287,83 @@ fn connection_errors_name_the_address_and_how_long_they_waited() {
     assert!(text.contains("timed out after "), "{text}");
     drop(holder);
 }
+
+#[test]
+fn a_task_that_kills_its_thread_mode_worker_fails_alone() {
+    // Issue 18, point 3: the tasks a worker held died together, were taken over together,
+    // and died together again: 1 to 3 innocent tasks of 30 also failed with WorkerLost.
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    // One worker of 4 task slots, restarted whenever it dies, until the test is over (the
+    // supervisor stops and kills it when dropped, a failed assertion included).
+    struct Supervisor {
+        over: Arc<std::sync::atomic::AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+    impl Drop for Supervisor {
+        fn drop(&mut self) {
+            self.over.store(true, Ordering::SeqCst);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+    let url = server.url.clone();
+    let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let restarts = Arc::new(AtomicUsize::new(0));
+    let supervisor = Supervisor {
+        over: over.clone(),
+        thread: Some({
+            let (over, restarts) = (over.clone(), restarts.clone());
+            std::thread::spawn(move || {
+                while !over.load(Ordering::SeqCst) {
+                    let mut worker = WorkerProcess::start(&url, Duration::from_millis(600), 4);
+                    while !over.load(Ordering::SeqCst) && worker.0.try_wait().unwrap().is_none() {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    restarts.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        }),
+    };
+    let ex = server.executor();
+    let poison_at = 7;
+    let futs: Vec<_> = (0..30u64)
+        .map(|i| {
+            if i == poison_at {
+                Err(ex.submit(exit_now, 9).unwrap())
+            } else {
+                Ok(ex.submit(sleep_ms, 200 + i).unwrap())
+            }
+        })
+        .collect();
+    for (i, f) in futs.into_iter().enumerate() {
+        match f {
+            Ok(f) => {
+                let got = f.result_timeout(Duration::from_secs(60));
+                assert!(
+                    matches!(got, Ok(ms) if ms == 200 + i as u64),
+                    "innocent task {i}: {got:?}"
+                );
+            }
+            Err(f) => {
+                let got = f.result_timeout(Duration::from_secs(60));
+                assert!(
+                    matches!(
+                        got,
+                        Err(concurrent_futures::ResultTimeoutError::Failed(
+                            TaskError::WorkerLost(_)
+                        ))
+                    ),
+                    "the poison task: {got:?}"
+                );
+            }
+        }
+    }
+    drop(supervisor);
+    assert!(
+        restarts.load(Ordering::SeqCst) >= 3,
+        "the poison killed its worker each time"
+    );
+}

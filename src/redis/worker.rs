@@ -133,6 +133,9 @@ struct Worker {
     exec: Exec,
     runs: AtomicU64,
     completed: AtomicU64,
+    /// Thread mode: tasks taken over from a silent worker wait to be run one at a time,
+    /// so this worker takes no new entries until they have (see [`Worker::reclaim`]).
+    isolating: AtomicBool,
 }
 
 impl fmt::Debug for Worker {
@@ -397,6 +400,7 @@ impl RedisWorkerBuilder {
             exec,
             runs: AtomicU64::new(1),
             completed: AtomicU64::new(0),
+            isolating: AtomicBool::new(false),
         });
         let mut threads = Vec::new();
         type Body = Box<dyn FnOnce() + Send>;
@@ -561,6 +565,21 @@ impl Worker {
             .saturating_sub(self.running.lock().len())
     }
 
+    /// Whether a task that kills its worker would take the others with it: tasks run on
+    /// threads of this process, not in processes of their own.
+    fn shares_fate(&self) -> bool {
+        matches!(self.exec, Exec::Threads(_))
+    }
+
+    /// Whether the reader must take no new entries now: every slot is busy, or a taken-over
+    /// task runs (or waits to run) alone.
+    fn full(&self, running: &HashMap<String, Running>) -> bool {
+        running.len() >= self.cfg.concurrency
+            || (self.shares_fate()
+                && (self.isolating.load(Ordering::SeqCst)
+                    || running.values().any(|r| r.attempt > 1)))
+    }
+
     fn link(&self, what: &'static str, read_timeout: Duration) -> Link {
         Link::new(self.redis.clone(), what, read_timeout)
     }
@@ -571,7 +590,7 @@ impl Worker {
         while !self.stopping() {
             let free = {
                 let mut running = self.running.lock();
-                while running.len() >= self.cfg.concurrency && !self.stopping() {
+                while self.full(&running) && !self.stopping() {
                     self.freed
                         .wait_for(&mut running, Duration::from_millis(500));
                 }
@@ -1116,8 +1135,43 @@ impl Worker {
     }
 
     /// Takes over entries idle for a lease (their worker stopped renewing them).
+    ///
+    /// In thread mode a taken-over task runs alone: the task that killed its last worker
+    /// (an abort, a segfault, the OOM killer) kills no innocent task with it a second time.
+    /// When entries are waiting to be taken over, this worker stops taking new ones, lets
+    /// its running tasks end, then claims the waiting ones one at a time and runs each by
+    /// itself. So a poison task uses up its `max_deliveries` alone and fails with
+    /// `WorkerLost`, and the tasks that died beside it run again and complete.
     fn reclaim(self: &Arc<Self>, link: &mut Link, give_up: &dyn Fn() -> bool) {
-        let free = self.free_slots();
+        let mut free = self.free_slots();
+        if self.shares_fate() {
+            let waiting = link.retry(&self.scripts, give_up, |con| {
+                let reply = ::redis::cmd("XPENDING")
+                    .arg(&self.keys.queue)
+                    .arg(GROUP)
+                    .arg("IDLE")
+                    .arg(wire::millis(self.cfg.lease))
+                    .arg("-")
+                    .arg("+")
+                    .arg(1)
+                    .query::<Value>(con);
+                match reply {
+                    Ok(v) => Ok(wire::array(&v).is_some_and(|rows| !rows.is_empty())),
+                    Err(e) if e.code() == Some("NOGROUP") => Ok(false),
+                    Err(e) => Err(e),
+                }
+            });
+            if !waiting.unwrap_or(false) {
+                self.isolating.store(false, Ordering::SeqCst);
+                self.freed.notify_all(); // the reader may take new entries again
+                return;
+            }
+            self.isolating.store(true, Ordering::SeqCst);
+            if !self.running.lock().is_empty() {
+                return; // the next tick looks again, once the running tasks have ended
+            }
+            free = 1;
+        }
         if free == 0 {
             return;
         }
