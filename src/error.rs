@@ -94,6 +94,18 @@ pub enum TaskError {
     /// ```
     #[error("the value was already taken: the future was polled to completion by reference, and its value went to that poll")]
     Taken,
+    /// The executor's Redis could not be reached for longer than its `outage_limit`, so
+    /// the task's fate is unknown: the text names the address and how long the client
+    /// tried. The task may still run if Redis comes back; its result is then dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = concurrent_futures::TaskError::Unreachable("Redis at 10.0.0.5:6379".into());
+    /// assert_eq!(err.to_string(), "cannot reach the executor's backend: Redis at 10.0.0.5:6379");
+    /// ```
+    #[error("cannot reach the executor's backend: {0}")]
+    Unreachable(Arc<str>),
 }
 
 impl TaskError {
@@ -753,7 +765,8 @@ fn task_error_eq(a: &TaskError, b: &TaskError) -> bool {
         (TaskError::Panicked(a), TaskError::Panicked(b)) => a == b,
         (TaskError::BrokenExecutor(a), TaskError::BrokenExecutor(b))
         | (TaskError::WorkerDied(a), TaskError::WorkerDied(b))
-        | (TaskError::Transport(a), TaskError::Transport(b)) => a == b,
+        | (TaskError::Transport(a), TaskError::Transport(b))
+        | (TaskError::Unreachable(a), TaskError::Unreachable(b)) => a == b,
         (TaskError::TimedOut, TaskError::TimedOut) => true,
         (TaskError::Failed(a), TaskError::Failed(b)) => Arc::ptr_eq(a, b),
         _ => false,

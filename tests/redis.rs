@@ -1367,3 +1367,47 @@ fn a_task_that_kills_its_thread_mode_worker_fails_alone() {
         "the poison killed its worker each time"
     );
 }
+
+#[test]
+fn when_redis_is_gone_futures_fail_after_the_outage_limit_and_drop_returns() {
+    // Issue 18, point 2: with Redis killed after build(), result() blocked for ever,
+    // nothing was logged, and dropping the executor hung.
+    let Some(mut server) = start_server(false) else {
+        return;
+    };
+    // In a process of its own: a worker in this process would wait for ever to give its
+    // answer to a Redis that is gone (the worker side of this is not bounded yet).
+    let worker = WorkerProcess::start(&server.url, Duration::from_secs(5), 2);
+    let ex = RedisExecutor::builder(&server.url, tasks())
+        .outage_limit(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    assert_eq!(ex.submit(double, 4).unwrap().result(), Ok(8));
+    let running = ex.submit(sleep_ms, 3_000).unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // taken by the worker
+    server.kill();
+    drop(worker);
+    let after = ex.submit(double, 5).unwrap(); // queued locally while Redis is gone
+    let address = server
+        .url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    for f in [running, after] {
+        match f.result_timeout(Duration::from_secs(60)) {
+            Err(concurrent_futures::ResultTimeoutError::Failed(TaskError::Unreachable(why))) => {
+                assert!(why.contains(&address), "{why}");
+                assert!(why.contains("could not be reached for"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Dropping the executor returns: nothing is left to wait for.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(ex);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("dropping the executor hung");
+}

@@ -144,6 +144,7 @@ pub(super) struct Config {
     pub(super) defaults: TaskOptions,
     pub(super) max_payload: usize,
     pub(super) queue_ttl: Duration,
+    pub(super) outage_limit: Duration,
 }
 
 impl Default for Config {
@@ -155,6 +156,7 @@ impl Default for Config {
             defaults: TaskOptions::default(),
             max_payload: 16 << 20,
             queue_ttl: Duration::from_secs(7 * 24 * 3600),
+            outage_limit: Duration::from_secs(60),
         }
     }
 }
@@ -189,6 +191,32 @@ impl RedisExecutorBuilder {
     /// ```
     pub fn result_ttl(mut self, ttl: Duration) -> Self {
         self.cfg.result_ttl = ttl;
+        self
+    }
+
+    /// How long the client keeps its futures waiting while it cannot reach Redis at all
+    /// (default 60 s): past this, every task not yet answered fails with
+    /// [`TaskError::Unreachable`], naming the address and how long the client tried, and so
+    /// does every task submitted while Redis stays out of reach. The outage is logged when
+    /// it starts and when it ends. A restart of Redis shorter than this loses nothing.
+    ///
+    /// Reaching Redis is noticed through the client's reads: a server that stops answering
+    /// (frozen, cut off) is noticed after the read timeout of 15 s, a refused connection at
+    /// once. Dropping the executor waits for its tasks, so it returns within about this
+    /// limit plus 15 s even when Redis is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// # use std::time::Duration;
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new())
+    ///     .outage_limit(Duration::from_secs(300))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn outage_limit(mut self, limit: Duration) -> Self {
+        self.cfg.outage_limit = limit;
         self
     }
 
@@ -294,6 +322,8 @@ impl RedisExecutorBuilder {
         let (outbox, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             address,
+            contact: Mutex::new(Instant::now()),
+            outage: Mutex::new(None),
             reply_key: keys.reply(&client_id),
             client_id,
             keys,
@@ -376,6 +406,10 @@ pub struct RedisExecutor {
 struct Shared {
     /// Where Redis is (`host:port` or a socket path), for error messages.
     address: String,
+    /// When Redis last answered the writer or the reader.
+    contact: Mutex<Instant>,
+    /// When the current outage began (the last contact), while one lasts.
+    outage: Mutex<Option<Instant>>,
     cfg: Config,
     tasks: Tasks,
     keys: Keys,
@@ -599,6 +633,56 @@ impl Shared {
                 },
             )
             .map(|removed| removed == 1)
+    }
+
+    /// Redis answered: an outage, if one was under way, is over.
+    fn reached(&self) {
+        *self.contact.lock() = Instant::now();
+        if let Some(since) = self.outage.lock().take() {
+            log::info!(target: "concurrent_futures::redis", "Redis at {} is reachable again after {:.1} s", self.address, since.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Redis could not be reached just now: starts an outage, or, once it has lasted past
+    /// `outage_limit`, fails every task still waiting (their fate is unknown).
+    fn unreachable(&self) {
+        let since = *self.contact.lock();
+        {
+            let mut outage = self.outage.lock();
+            if outage.is_none() {
+                log::warn!(target: "concurrent_futures::redis", "Redis at {} cannot be reached; futures fail if this lasts over {:?}", self.address, self.cfg.outage_limit);
+                *outage = Some(since);
+            }
+        }
+        let lasted = since.elapsed();
+        if lasted <= self.cfg.outage_limit {
+            return;
+        }
+        let failed: Vec<Waiting> = {
+            let mut book = self.book.lock();
+            book.waiting.drain().map(|(_, w)| w).collect()
+        };
+        if failed.is_empty() {
+            return;
+        }
+        let why: Arc<str> = format!(
+            "Redis at {} could not be reached for {:.1} s (outage_limit {:?}); the task may \
+             still run if Redis comes back",
+            self.address,
+            lasted.as_secs_f64(),
+            self.cfg.outage_limit
+        )
+        .into();
+        log::error!(target: "concurrent_futures::redis", "{why}: failing {} waiting tasks", failed.len());
+        for w in failed {
+            (w.complete)(Err(TaskError::Unreachable(why.clone())));
+        }
+        self.drained.notify_all();
+    }
+
+    /// Whether this client still waits for task `seq`.
+    fn waits_for(&self, seq: u64) -> bool {
+        self.book.lock().waiting.contains_key(&seq)
     }
 
     fn notify_if_drained(&self) {
@@ -827,6 +911,8 @@ impl Shared {
 /// The writer thread: sends queued tasks, everything that queued up meanwhile in one
 /// pipeline, until told to stop.
 fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
+    // Futures failed here (an outage past the limit) run their callbacks elsewhere.
+    core::defer_callbacks(shared.callback_sink());
     let mut link = Link::new(
         shared.redis.clone(),
         "RedisExecutor writer",
@@ -858,7 +944,8 @@ fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
         while let Some(out) = next.take() {
             // A `Stop` only wakes the writer to look at `finished`.
             if let Outgoing::Task { seq, slot, fields } = out {
-                if slot.begin_send() {
+                // A task failed meanwhile (Redis was out of reach too long) is not sent.
+                if shared.waits_for(seq) && slot.begin_send() {
                     batch.push((seq, slot, fields));
                 }
             }
@@ -876,22 +963,30 @@ fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
         // data after a restart, a failover's `READONLY`) is retried, never a task's failure.
         let mut patience = Patience::new("RedisExecutor writer");
         while !batch.is_empty() {
-            let replies = link
-                .retry(&shared.scripts, &|| false, |con| {
-                    let mut pipe = ::redis::pipe();
-                    pipe.ignore_errors();
-                    for (_, _, fields) in &batch {
-                        let cmd = pipe.cmd("XADD").arg(&shared.keys.queue).arg("*");
-                        for (k, v) in fields {
-                            cmd.arg(*k).arg(v);
-                        }
+            // Tried until Redis takes them, or until every one of them has failed for an
+            // outage longer than the limit.
+            let give_up = || {
+                shared.unreachable();
+                batch.iter().all(|(seq, _, _)| !shared.waits_for(*seq))
+            };
+            let replies = link.retry(&shared.scripts, &give_up, |con| {
+                let mut pipe = ::redis::pipe();
+                pipe.ignore_errors();
+                for (_, _, fields) in &batch {
+                    let cmd = pipe.cmd("XADD").arg(&shared.keys.queue).arg("*");
+                    for (k, v) in fields {
+                        cmd.arg(*k).arg(v);
                     }
-                    pipe.cmd("PEXPIRE")
-                        .arg(&shared.keys.queue)
-                        .arg(wire::millis(shared.cfg.queue_ttl));
-                    pipe.query::<Vec<Value>>(con)
-                })
-                .unwrap_or_default();
+                }
+                pipe.cmd("PEXPIRE")
+                    .arg(&shared.keys.queue)
+                    .arg(wire::millis(shared.cfg.queue_ttl));
+                pipe.query::<Vec<Value>>(con)
+            });
+            let Some(replies) = replies else {
+                break; // every task of the batch failed with the outage
+            };
+            shared.reached();
             let mut again = Vec::new();
             let mut code = String::new();
             for (i, (seq, slot, fields)) in batch.into_iter().enumerate() {
@@ -934,8 +1029,12 @@ fn reader(shared: &Arc<Shared>) {
     let mut last = "0-0".to_owned();
     let mut read: Vec<String> = Vec::new();
     let mut deleted = Instant::now();
+    let give_up = || {
+        shared.unreachable();
+        finished()
+    };
     while !finished() {
-        let Some(reply) = link.retry(&shared.scripts, &finished, |con| {
+        let Some(reply) = link.retry(&shared.scripts, &give_up, |con| {
             ::redis::cmd("XREAD")
                 .arg("COUNT")
                 .arg(BATCH)
@@ -948,6 +1047,7 @@ fn reader(shared: &Arc<Shared>) {
         }) else {
             break;
         };
+        shared.reached();
         let entries = wire::read_reply(&reply);
         let Some(newest) = entries.last() else {
             continue;
