@@ -106,6 +106,19 @@ pub enum TaskError {
     /// ```
     #[error("cannot reach the executor's backend: {0}")]
     Unreachable(Arc<str>),
+    /// The executor's backend lost the task: Redis holds it neither queued, nor taken by a
+    /// worker, nor answered (Redis restarted without its data, failed over to a replica
+    /// that never received it, or was flushed). The task may have run; submit it again if
+    /// running it twice is safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = concurrent_futures::TaskError::Lost("gone after a restart".into());
+    /// assert_eq!(err.to_string(), "the backend lost the task: gone after a restart");
+    /// ```
+    #[error("the backend lost the task: {0}")]
+    Lost(Arc<str>),
 }
 
 impl TaskError {
@@ -766,7 +779,8 @@ fn task_error_eq(a: &TaskError, b: &TaskError) -> bool {
         (TaskError::BrokenExecutor(a), TaskError::BrokenExecutor(b))
         | (TaskError::WorkerDied(a), TaskError::WorkerDied(b))
         | (TaskError::Transport(a), TaskError::Transport(b))
-        | (TaskError::Unreachable(a), TaskError::Unreachable(b)) => a == b,
+        | (TaskError::Unreachable(a), TaskError::Unreachable(b))
+        | (TaskError::Lost(a), TaskError::Lost(b)) => a == b,
         (TaskError::TimedOut, TaskError::TimedOut) => true,
         (TaskError::Failed(a), TaskError::Failed(b)) => Arc::ptr_eq(a, b),
         _ => false,

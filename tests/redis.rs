@@ -1411,3 +1411,37 @@ fn when_redis_is_gone_futures_fail_after_the_outage_limit_and_drop_returns() {
     rx.recv_timeout(Duration::from_secs(60))
         .expect("dropping the executor hung");
 }
+
+#[test]
+fn tasks_redis_lost_fail_as_lost_instead_of_waiting_for_ever() {
+    // Issue 18, point 1: after a restart without data (or FLUSHALL), every future submitted
+    // before it was still waiting after 60 s, and dropping the executor hung.
+    let Some(mut server) = start_server(false) else {
+        return;
+    };
+    let _worker = WorkerProcess::start(&server.url, Duration::from_secs(5), 1);
+    let ex = server.executor();
+    assert_eq!(ex.submit(double, 2).unwrap().result(), Ok(4));
+    let running = ex.submit(sleep_ms, 2_000).unwrap();
+    let queued = ex.submit(double, 3).unwrap(); // behind it: the worker has one slot
+    std::thread::sleep(Duration::from_millis(300));
+    // Restarted without its data: the queue, the worker's hold and the reply stream are gone.
+    server.kill();
+    server.launch();
+    for f in [running, queued] {
+        match f.result_timeout(Duration::from_secs(60)) {
+            Err(concurrent_futures::ResultTimeoutError::Failed(TaskError::Lost(why))) => {
+                assert!(why.contains("no longer has it"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The executor goes on with the new, empty Redis.
+    assert_eq!(
+        ex.submit(double, 5)
+            .unwrap()
+            .result_timeout(Duration::from_secs(60))
+            .ok(),
+        Some(10)
+    );
+}

@@ -35,6 +35,10 @@ use crate::ThreadPoolExecutor;
 
 /// How long the reader's `XREAD BLOCK` waits server-side before it looks around.
 const BLOCK: Duration = Duration::from_secs(5);
+/// How often the reader looks for tasks Redis lost, and how long a task's queue entry must
+/// have been gone, without an answer, before the task counts as lost: two reads of the
+/// reply stream at least, so an answer on its way is never mistaken for a loss.
+const LOST_AFTER: Duration = Duration::from_secs(10);
 /// The most tasks sent in one pipeline, and replies read in one `XREAD`.
 const BATCH: usize = 512;
 /// How many map chunks may be queued at once by default.
@@ -442,6 +446,8 @@ type Complete = Box<dyn for<'b> FnOnce(Result<&'b [u8], TaskError>) + Send>;
 struct Waiting {
     complete: Complete,
     cancel: Arc<dyn Cancel>,
+    /// Where the task is in the queue, once sent: to notice that Redis lost it.
+    slot: Arc<Slot>,
 }
 
 /// A queued task's way to cancel itself (for `shutdown(cancel_futures)`).
@@ -680,6 +686,72 @@ impl Shared {
         self.drained.notify_all();
     }
 
+    /// Looks for the queue entries of the tasks this client waits for. A task whose entry
+    /// is gone was answered (the answer is in the reply stream, on its way) or lost; one
+    /// whose entry was already gone at the previous look, two reads of the reply stream
+    /// ago, and is still unanswered is lost: Redis no longer has it anywhere. Returns the
+    /// tasks missing now, with when they were first seen missing.
+    fn find_lost(&self, link: &mut Link, missing: HashMap<u64, Instant>) -> HashMap<u64, Instant> {
+        let sent: Vec<(u64, String)> = {
+            let book = self.book.lock();
+            book.waiting
+                .iter()
+                .filter_map(|(seq, w)| match &*w.slot.state.lock() {
+                    SlotState::Sent(id) => Some((*seq, id.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut now_missing = HashMap::new();
+        for batch in sent.chunks(1000) {
+            let found = link.once(|con| {
+                let mut pipe = ::redis::pipe();
+                for (_, id) in batch {
+                    pipe.cmd("XRANGE")
+                        .arg(&self.keys.queue)
+                        .arg(id)
+                        .arg(id)
+                        .arg("COUNT")
+                        .arg(1);
+                }
+                pipe.query::<Vec<Value>>(con)
+            });
+            let Ok(found) = found else {
+                return missing; // Redis is away: look again later
+            };
+            for ((seq, _), v) in batch.iter().zip(found) {
+                if wire::array(&v).is_some_and(<[Value]>::is_empty) {
+                    let since = missing.get(seq).copied().unwrap_or_else(Instant::now);
+                    now_missing.insert(*seq, since);
+                }
+            }
+        }
+        let lost: Vec<Waiting> = {
+            let mut book = self.book.lock();
+            now_missing
+                .iter()
+                .filter(|(_, since)| since.elapsed() >= LOST_AFTER)
+                .filter_map(|(seq, _)| book.waiting.remove(seq))
+                .collect()
+        };
+        if !lost.is_empty() {
+            let why: Arc<str> = format!(
+                "Redis at {} no longer has it: its queue entry is gone and no answer came \
+                 within {:?} (Redis restarted without its data, failed over to a replica \
+                 that never received it, or was flushed)",
+                self.address, LOST_AFTER
+            )
+            .into();
+            log::error!(target: "concurrent_futures::redis", "{} tasks lost: {why}", lost.len());
+            for w in lost {
+                (w.complete)(Err(TaskError::Lost(why.clone())));
+            }
+            self.notify_if_drained();
+        }
+        now_missing.retain(|seq, _| self.waits_for(*seq));
+        now_missing
+    }
+
     /// Whether this client still waits for task `seq`.
     fn waits_for(&self, seq: u64) -> bool {
         self.book.lock().waiting.contains_key(&seq)
@@ -729,6 +801,7 @@ impl Shared {
                 Waiting {
                     complete,
                     cancel: remote.clone(),
+                    slot: slot.clone(),
                 },
             );
             book.waiting.len() == 1
@@ -1029,11 +1102,22 @@ fn reader(shared: &Arc<Shared>) {
     let mut last = "0-0".to_owned();
     let mut read: Vec<String> = Vec::new();
     let mut deleted = Instant::now();
+    // Tasks whose queue entries were gone at the last look, and since when.
+    let mut missing: HashMap<u64, Instant> = HashMap::new();
+    let mut looked = Instant::now();
+    // The last read took everything the reply stream held: no answer waits unread.
+    let mut caught_up = false;
     let give_up = || {
         shared.unreachable();
         finished()
     };
     while !finished() {
+        // Only with every answer read and delivered: a task whose entry is gone then has
+        // its answer in hand, or has none anywhere.
+        if caught_up && looked.elapsed() >= LOST_AFTER / 2 {
+            missing = shared.find_lost(&mut link, std::mem::take(&mut missing));
+            looked = Instant::now();
+        }
         let Some(reply) = link.retry(&shared.scripts, &give_up, |con| {
             ::redis::cmd("XREAD")
                 .arg("COUNT")
@@ -1049,6 +1133,7 @@ fn reader(shared: &Arc<Shared>) {
         };
         shared.reached();
         let entries = wire::read_reply(&reply);
+        caught_up = entries.len() < BATCH;
         let Some(newest) = entries.last() else {
             continue;
         };
