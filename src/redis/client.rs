@@ -310,7 +310,12 @@ impl RedisExecutorBuilder {
         let (mut setup, started) = super::setup_connection(&redis, &address)?;
         super::ensure_group(&mut setup, &keys).map_err(SetupError::connect(&address, started))?;
         drop(setup);
-        let control = Link::new(redis.clone(), "RedisExecutor", Duration::from_secs(30));
+        let mut control = Link::new(redis.clone(), "RedisExecutor", Duration::from_secs(30));
+        // Connected now: an idle client sends its next task on it directly (`send_now`
+        // needs a connected link), without waking the writer.
+        control
+            .once(|con| ::redis::cmd("PING").query::<()>(con))
+            .map_err(SetupError::connect(&address, started))?;
         let client_id = format!(
             "{}-{}-{:08x}",
             wire::hostname(),
