@@ -1445,3 +1445,34 @@ fn tasks_redis_lost_fail_as_lost_instead_of_waiting_for_ever() {
         Some(10)
     );
 }
+
+#[test]
+fn a_worker_stopped_while_redis_is_gone_ends_after_its_outage_limit() {
+    // Issue 18, point 2, the worker's side: a worker whose answer Redis could not take
+    // retried for ever, so stopping or dropping it hung.
+    let Some(mut server) = start_server(false) else {
+        return;
+    };
+    let worker = RedisWorker::builder(&server.url, tasks())
+        .concurrency(2)
+        .outage_limit(Duration::from_secs(1))
+        .spawn()
+        .unwrap();
+    let ex = RedisExecutor::builder(&server.url, tasks())
+        .outage_limit(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    assert_eq!(ex.submit(double, 1).unwrap().result(), Ok(2));
+    let _running = ex.submit(sleep_ms, 500).unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // taken
+    server.kill(); // its answer will find no Redis
+    std::thread::sleep(Duration::from_millis(600)); // answered, retrying
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(worker);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("dropping the worker hung");
+    drop(ex); // bounded by its own outage_limit
+}

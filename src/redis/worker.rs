@@ -73,6 +73,7 @@ struct Config {
     processes: bool,
     dead_ttl: Duration,
     queue_ttl: Duration,
+    outage_limit: Duration,
 }
 
 /// A process that runs tasks from a Redis queue: Python's `rq worker` / `celery worker`.
@@ -297,6 +298,26 @@ impl RedisWorkerBuilder {
         self
     }
 
+    /// How long a worker that is stopping keeps trying to give its last answers to a Redis
+    /// it cannot reach (default 60 s). Past this it drops them and exits, so stopping or
+    /// dropping a worker always ends; the tasks whose answers were dropped run again on
+    /// another worker once their lease runs out (delivery is at least once). A worker that
+    /// is not stopping keeps its answers, and keeps trying, until Redis is back.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisWorker, Tasks};
+    /// RedisWorker::builder("redis://127.0.0.1/", Tasks::new())
+    ///     .outage_limit(std::time::Duration::from_secs(10))
+    ///     .run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn outage_limit(mut self, limit: Duration) -> Self {
+        self.cfg.outage_limit = limit;
+        self
+    }
+
     /// How long dead letters are kept (default 7 days).
     ///
     /// # Examples
@@ -474,6 +495,7 @@ impl RedisWorker {
                 processes: false,
                 dead_ttl: Duration::from_secs(7 * 24 * 3600),
                 queue_ttl: Duration::from_secs(7 * 24 * 3600),
+                outage_limit: Duration::from_secs(60),
             },
         }
     }
@@ -897,7 +919,15 @@ impl Worker {
         let mut patience = Patience::new("RedisWorker finisher");
         while !todo.is_empty() {
             let pipe = self.finish_pipeline(&todo);
-            let applied = link.retry(&self.scripts, &|| false, |con| {
+            // Given up only by a worker that is stopping, once Redis has been out of reach
+            // for `outage_limit`: stopping always ends.
+            let failing = std::cell::Cell::new(None::<Instant>);
+            let give_up = || {
+                let since = failing.get().unwrap_or_else(Instant::now);
+                failing.set(Some(since));
+                self.stopping() && since.elapsed() >= self.cfg.outage_limit
+            };
+            let applied = link.retry(&self.scripts, &give_up, |con| {
                 let replies: Vec<Value> = pipe.query(con)?;
                 if replies
                     .iter()
@@ -909,7 +939,18 @@ impl Worker {
                 }
                 Ok(replies)
             });
-            let applied = applied.unwrap_or_default();
+            let Some(applied) = applied else {
+                log::warn!(target: "concurrent_futures::redis", "stopping: dropping {} answers that Redis could not take for {:?}; those tasks run again on another worker after their lease", todo.len(), self.cfg.outage_limit);
+                let mut running = self.running.lock();
+                for f in &todo {
+                    if running.get(&f.id).is_some_and(|r| r.run == ANSWERED) {
+                        running.remove(&f.id);
+                    }
+                }
+                drop(running);
+                self.freed.notify_all();
+                return;
+            };
             let mut again = Vec::new();
             let mut code = String::new();
             let mut running = self.running.lock();
