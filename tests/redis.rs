@@ -436,6 +436,8 @@ fn a_sigkilled_workers_task_runs_again_elsewhere_and_completes_once() {
     let fut = ex
         .submit(mark, (runs.display().to_string(), "job".into(), 1_500))
         .unwrap();
+    // Killed once it has started (it writes its line first): held is not yet started.
+    eventually("the task to start", || lines(&runs).len() == 1);
     let t = Instant::now();
     let killed = kill_holder(&ex, &mut workers);
     assert_eq!(fut.result().unwrap(), "job");
