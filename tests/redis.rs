@@ -1478,3 +1478,38 @@ fn a_worker_stopped_while_redis_is_gone_ends_after_its_outage_limit() {
         .expect("dropping the worker hung");
     drop(ex); // bounded by its own outage_limit
 }
+
+#[test]
+fn a_frozen_redis_fails_the_futures_after_the_outage_limit() {
+    // Issue 18, point 2, a frozen server (SIGSTOP): it accepts connections and answers
+    // nothing, so the client notices it only through its read timeouts, then counts the
+    // outage from the last answer.
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    let ex = RedisExecutor::builder(&server.url, tasks())
+        .outage_limit(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    server.signal("STOP");
+    let t = Instant::now();
+    let fut = ex.submit(double, 1).unwrap(); // no worker: it would wait for one
+    let submitted = t.elapsed();
+    let got = fut.result_timeout(Duration::from_secs(90));
+    let took = t.elapsed();
+    server.signal("CONT");
+    assert!(
+        matches!(
+            &got,
+            Err(concurrent_futures::ResultTimeoutError::Failed(
+                TaskError::Unreachable(_)
+            ))
+        ),
+        "{got:?}"
+    );
+    eprintln!(
+        "a frozen Redis: submit returned after {submitted:.1?}, the future failed {took:.1?} \
+         after the freeze (outage_limit 2 s)"
+    );
+    drop(ex);
+}

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
-use super::child::{self, Ended, Process};
+use super::child::{self, Process};
 use super::frame::{self, FrameError, Parsed};
 use super::pool::Shared;
 use super::shipping;
@@ -750,9 +750,4 @@ fn relay_stdout(command: &mut Command, target: i32) -> Option<Relay> {
         _stdout: stdout,
         target,
     })
-}
-
-/// How a reaped worker ended, in words.
-pub(super) fn describe(ended: Ended) -> String {
-    ended.describe()
 }

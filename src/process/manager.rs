@@ -11,7 +11,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::connection::{describe, Connection, Lost, Reply};
+use super::connection::{Connection, Lost, Reply};
 use super::job::Job;
 use super::pool::Shared;
 use crate::error::TaskError;
@@ -217,7 +217,10 @@ impl Manager {
     fn drop_if_gone(&mut self) {
         if self.worker.as_ref().is_some_and(Connection::is_gone) {
             if let Some(worker) = self.worker.take() {
-                let how = describe(worker.process().reap_within(Some(Duration::ZERO)));
+                let how = worker
+                    .process()
+                    .reap_within(Some(Duration::ZERO))
+                    .describe();
                 log::warn!(
                     target: "concurrent_futures",
                     "a process pool worker {how} while idle; starting another"

@@ -110,6 +110,19 @@ impl RedisServer {
         }
     }
 
+    /// Sends `signal` (`"STOP"`, `"CONT"`) to the server: a frozen server accepts
+    /// connections and answers nothing.
+    pub fn signal(&self, signal: &str) {
+        if let Some(c) = &self.child {
+            let status = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(c.id().to_string())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+
     pub fn client(&self) -> redis::Client {
         redis::Client::open(self.url.as_str()).unwrap()
     }
