@@ -437,6 +437,16 @@ pub enum SubmitError<F> {
         /// Why it cannot be sent.
         reason: Arc<str>,
     },
+    /// The executor's local queue is full: a Redis executor holds at most
+    /// `max_unsent` tasks that Redis has not taken yet (it is out of reach, or slower than
+    /// the submits). Nothing was queued; try again later, or slow down.
+    #[error("cannot schedule the task now: {reason}")]
+    Full {
+        /// The refused task.
+        task: F,
+        /// How many tasks wait, for whom, and since when.
+        reason: Arc<str>,
+    },
 }
 
 impl<F> SubmitError<F> {
@@ -490,6 +500,7 @@ impl<F> SubmitError<F> {
             SubmitError::Spawn { error, .. } => SubmitError::Spawn { task, error },
             SubmitError::Unregistered(()) => SubmitError::Unregistered(task),
             SubmitError::Rejected { reason, .. } => SubmitError::Rejected { task, reason },
+            SubmitError::Full { reason, .. } => SubmitError::Full { task, reason },
         }
     }
 
@@ -516,6 +527,7 @@ impl<F> SubmitError<F> {
             SubmitError::Rejected { task, reason } => {
                 (task, SubmitError::Rejected { task: (), reason })
             }
+            SubmitError::Full { task, reason } => (task, SubmitError::Full { task: (), reason }),
         }
     }
 }
@@ -535,6 +547,10 @@ impl<F> fmt::Debug for SubmitError<F> {
             SubmitError::Unregistered(_) => f.write_str("Unregistered(..)"),
             SubmitError::Rejected { reason, .. } => f
                 .debug_struct("Rejected")
+                .field("reason", reason)
+                .finish_non_exhaustive(),
+            SubmitError::Full { reason, .. } => f
+                .debug_struct("Full")
                 .field("reason", reason)
                 .finish_non_exhaustive(),
         }

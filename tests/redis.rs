@@ -1414,29 +1414,31 @@ fn when_redis_is_gone_futures_fail_after_the_outage_limit_and_drop_returns() {
         .expect("dropping the executor hung");
 }
 
-#[test]
-fn tasks_redis_lost_fail_as_lost_instead_of_waiting_for_ever() {
-    // Issue 18, point 1: after a restart without data (or FLUSHALL), every future submitted
-    // before it was still waiting after 60 s, and dropping the executor hung.
+/// The lost-data cases: a task running when Redis lost its data gets its answer; one only
+/// queued is gone with the data and fails as lost, within `LOST_AFTER` (10 s) of the loss.
+fn after_a_data_loss(lose: impl FnOnce(&mut RedisServer)) {
     let Some(mut server) = start_server(false) else {
         return;
     };
     let _worker = WorkerProcess::start(&server.url, Duration::from_secs(5), 1);
     let ex = server.executor();
     assert_eq!(ex.submit(double, 2).unwrap().result(), Ok(4));
-    let running = ex.submit(sleep_ms, 2_000).unwrap();
+    let running = ex.submit(sleep_ms, 1_500).unwrap();
     let queued = ex.submit(double, 3).unwrap(); // behind it: the worker has one slot
-    std::thread::sleep(Duration::from_millis(300));
-    // Restarted without its data: the queue, the worker's hold and the reply stream are gone.
-    server.kill();
-    server.launch();
-    for f in [running, queued] {
-        match f.result_timeout(Duration::from_secs(60)) {
-            Err(concurrent_futures::ResultTimeoutError::Failed(TaskError::Lost(why))) => {
-                assert!(why.contains("no longer has it"), "{why}");
-            }
-            other => panic!("{other:?}"),
+    eventually("the worker to start the task", || {
+        ex.info().is_ok_and(|i| i.running.len() == 1)
+    });
+    lose(&mut server);
+    // The worker answers a task Redis no longer has, rather than dropping the answer.
+    assert_eq!(
+        running.result_timeout(Duration::from_secs(60)).ok(),
+        Some(1_500)
+    );
+    match queued.result_timeout(Duration::from_secs(60)) {
+        Err(concurrent_futures::ResultTimeoutError::Failed(TaskError::Lost(why))) => {
+            assert!(why.contains("no longer has it"), "{why}");
         }
+        other => panic!("{other:?}"),
     }
     // The executor goes on with the new, empty Redis.
     assert_eq!(
@@ -1445,6 +1447,145 @@ fn tasks_redis_lost_fail_as_lost_instead_of_waiting_for_ever() {
             .result_timeout(Duration::from_secs(60))
             .ok(),
         Some(10)
+    );
+    assert_eq!(ex.pending(), 0);
+}
+
+#[test]
+fn after_a_restart_without_data_running_tasks_answer_and_queued_ones_fail_as_lost() {
+    // Issue 18, point 1: after a restart without data, every future submitted before it was
+    // still waiting after 60 s (the workers' answers were dropped), and drop hung.
+    after_a_data_loss(|server| {
+        server.kill();
+        server.launch();
+    });
+}
+
+#[test]
+fn after_a_flushall_running_tasks_answer_and_queued_ones_fail_as_lost() {
+    // Issue 18, point 1, with the server up: `FLUSHALL` (or a failover to an empty
+    // replica) removes the queue, the workers' holds and the reply stream at once.
+    after_a_data_loss(|server| {
+        let () = redis::cmd("FLUSHALL").query(&mut server.con()).unwrap();
+    });
+}
+
+/// Runs `f` on a thread of its own and returns its value, failing the test if it takes
+/// longer than `bound` (a call that waited on a cut-off Redis would still be waiting: the
+/// partition lasts until the test heals it).
+fn bounded<T: Send + 'static>(
+    what: &str,
+    bound: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(bound)
+        .unwrap_or_else(|_| panic!("{what} did not return within {bound:?}"))
+}
+
+#[test]
+fn during_a_partition_submit_cancel_and_info_return_and_a_heal_loses_nothing() {
+    // Issue 18, point 2: during a partition `submit` blocked 30.6-32 s (an idle client sent
+    // its task on the control connection and waited for the answer); `cancel()` and
+    // `info()` shared that connection.
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    let proxy = redis_server::Proxy::start(server.port);
+    let _worker = WorkerProcess::start(&server.url, Duration::from_secs(5), 2);
+    let ex = RedisExecutor::builder(&proxy.url, tasks())
+        .max_unsent(20)
+        .cancel_timeout(Duration::from_millis(500))
+        .setup_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    assert_eq!(ex.submit(double, 1).unwrap().result(), Ok(2));
+    let ex = Arc::new(ex);
+    proxy.cut();
+
+    let e = ex.clone();
+    let (futs, full) = bounded("submit", Duration::from_secs(60), move || {
+        let futs: Vec<_> = (0..20u64).map(|i| e.submit(double, i).unwrap()).collect();
+        (futs, e.submit(double, 99).unwrap_err())
+    });
+    assert!(proxy.is_cut());
+    // The local queue is bounded, and the refused task comes back.
+    let msg = full.to_string();
+    assert!(msg.contains("max_unsent 20"), "{msg}");
+    assert!(msg.contains(&proxy.address), "{msg}");
+    assert!(matches!(full, SubmitError::Full { .. }), "{full:?}");
+    let (f, arg) = full.into_inner();
+    assert_eq!(f(arg), 198);
+
+    let (futs, cancelled) = bounded("cancel", Duration::from_secs(60), move || {
+        let cancelled = futs[19].cancel();
+        (futs, cancelled)
+    });
+    let e = ex.clone();
+    let info = bounded("info", Duration::from_secs(60), move || e.info());
+    assert!(proxy.is_cut());
+    match info {
+        Err(concurrent_futures::redis::SetupError::Connect {
+            address, reason, ..
+        }) => {
+            assert_eq!(address, proxy.address);
+            assert!(reason.contains("timed out after"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    proxy.heal();
+    for (i, f) in futs.into_iter().enumerate() {
+        let got = f.result_timeout(Duration::from_secs(60));
+        if i == 19 && cancelled {
+            assert!(
+                matches!(
+                    &got,
+                    Err(concurrent_futures::ResultTimeoutError::Failed(
+                        TaskError::Cancelled
+                    ))
+                ),
+                "{got:?}"
+            );
+        } else {
+            assert_eq!(got.ok(), Some(2 * i as u64), "task {i}");
+        }
+    }
+    assert_eq!(ex.pending(), 0);
+}
+
+#[test]
+fn a_partition_past_the_outage_limit_fails_the_futures_naming_the_address() {
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    let proxy = redis_server::Proxy::start(server.port);
+    let ex = RedisExecutor::builder(&proxy.url, tasks())
+        .outage_limit(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    proxy.cut();
+    let t = Instant::now();
+    let fut = ex.submit(double, 4).unwrap(); // no worker: it would wait for one
+    match fut.result_timeout(Duration::from_secs(120)) {
+        Err(concurrent_futures::ResultTimeoutError::Failed(TaskError::Unreachable(why))) => {
+            assert!(why.contains(&proxy.address), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let failed = t.elapsed();
+    bounded(
+        "dropping the executor",
+        Duration::from_secs(120),
+        move || drop(ex),
+    );
+    eprintln!(
+        "a partition: the future failed {failed:.1?} after the cut (outage_limit 1 s), the \
+         executor was dropped {:.1?} after the cut",
+        t.elapsed()
     );
 }
 

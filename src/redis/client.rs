@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::Waker;
 use std::thread::{self, JoinHandle};
@@ -35,9 +35,12 @@ use crate::ThreadPoolExecutor;
 
 /// How long the reader's `XREAD BLOCK` waits server-side before it looks around.
 const BLOCK: Duration = Duration::from_secs(5);
-/// How long a command on the control connection may take: the longest a `submit` waits on
-/// Redis (an idle client's task is sent inline), and each of `cancel`'s three attempts.
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(1);
+/// How much later than its `BLOCK` an `XREAD` may come back before the reader counts Redis
+/// as silent (frozen or cut off) and reconnects: a silent Redis is noticed within
+/// `BLOCK + READ_GRACE`, 8 s.
+const READ_GRACE: Duration = Duration::from_secs(3);
+/// How long the writer waits for Redis to answer a pipeline of up to `BATCH` tasks.
+const WRITER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the reader looks for tasks Redis lost, and how long a task's queue entry must
 /// have been gone, without an answer, before the task counts as lost: two reads of the
 /// reply stream at least, so an answer on its way is never mistaken for a loss.
@@ -152,6 +155,9 @@ pub(super) struct Config {
     pub(super) max_payload: usize,
     pub(super) queue_ttl: Duration,
     pub(super) outage_limit: Duration,
+    pub(super) max_unsent: usize,
+    pub(super) cancel_timeout: Duration,
+    pub(super) setup_timeout: Duration,
 }
 
 impl Default for Config {
@@ -164,6 +170,9 @@ impl Default for Config {
             max_payload: 16 << 20,
             queue_ttl: Duration::from_secs(7 * 24 * 3600),
             outage_limit: Duration::from_secs(60),
+            max_unsent: 100_000,
+            cancel_timeout: Duration::from_secs(2),
+            setup_timeout: super::SETUP_TIMEOUT,
         }
     }
 }
@@ -225,6 +234,62 @@ impl RedisExecutorBuilder {
     /// ```
     pub fn outage_limit(mut self, limit: Duration) -> Self {
         self.cfg.outage_limit = limit;
+        self
+    }
+
+    /// How many tasks may wait in this process for Redis to take them (default 100,000).
+    /// `submit` never waits on Redis: it hands the task to the client's writer thread and
+    /// returns. While Redis is out of reach (or slower than the submits), tasks wait here,
+    /// and past this many `submit` refuses new ones with [`SubmitError::Full`], handing the
+    /// function and argument back, rather than letting the queue grow without bound.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).max_unsent(1_000).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_unsent(mut self, n: usize) -> Self {
+        self.cfg.max_unsent = n.max(1);
+        self
+    }
+
+    /// How long [`Future::cancel`] may wait on Redis to withdraw a queued task (default
+    /// 2 s). A cancel that cannot reach Redis within it returns `false`: the task may
+    /// still run.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// # use std::time::Duration;
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new())
+    ///     .cancel_timeout(Duration::from_millis(500))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cancel_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.cancel_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long [`build`](Self::build) and [`RedisExecutor::info`] wait for Redis to
+    /// connect and answer before they fail with [`SetupError::Connect`] (default
+    /// [`SETUP_TIMEOUT`](super::SETUP_TIMEOUT), 10 s).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// # use std::time::Duration;
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new())
+    ///     .setup_timeout(Duration::from_secs(3))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn setup_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.setup_timeout = timeout.max(Duration::from_millis(10));
         self
     }
 
@@ -311,13 +376,13 @@ impl RedisExecutorBuilder {
     pub fn build(self) -> Result<RedisExecutor, SetupError> {
         let (redis, address) = super::open(&self.url, &self.cfg.namespace, &self.tls)?;
         let keys = Keys::new(&self.cfg.namespace);
-        let (mut setup, started) = super::setup_connection(&redis, &address)?;
+        let (mut setup, started) =
+            super::setup_connection(&redis, &address, self.cfg.setup_timeout)?;
         super::ensure_group(&mut setup, &keys).map_err(SetupError::connect(&address, started))?;
         drop(setup);
-        // Short: `submit` sends an idle client's task on it directly, and must not wait on a
-        // frozen or cut-off Redis (past this the task goes to the writer instead); `cancel`
-        // and the reader's wake-up are single quick commands too.
-        let mut control = Link::new(redis.clone(), "RedisExecutor", CONTROL_TIMEOUT);
+        // `submit` writes an idle client's task on it without reading the reply (the writer
+        // reads it); `cancel` and the reader's wake-up are single quick commands.
+        let mut control = Link::new(redis.clone(), "RedisExecutor", self.cfg.cancel_timeout);
         // Connected now: an idle client sends its next task on it directly (`send_now`
         // needs a connected link), without waking the writer.
         control
@@ -355,7 +420,11 @@ impl RedisExecutorBuilder {
             }),
             drained: Condvar::new(),
             outbox,
-            control: Mutex::new(control),
+            control: Mutex::new(Control {
+                link: control,
+                owed: None,
+            }),
+            unsent: Arc::new(AtomicUsize::new(0)),
             callbacks,
             threads: Mutex::new(Vec::new()),
         });
@@ -440,8 +509,10 @@ struct Shared {
     /// Signalled when `book.waiting` becomes empty.
     drained: Condvar,
     outbox: Sender<Outgoing>,
-    /// For cancels and `info`.
-    control: Mutex<Link>,
+    /// For an idle client's task, cancels and the reader's wake-up.
+    control: Mutex<Control>,
+    /// Tasks submitted that Redis has not taken (or refused) yet: at most `max_unsent`.
+    unsent: Arc<AtomicUsize>,
     callbacks: ThreadPoolExecutor,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -470,12 +541,24 @@ trait Cancel: Send + Sync {
 /// A task not sent yet: its number, its slot, its entry's fields.
 type Unsent = (u64, Arc<Slot>, Vec<(&'static str, String)>);
 
+/// The control connection, and the task `submit` wrote on it whose replies are unread.
+struct Control {
+    link: Link,
+    /// A task written by `submit` (an idle client's, sent without waking the writer) and
+    /// how many replies it owes (its `XADD`, and a `PEXPIRE` when the queue's TTL was
+    /// refreshed with it). Whoever uses the link next reads them first
+    /// ([`Shared::settle`]); the writer is told to.
+    owed: Option<(Unsent, usize, u64)>,
+}
+
 enum Outgoing {
     Task {
         seq: u64,
         slot: Arc<Slot>,
         fields: Vec<(&'static str, String)>,
     },
+    /// Read the replies owed on the control link.
+    Settle,
     Stop,
 }
 
@@ -484,6 +567,9 @@ enum Outgoing {
 struct Slot {
     state: Mutex<SlotState>,
     sent: Condvar,
+    /// The client's count of tasks not taken by Redis yet, which this one leaves once it
+    /// is sent or dropped.
+    unsent: Arc<AtomicUsize>,
 }
 
 #[derive(Debug)]
@@ -499,6 +585,18 @@ enum SlotState {
 }
 
 impl Slot {
+    /// Moves to `next`, leaving the count of unsent tasks if the task was waiting to be
+    /// sent and now is not (exactly once: `Sent` and `Dropped` are final).
+    fn set(&self, st: &mut SlotState, next: SlotState) {
+        let was_unsent = matches!(st, SlotState::Local | SlotState::Sending);
+        let now_unsent = matches!(next, SlotState::Local | SlotState::Sending);
+        *st = next;
+        if was_unsent && !now_unsent {
+            self.unsent.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.sent.notify_all();
+    }
+
     fn begin_send(&self) -> bool {
         let mut st = self.state.lock();
         match *st {
@@ -513,13 +611,15 @@ impl Slot {
     /// A send that Redis refused for now, or that failed: the task waits to be sent again
     /// (and may be cancelled meanwhile).
     fn back_to_local(&self) {
-        *self.state.lock() = SlotState::Local;
-        self.sent.notify_all();
+        let mut st = self.state.lock();
+        if matches!(*st, SlotState::Sending) {
+            self.set(&mut st, SlotState::Local);
+        }
     }
 
     fn end_send(&self, id: Option<String>) {
-        *self.state.lock() = id.map_or(SlotState::Dropped, SlotState::Sent);
-        self.sent.notify_all();
+        let mut st = self.state.lock();
+        self.set(&mut st, id.map_or(SlotState::Dropped, SlotState::Sent));
     }
 }
 
@@ -616,40 +716,56 @@ impl<T: Send + 'static> Handle<T> for Remote<T> {
 impl Shared {
     /// Removes a task's entry from the queue if no worker has taken it. `Some(true)` if it
     /// will never run, `Some(false)` if a worker holds it or it finished, `None` if Redis
-    /// could not be asked.
+    /// could not be asked within `cancel_timeout`.
     fn withdraw(&self, slot: &Slot) -> Option<bool> {
+        let deadline = Instant::now() + self.cfg.cancel_timeout;
+        // An idle client's task may be on the control link with its reply unread.
+        if let Some(mut control) = self.control.try_lock_until(deadline) {
+            self.settle(&mut control);
+        }
         let id = {
             let mut st = slot.state.lock();
             loop {
                 match &*st {
                     SlotState::Local => {
-                        *st = SlotState::Dropped;
+                        slot.set(&mut st, SlotState::Dropped);
                         return Some(true);
                     }
                     SlotState::Dropped => return Some(true),
-                    SlotState::Sending => slot.sent.wait(&mut st),
+                    // In a pipeline the writer is trying to send (Redis may be away).
+                    SlotState::Sending => {
+                        if slot.sent.wait_until(&mut st, deadline).timed_out() {
+                            return None;
+                        }
+                    }
                     SlotState::Sent(id) => break id.clone(),
                 }
             }
         };
-        let attempts = std::cell::Cell::new(0);
-        self.control
-            .lock()
-            .retry(
-                &self.scripts,
-                &|| {
-                    attempts.set(attempts.get() + 1);
-                    attempts.get() >= 3
-                },
-                |con| {
-                    self.scripts
-                        .cancel
-                        .key(&self.keys.queue)
-                        .arg(GROUP)
-                        .arg(&id)
-                        .invoke::<i64>(con)
-                },
-            )
+        if self.outage.lock().is_some() {
+            // Known to be out of reach: asking would only wait out `cancel_timeout` (and
+            // `shutdown(cancel_futures)` would wait it out for every task).
+            return None;
+        }
+        let mut control = self.control.try_lock_until(deadline)?;
+        self.settle(&mut control);
+        let late = || {
+            let late = Instant::now() >= deadline;
+            if late {
+                self.unreachable(); // the next cancels do not wait it out again
+            }
+            late
+        };
+        control
+            .link
+            .retry(&self.scripts, &late, |con| {
+                self.scripts
+                    .cancel
+                    .key(&self.keys.queue)
+                    .arg(GROUP)
+                    .arg(&id)
+                    .invoke::<i64>(con)
+            })
             .map(|removed| removed == 1)
     }
 
@@ -790,6 +906,7 @@ impl Shared {
         let slot = Arc::new(Slot {
             state: Mutex::new(SlotState::Local),
             sent: Condvar::new(),
+            unsent: self.unsent.clone(),
         });
         let remote = Arc::new(Remote {
             task: Task::new(Promised, 0),
@@ -808,6 +925,27 @@ impl Shared {
             if book.closed {
                 return Err(SubmitError::Shutdown(()));
             }
+            let unsent = self.unsent.load(Ordering::Acquire);
+            if unsent >= self.cfg.max_unsent {
+                let why = match *self.outage.lock() {
+                    Some(since) => format!(
+                        "Redis at {} has not been reached for {:.1} s",
+                        self.address,
+                        since.elapsed().as_secs_f64()
+                    ),
+                    None => format!("Redis at {} takes them slower than they come", self.address),
+                };
+                return Err(SubmitError::Full {
+                    task: (),
+                    reason: format!(
+                        "{unsent} tasks wait in this process for Redis to take them \
+                         (max_unsent {}): {why}",
+                        self.cfg.max_unsent
+                    )
+                    .into(),
+                });
+            }
+            self.unsent.fetch_add(1, Ordering::AcqRel);
             book.waiting.insert(
                 seq,
                 Waiting {
@@ -840,64 +978,96 @@ impl Shared {
             fields.push(("backoff", wire::millis(backoff).to_string()));
         }
         let out = (seq, slot, fields);
-        // The only task of an otherwise idle client is sent from this thread: waking the
-        // writer would add a thread wake-up to its round trip. Under load the writer sends
-        // everything queued meanwhile in one pipeline instead.
-        let out = if alone {
+        // The only task of an otherwise idle client is written from this thread: waking
+        // the writer first would add a thread wake-up to its round trip. The reply is not
+        // awaited here (`submit` never waits on Redis): the writer reads it. Under load the
+        // writer sends everything queued meanwhile in one pipeline instead.
+        let out = if alone && self.outage.lock().is_none() {
             match self.control.try_lock() {
-                Some(mut link) if link.is_connected() => self.send_now(&mut link, out),
+                Some(mut control) if control.owed.is_none() && control.link.is_connected() => {
+                    self.send_inline(&mut control, out)
+                }
                 _ => Some(out),
             }
         } else {
             Some(out)
         };
-        if let Some((seq, slot, fields)) = out {
-            let _ = self.outbox.send(Outgoing::Task { seq, slot, fields });
-        }
+        let _ = self.outbox.send(match out {
+            Some((seq, slot, fields)) => Outgoing::Task { seq, slot, fields },
+            None => Outgoing::Settle,
+        });
         Ok(remote.future())
     }
 
     /// Sends one task on `link`, once; hands it back for the writer (which retries) if the
     /// connection failed.
-    fn send_now(&self, link: &mut Link, out: Unsent) -> Option<Unsent> {
+    /// Writes one task on the control link without reading the reply, so that `submit`
+    /// never waits on Redis; the reply is owed ([`Control::owed`]) and read by the next
+    /// user of the link, the writer at the latest. Hands the task back if it could not be
+    /// written.
+    fn send_inline(&self, control: &mut Control, out: Unsent) -> Option<Unsent> {
         let (seq, slot, fields) = out;
-        slot.begin_send();
+        if !slot.begin_send() {
+            return None; // cancelled already
+        }
         // The queue's TTL is a week: refreshing it once a minute is plenty, and keeps the
         // command off most round trips.
         let now = wire::now_ms();
         let refresh = now.saturating_sub(self.refreshed.load(Ordering::Relaxed)) > 60_000;
-        let reply = link.once(|con| {
-            let mut pipe = ::redis::pipe();
-            pipe.ignore_errors();
-            let cmd = pipe.cmd("XADD").arg(&self.keys.queue).arg("*");
-            for (k, v) in &fields {
-                cmd.arg(*k).arg(v);
-            }
-            if refresh {
-                pipe.cmd("PEXPIRE")
-                    .arg(&self.keys.queue)
-                    .arg(wire::millis(self.cfg.queue_ttl));
-            }
-            pipe.query::<Vec<Value>>(con)
-        });
-        if refresh && reply.is_ok() {
-            self.refreshed.store(now, Ordering::Relaxed);
+        let mut pipe = ::redis::pipe();
+        let cmd = pipe.cmd("XADD").arg(&self.keys.queue).arg("*");
+        for (k, v) in &fields {
+            cmd.arg(*k).arg(v);
         }
-        match reply {
-            // Refused for now (Redis is loading, say): the writer retries it.
-            Ok(replies) if conn::refused_for_now(replies.first()).is_some() => {
-                slot.back_to_local();
-                Some((seq, slot, fields))
-            }
-            Ok(replies) => {
-                self.sent(seq, &slot, replies.first());
+        if refresh {
+            pipe.cmd("PEXPIRE")
+                .arg(&self.keys.queue)
+                .arg(wire::millis(self.cfg.queue_ttl));
+        }
+        match control.link.send_only(&pipe.get_packed_pipeline()) {
+            Ok(()) => {
+                let owed = 1 + usize::from(refresh);
+                control.owed = Some(((seq, slot, fields), owed, if refresh { now } else { 0 }));
                 None
             }
             Err(_) => {
-                *slot.state.lock() = SlotState::Local;
-                slot.sent.notify_all();
+                slot.back_to_local();
                 Some((seq, slot, fields))
             }
+        }
+    }
+
+    /// Reads the replies owed on the control link, if any, and records what they say: the
+    /// task's entry id, or its refusal. A task whose reply cannot be read (Redis froze or
+    /// the connection broke right after the write) goes to the writer, which sends it
+    /// again: at least once, as every send after a lost reply.
+    fn settle(&self, control: &mut Control) {
+        let Some(((seq, slot, fields), owed, refreshed)) = control.owed.take() else {
+            return;
+        };
+        let mut replies = Vec::with_capacity(owed);
+        for _ in 0..owed {
+            match control.link.recv() {
+                // (Redis's refusals come as `Value::ServerError`.)
+                Ok(v) => replies.push(v),
+                Err(e) => {
+                    log::warn!(target: "concurrent_futures::redis", "no answer from Redis at {} to a task sent inline ({e}); the writer sends it again", self.address);
+                    slot.back_to_local();
+                    let _ = self.outbox.send(Outgoing::Task { seq, slot, fields });
+                    return;
+                }
+            }
+        }
+        if refreshed != 0 {
+            self.refreshed.store(refreshed, Ordering::Relaxed);
+        }
+        self.reached();
+        if conn::refused_for_now(replies.first()).is_some() {
+            // Refused for now (Redis is loading, say): the writer retries it.
+            slot.back_to_local();
+            let _ = self.outbox.send(Outgoing::Task { seq, slot, fields });
+        } else {
+            self.sent(seq, &slot, replies.first());
         }
     }
 
@@ -976,7 +1146,14 @@ impl Shared {
 
     /// Wakes the reader out of its `XREAD BLOCK` with an entry that completes nothing.
     fn wake_reader(&self) {
-        let _ = self.control.lock().once(|con| {
+        if self.outage.lock().is_some() {
+            return; // the reader looks at `finished` at least every BLOCK + READ_GRACE
+        }
+        let Some(mut control) = self.control.try_lock_for(self.cfg.cancel_timeout) else {
+            return; // the reader looks at `finished` at least every BLOCK anyway
+        };
+        self.settle(&mut control);
+        let _ = control.link.once(|con| {
             ::redis::cmd("XADD")
                 .arg(&self.reply_key)
                 .arg("*")
@@ -998,11 +1175,7 @@ impl Shared {
 fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
     // Futures failed here (an outage past the limit) run their callbacks elsewhere.
     core::defer_callbacks(shared.callback_sink());
-    let mut link = Link::new(
-        shared.redis.clone(),
-        "RedisExecutor writer",
-        Duration::from_secs(30),
-    );
+    let mut link = Link::new(shared.redis.clone(), "RedisExecutor writer", WRITER_TIMEOUT);
     // The writer leaves only once the executor is shut down and no task waits: every task
     // not yet sent is one this client waits for (a submit records it before queueing it),
     // so a submit that won its race with `shutdown` is still sent, however late its
@@ -1025,21 +1198,34 @@ fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
             }
         };
         let mut batch = Vec::new();
+        let mut settle = false;
         let mut next = first;
         while let Some(out) = next.take() {
-            // A `Stop` only wakes the writer to look at `finished`.
-            if let Outgoing::Task { seq, slot, fields } = out {
-                batch.push((seq, slot, fields));
+            match out {
+                Outgoing::Task { seq, slot, fields } => batch.push((seq, slot, fields)),
+                Outgoing::Settle => settle = true,
+                // Only wakes the writer to look at `finished`.
+                Outgoing::Stop => {}
             }
             if batch.len() < BATCH {
                 next = rx.try_recv().ok();
             }
         }
+        if settle {
+            shared.settle(&mut shared.control.lock());
+        }
         {
             // One look at the book for the whole batch: a task failed meanwhile (Redis was
             // out of reach too long) is not sent, nor is one cancelled before it was sent.
             let book = shared.book.lock();
-            batch.retain(|(seq, slot, _)| book.waiting.contains_key(seq) && slot.begin_send());
+            batch.retain(|(seq, slot, _)| {
+                if book.waiting.contains_key(seq) {
+                    slot.begin_send()
+                } else {
+                    slot.end_send(None);
+                    false
+                }
+            });
         }
         if batch.is_empty() {
             if finished() {
@@ -1083,8 +1269,10 @@ fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
             // Redis answers again: reconnect the control link if a timeout dropped it, so
             // that an idle client's next task is sent inline again.
             if let Some(mut control) = shared.control.try_lock() {
-                if !control.is_connected() {
-                    let _ = control.once(|con| ::redis::cmd("PING").query::<()>(con));
+                if !control.link.is_connected() {
+                    let _ = control
+                        .link
+                        .once(|con| ::redis::cmd("PING").query::<()>(con));
                 }
             }
             let mut again = Vec::new();
@@ -1120,7 +1308,7 @@ fn reader(shared: &Arc<Shared>) {
     let mut link = Link::new(
         shared.redis.clone(),
         "RedisExecutor reader",
-        BLOCK + Duration::from_secs(10),
+        BLOCK + READ_GRACE,
     );
     let finished = || {
         let book = shared.book.lock();
@@ -1183,7 +1371,11 @@ fn reader(shared: &Arc<Shared>) {
             deleted = Instant::now();
         }
     }
-    let _ = link.once(|con| ::redis::cmd("DEL").arg(&shared.reply_key).query::<()>(con));
+    // Not while Redis is out of reach (a connection attempt could take seconds): the reply
+    // stream expires by itself after `result_ttl`.
+    if shared.outage.lock().is_none() {
+        let _ = link.once(|con| ::redis::cmd("DEL").arg(&shared.reply_key).query::<()>(con));
+    }
 }
 
 fn decode_one<R: DeserializeOwned>(body: &[u8]) -> Result<R, TaskError> {
@@ -1593,7 +1785,8 @@ impl RedisExecutor {
     pub fn info(&self) -> Result<QueueInfo, SetupError> {
         // A connection of its own, bounded by `SETUP_TIMEOUT`: never the submitters' one.
         let shared = &self.shared;
-        let (mut con, started) = super::setup_connection(&shared.redis, &shared.address)?;
+        let (mut con, started) =
+            super::setup_connection(&shared.redis, &shared.address, shared.cfg.setup_timeout)?;
         info::read(&mut con, &shared.keys).map_err(SetupError::connect(&shared.address, started))
     }
 }

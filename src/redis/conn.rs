@@ -7,8 +7,11 @@ use ::redis::{Client, Connection, RedisResult};
 
 use super::wire::Scripts;
 
-/// How long a connection attempt may take.
-const CONNECT: Duration = Duration::from_secs(5);
+/// How long a connection attempt may take. redis-rs gives the handshake that follows the
+/// TCP connect as long again, so a server that accepts and never answers holds an attempt
+/// up to twice this (measured: 10.4 s for 5 s). Short, because a thread in a connection
+/// attempt cannot notice that its executor is shutting down; a failed attempt is retried.
+const CONNECT: Duration = Duration::from_secs(2);
 /// How long a command may take to be written.
 const WRITE: Duration = Duration::from_secs(10);
 /// The first pause after a failure; it doubles up to `MAX_PAUSE`.
@@ -137,6 +140,35 @@ impl Link {
             if !is_reply(e) {
                 self.con = None;
             }
+        }
+        result
+    }
+
+    /// Writes `packed` (commands already encoded) without reading their replies: the
+    /// caller reads them later with [`recv`](Self::recv), before any other use of the link.
+    /// Only on a connected link: never connects, so it waits for nothing but a socket
+    /// buffer with room (a few hundred bytes into an idle connection).
+    pub(super) fn send_only(&mut self, packed: &[u8]) -> RedisResult<()> {
+        let Some(con) = &mut self.con else {
+            return Err((::redis::ErrorKind::Io, "not connected").into());
+        };
+        let result = con.send_packed_command(packed);
+        if result.is_err() {
+            self.con = None;
+        }
+        result
+    }
+
+    /// Reads one reply owed to a [`send_only`](Self::send_only), within the link's read
+    /// timeout; a failed or timed out read drops the connection (the replies still owed on
+    /// it are lost with it).
+    pub(super) fn recv(&mut self) -> RedisResult<::redis::Value> {
+        let Some(con) = &mut self.con else {
+            return Err((::redis::ErrorKind::Io, "not connected").into());
+        };
+        let result = con.recv_response();
+        if result.as_ref().is_err_and(|e| !is_reply(e)) {
+            self.con = None;
         }
         result
     }

@@ -156,6 +156,7 @@ pub const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 fn setup_connection(
     client: &::redis::Client,
     address: &str,
+    timeout: std::time::Duration,
 ) -> Result<(::redis::Connection, std::time::Instant), SetupError> {
     let started = std::time::Instant::now();
     let failed = SetupError::connect(address, started);
@@ -163,10 +164,10 @@ fn setup_connection(
     // accepts and never answers, the client's handshake waits twice the timeout it is
     // given (measured: 15.0 s for 10 s, 10.4 s for 5 s).
     let con = client
-        .get_connection_with_timeout(SETUP_TIMEOUT / 2)
+        .get_connection_with_timeout(timeout / 2)
         .map_err(&failed)?;
     // The client's own handshake may have used most of the bound.
-    let left = SETUP_TIMEOUT
+    let left = timeout
         .saturating_sub(started.elapsed())
         .max(std::time::Duration::from_millis(100));
     con.set_read_timeout(Some(left)).map_err(&failed)?;
@@ -392,7 +393,7 @@ fn ensure_group(con: &mut ::redis::Connection, keys: &wire::Keys) -> ::redis::Re
 /// ```
 pub fn inspect(url: &str, namespace: &str) -> Result<QueueInfo, SetupError> {
     let (client, address) = open(url, namespace, &Tls::default())?;
-    let (mut con, started) = setup_connection(&client, &address)?;
+    let (mut con, started) = setup_connection(&client, &address, SETUP_TIMEOUT)?;
     info::read(&mut con, &wire::Keys::new(namespace))
         .map_err(SetupError::connect(&address, started))
 }

@@ -408,19 +408,29 @@ pub(super) fn evalsha(script: &Script, keys: &[&str]) -> ::redis::Cmd {
 
 /// Completes a task if, and only if, the calling worker still holds it on the same
 /// delivery (the fence): acknowledges and deletes the queue entry, appends the reply to the
-/// client's stream, and optionally a dead letter.
+/// client's stream, and optionally a dead letter. A task whose entry Redis no longer has at
+/// all (neither held nor queued: Redis restarted without its data, or was flushed) is
+/// answered too, so that its client gets the result instead of a loss; if another worker
+/// answered it already, the client keeps the first answer.
 ///
 /// KEYS: queue, reply stream, dead stream.
 /// ARGV: group, consumer, entry id, attempt, reply TTL ms, flags (`r` reply, `d` dead),
 ///       dead TTL ms, dead max length, n = number of reply field/value items, the reply's
 ///       items, the dead letter's items.
-/// Returns 1 if applied, 0 if the worker had lost the task.
+/// Returns 1 if applied, 2 if applied to a task Redis no longer had, 0 if the worker had
+/// lost the task (another worker holds it, or it is queued again).
 const FINISH: &str = r"
 local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if type(p) ~= 'table' or p.err or #p == 0 then return 0 end
-if p[1][2] ~= ARGV[2] or tonumber(p[1][4]) ~= tonumber(ARGV[4]) then return 0 end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-redis.call('XDEL', KEYS[1], ARGV[3])
+local gone = 0
+if type(p) == 'table' and not p.err and #p > 0 then
+  if p[1][2] ~= ARGV[2] or tonumber(p[1][4]) ~= tonumber(ARGV[4]) then return 0 end
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+  redis.call('XDEL', KEYS[1], ARGV[3])
+else
+  local e = redis.pcall('XRANGE', KEYS[1], ARGV[3], ARGV[3])
+  if type(e) ~= 'table' or e.err or #e > 0 then return 0 end
+  gone = 1
+end
 local n = tonumber(ARGV[9])
 if string.find(ARGV[6], 'r', 1, true) then
   local f = {}
@@ -434,7 +444,7 @@ if string.find(ARGV[6], 'd', 1, true) then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', unpack(f))
   redis.call('PEXPIRE', KEYS[3], ARGV[7])
 end
-return 1
+return 1 + gone
 ";
 
 /// Renews the leases of the entries the calling worker still holds (resets their idle

@@ -74,6 +74,7 @@ struct Config {
     dead_ttl: Duration,
     queue_ttl: Duration,
     outage_limit: Duration,
+    setup_timeout: Duration,
 }
 
 /// A process that runs tasks from a Redis queue: Python's `rq worker` / `celery worker`.
@@ -318,6 +319,24 @@ impl RedisWorkerBuilder {
         self
     }
 
+    /// How long [`spawn`](Self::spawn) and [`run`](Self::run) wait for Redis to connect
+    /// and answer before they fail with [`SetupError::Connect`] (default
+    /// [`SETUP_TIMEOUT`](super::SETUP_TIMEOUT), 10 s).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisWorker, Tasks};
+    /// RedisWorker::builder("redis://127.0.0.1/", Tasks::new())
+    ///     .setup_timeout(std::time::Duration::from_secs(3))
+    ///     .run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn setup_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.setup_timeout = timeout.max(Duration::from_millis(10));
+        self
+    }
+
     /// How long dead letters are kept (default 7 days).
     ///
     /// # Examples
@@ -381,7 +400,8 @@ impl RedisWorkerBuilder {
     fn start(self, signals: bool) -> Result<RedisWorker, SetupError> {
         let (redis, address) = super::open(&self.url, &self.cfg.namespace, &self.tls)?;
         let keys = Keys::new(&self.cfg.namespace);
-        let (mut setup, started) = super::setup_connection(&redis, &address)?;
+        let (mut setup, started) =
+            super::setup_connection(&redis, &address, self.cfg.setup_timeout)?;
         let failed = SetupError::connect(&address, started);
         super::ensure_group(&mut setup, &keys).map_err(&failed)?;
         let scripts = Scripts::new();
@@ -496,6 +516,7 @@ impl RedisWorker {
                 dead_ttl: Duration::from_secs(7 * 24 * 3600),
                 queue_ttl: Duration::from_secs(7 * 24 * 3600),
                 outage_limit: Duration::from_secs(60),
+                setup_timeout: super::SETUP_TIMEOUT,
             },
         }
     }
@@ -964,6 +985,10 @@ impl Worker {
                     Some(Value::Int(0)) => {
                         log::info!(target: "concurrent_futures::redis", "the answer to {} was dropped: another worker holds it now", f.id);
                     }
+                    Some(Value::Int(2)) => {
+                        self.completed.fetch_add(1, Ordering::Relaxed);
+                        log::warn!(target: "concurrent_futures::redis", "answered {}, which Redis no longer had (restarted without its data, or flushed)", f.id);
+                    }
                     Some(Value::ServerError(e)) => {
                         log::error!(target: "concurrent_futures::redis", "Redis refused the answer to {}: {e:?}", f.id);
                     }
@@ -1112,7 +1137,7 @@ impl Worker {
                 inv.query::<Vec<String>>(con)
             });
             for id in lost.unwrap_or_default() {
-                log::warn!(target: "concurrent_futures::redis", "lost the lease of {id}: another worker may run it; this run's answer will be dropped");
+                log::warn!(target: "concurrent_futures::redis", "lost the lease of {id}: another worker holds it (this run's answer will be dropped), or Redis no longer has it (it will be delivered)");
             }
         }
     }
