@@ -1,4 +1,4 @@
-"""The no-op task of benches/redis_peers.py, importable by RQ and Celery workers."""
+"""The no-op tasks of benches/redis_peers.py, importable by RQ and Celery workers."""
 import os
 
 from celery import Celery
@@ -18,4 +18,12 @@ def noop():
 
 @app.task(name="noop")
 def celery_noop():
+    """Celery's default delivery: acknowledged when a worker receives it (at most once)."""
+    return None
+
+
+@app.task(name="noop_late", acks_late=True)
+def celery_noop_late():
+    """Acknowledged after it ran: redelivered if its worker dies (after the broker's
+    visibility timeout, an hour by default), at least once, as ours."""
     return None
