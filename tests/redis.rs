@@ -611,71 +611,79 @@ fn garbage_entries_are_dead_lettered_and_workers_survive() {
     let big = "9".repeat(5000);
     let bad: Vec<Vec<(&str, &[u8])>> = vec![
         vec![
-            ("v", b"1"),
+            ("v", b"2"),
             ("fn", b"double/v1"),
             ("c", b"x"),
-            ("t", b"1"),
+            ("id", b"garbage-1"),
             ("a", b"{not json"),
         ],
         vec![
-            ("v", b"1"),
+            ("v", b"2"),
             ("fn", b"double/v1"),
             ("c", b"x"),
-            ("t", b"2"),
+            ("id", b"garbage-2"),
             ("a", b"\"a string\""),
         ],
         vec![
-            ("v", b"1"),
+            ("v", b"2"),
             ("fn", b"double/v1"),
             ("c", b"x"),
-            ("t", b"3"),
+            ("id", b"garbage-3"),
             ("a", big.as_bytes()),
         ],
         vec![
-            ("v", b"1"),
+            ("v", b"2"),
             ("fn", b"rm -rf /"),
             ("c", b"x"),
-            ("t", b"4"),
+            ("id", b"garbage-4"),
             ("a", b"1"),
         ],
         vec![
-            ("v", b"1"),
+            ("v", b"2"),
             ("fn", b"nope/v9"),
             ("c", b"x"),
-            ("t", b"5"),
+            ("id", b"garbage-5"),
+            ("a", b"1"),
+        ],
+        vec![
+            ("v", b"2"),
+            ("fn", b"double/v1"),
+            ("c", b"../../etc"),
+            ("id", b"garbage-6"),
             ("a", b"1"),
         ],
         vec![
             ("v", b"1"),
             ("fn", b"double/v1"),
-            ("c", b"../../etc"),
-            ("t", b"6"),
-            ("a", b"1"),
-        ],
-        vec![
-            ("v", b"7"),
-            ("fn", b"double/v1"),
             ("c", b"x"),
-            ("t", b"7"),
+            ("id", b"garbage-7"),
             ("a", b"1"),
         ],
         vec![("junk", b"\xff\xfe\x00\x01")],
         vec![
-            ("v", b"1"),
+            ("v", b"2"),
             ("fn", b"double/v1"),
             ("c", b"x"),
-            ("t", b"9"),
+            ("id", b"garbage-9"),
             ("a", b"1"),
             ("tries", b"-3"),
         ],
         vec![
-            ("v", b"1"),
+            ("v", b"2"),
             ("fn", b"double/v1"),
             ("c", b"x"),
-            ("t", b"10"),
+            ("id", b"garbage-10"),
             ("a", &[b'['; 10_000][..1000]),
         ],
     ];
+    // Workers answer only clients whose reply stream exists: client "x" is there.
+    let _: String = redis::cmd("XADD")
+        .arg("{cf}:reply:x")
+        .arg("*")
+        .arg("s")
+        .arg("hello")
+        .query(&mut con)
+        .unwrap();
     for fields in &bad {
         let mut cmd = redis::cmd("XADD");
         cmd.arg("{cf}:queue").arg("*");
@@ -747,8 +755,8 @@ fn every_key_of_a_finished_run_has_a_ttl() {
 const ACL: &str = "on >s3cret resetkeys ~{cf}:* resetchannels -@all \
     +xadd +xreadgroup +xread +xack +xdel +xautoclaim +xclaim +xpending +xlen +xrange \
     +xrevrange +xgroup|create +xgroup|delconsumer +xinfo|consumers +evalsha +eval \
-    +script|load +pexpire +del +zadd +zrem +zrange +zremrangebyscore +hset +hgetall +ping \
-    +hello +client|setname +select";
+    +script|load +pexpire +del +exists +zadd +zrem +zrange +zremrangebyscore +hset +hget \
+    +hgetall +hdel +hexists +sadd +smembers +time +ping +hello +client|setname +select";
 
 #[test]
 fn everything_runs_under_the_documented_least_privilege_user() {
@@ -811,7 +819,7 @@ fn a_thread_mode_worker_reports_hung_tasks_and_carries_on() {
     let ex = server.executor();
     let limited = TaskOptions::new().time_limit(Duration::from_millis(50));
     let hung: Vec<_> = (0..6)
-        .map(|_| ex.submit_with(sleep_ms, 1_000, limited).unwrap())
+        .map(|_| ex.submit_with(sleep_ms, 1_000, limited.clone()).unwrap())
         .collect();
     for f in hung {
         let r = f.result();
@@ -1498,7 +1506,7 @@ fn during_a_partition_submit_cancel_and_info_return_and_a_heal_loses_nothing() {
     let _worker = WorkerProcess::start(&server.url, Duration::from_secs(5), 2);
     let ex = RedisExecutor::builder(&proxy.url, tasks())
         .max_unsent(20)
-        .cancel_timeout(Duration::from_millis(500))
+        .command_timeout(Duration::from_millis(500))
         .setup_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
@@ -1653,4 +1661,248 @@ fn a_frozen_redis_fails_the_futures_after_the_outage_limit() {
          after the freeze (outage_limit 2 s)"
     );
     drop(ex);
+}
+
+// ---------------------------------------------------------------------------------------
+// Durable tasks (issue 19): ids, enqueue and exit, attach and status from any process,
+// idempotent submits.
+
+/// Not a test: a producer process. `CF_TEST_PRODUCER` is the URL; `CF_TEST_MODE` says what
+/// to do; what it learns goes to the file `CF_TEST_OUT`, one line each.
+#[test]
+#[ignore = "a producer process of the Redis tests; they run it"]
+fn producer_process() {
+    let Ok(url) = std::env::var("CF_TEST_PRODUCER") else {
+        return;
+    };
+    let out = std::env::var("CF_TEST_OUT").unwrap();
+    let mut lines = Vec::new();
+    let ex = RedisExecutor::builder(&url, tasks()).build().unwrap();
+    match std::env::var("CF_TEST_MODE").unwrap().as_str() {
+        // Enqueue 100 tasks, print their ids, and leave without waiting for any result.
+        "enqueue" => {
+            for i in 0..100u64 {
+                let fut = ex.submit(double, i).unwrap();
+                lines.push(format!("{i} {}", fut.task_id().unwrap()));
+            }
+        }
+        // Submit `mark` under a chosen id and print its result.
+        "same-id" => {
+            let id = std::env::var("CF_TEST_ID").unwrap().parse().unwrap();
+            let runs = std::env::var("CF_TEST_RUNS").unwrap();
+            let fut = ex
+                .submit_with(
+                    mark,
+                    (runs, std::process::id().to_string(), 300),
+                    TaskOptions::new().id(id),
+                )
+                .unwrap();
+            lines.push(fut.result().unwrap());
+        }
+        other => panic!("unknown mode {other}"),
+    }
+    std::fs::write(&out, lines.join("\n")).unwrap();
+    // Dropping the executor sends what is left and returns: it never waits for results.
+}
+
+fn producer(url: &str, mode: &str, envs: &[(&str, &str)]) -> (Child, PathBuf) {
+    let out = temp_file("producer");
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "producer_process", "--ignored", "--nocapture"])
+        .env("CF_TEST_PRODUCER", url)
+        .env("CF_TEST_MODE", mode)
+        .env("CF_TEST_OUT", &out)
+        .stdout(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    (cmd.spawn().unwrap(), out)
+}
+
+/// Waits for a child process to exit, failing the test after 60 s.
+fn exits(child: &mut Child) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the process did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_producer_enqueues_and_exits_and_another_process_attaches_by_id() {
+    // Issue 19: a producer that submitted and returned from main hung in Drop for ever (no
+    // worker was running), and `mem::forget` lost 41-62 of 100 tasks.
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    let (mut child, out) = producer(&server.url, "enqueue", &[]);
+    assert!(exits(&mut child).success(), "the producer failed");
+    let ids: Vec<(u64, concurrent_futures::redis::TaskId)> = lines(&out)
+        .iter()
+        .map(|l| {
+            let (i, id) = l.split_once(' ').unwrap();
+            (i.parse().unwrap(), id.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(ids.len(), 100);
+    // Every task is in Redis, queued: no worker ran yet.
+    let ex = server.executor();
+    for (_, id) in &ids {
+        assert_eq!(
+            ex.status(id).unwrap(),
+            concurrent_futures::redis::TaskStatus::Queued
+        );
+    }
+    // Another process attaches, before and after a worker runs them.
+    let early: Vec<_> = ids[..50]
+        .iter()
+        .map(|(_, id)| ex.attach::<u64>(id).unwrap())
+        .collect();
+    let _worker = WorkerProcess::start(&server.url, Duration::from_secs(5), 4);
+    let mut got: Vec<u64> = as_completed(early).map(|f| f.result().unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..50).map(|i| i * 2).collect::<Vec<_>>());
+    eventually("the other 50 tasks to run", || {
+        ids[50..]
+            .iter()
+            .all(|(_, id)| ex.status(id).is_ok_and(|s| s.is_finished()))
+    });
+    // Finished tasks: attach completes at once from the kept record, `.await` included.
+    for (i, id) in &ids[50..] {
+        let fut = ex.attach::<u64>(id).unwrap();
+        assert!(fut.done());
+        assert_eq!(futures::executor::block_on(fut), Ok(i * 2));
+    }
+    let unknown: concurrent_futures::redis::TaskId = "never-submitted".parse().unwrap();
+    assert!(matches!(
+        ex.attach::<u64>(&unknown),
+        Err(concurrent_futures::redis::LookupError::Unknown(_))
+    ));
+    assert_eq!(
+        ex.status(&unknown).unwrap(),
+        concurrent_futures::redis::TaskStatus::Unknown
+    );
+    let _ = std::fs::remove_file(out);
+}
+
+#[test]
+fn idempotent_submits_from_two_processes_at_once_run_once() {
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    let _worker = WorkerProcess::start(&server.url, Duration::from_secs(5), 4);
+    let runs = temp_file("runs");
+    let runs_path = runs.display().to_string();
+    let (mut a, out_a) = producer(
+        &server.url,
+        "same-id",
+        &[
+            ("CF_TEST_ID", "charge:order-42"),
+            ("CF_TEST_RUNS", &runs_path),
+        ],
+    );
+    let (mut b, out_b) = producer(
+        &server.url,
+        "same-id",
+        &[
+            ("CF_TEST_ID", "charge:order-42"),
+            ("CF_TEST_RUNS", &runs_path),
+        ],
+    );
+    assert!(exits(&mut a).success());
+    assert!(exits(&mut b).success());
+    assert_eq!(lines(&runs).len(), 1, "the task ran {:?}", lines(&runs));
+    assert_eq!(lines(&out_a), lines(&out_b));
+    // A third submit while the record is kept runs nothing either, in this process, and
+    // two futures of one client for one id both complete.
+    let ex = server.executor();
+    let id: concurrent_futures::redis::TaskId = "charge:order-42".parse().unwrap();
+    let opts = TaskOptions::new().id(id.clone());
+    let again = ex
+        .submit_with(mark, (runs_path.clone(), "third".into(), 0), opts.clone())
+        .unwrap();
+    let also = ex.attach::<String>(&id).unwrap();
+    assert_eq!(again.task_id(), Some(id));
+    assert_eq!(again.result().unwrap(), lines(&out_a)[0]);
+    assert_eq!(also.result().unwrap(), lines(&out_a)[0]);
+    assert_eq!(lines(&runs).len(), 1);
+    for f in [runs, out_a, out_b] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+#[test]
+fn status_goes_through_every_state() {
+    use concurrent_futures::redis::TaskStatus;
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    let ex = server.executor();
+    // Queued, then cancelled.
+    let queued = ex.submit(double, 1).unwrap();
+    let qid = queued.task_id().unwrap();
+    ex.flush().unwrap();
+    assert_eq!(ex.status(&qid).unwrap(), TaskStatus::Queued);
+    assert!(queued.cancel());
+    assert_eq!(ex.status(&qid).unwrap(), TaskStatus::Cancelled);
+    // Running on a worker that is then SIGKILLed: another takes it over, delivery 2.
+    let mut first = WorkerProcess::start(&server.url, Duration::from_secs(1), 1);
+    let slow = ex.submit(sleep_ms, 3_000).unwrap();
+    let sid = slow.task_id().unwrap();
+    let mut holder = String::new();
+    eventually("the task to run", || match ex.status(&sid).unwrap() {
+        TaskStatus::Running {
+            worker,
+            deliveries,
+            started,
+            ..
+        } => {
+            assert_eq!(deliveries, 1);
+            holder = worker;
+            started.is_some()
+        }
+        _ => false,
+    });
+    assert!(holder.contains(&format!("-{}-", first.pid())), "{holder}");
+    first.kill();
+    let _second = WorkerProcess::start(&server.url, Duration::from_secs(1), 1);
+    eventually("another worker to take it over", || {
+        matches!(
+            ex.status(&sid).unwrap(),
+            TaskStatus::Running { deliveries: 2, .. }
+        )
+    });
+    assert_eq!(slow.result(), Ok(3_000));
+    assert!(matches!(ex.status(&sid).unwrap(), TaskStatus::Done { .. }));
+    // Failed, with the error its future has.
+    let failed = ex.submit(boom, 7).unwrap();
+    let fid = failed.task_id().unwrap();
+    assert!(failed.result().is_err());
+    match ex.status(&fid).unwrap() {
+        TaskStatus::Failed {
+            error: TaskError::Panicked(p),
+            ..
+        } => assert!(p.contains("boom 7"), "{p}"),
+        other => panic!("{other:?}"),
+    }
+    // Dead-lettered: a task the workers do not know.
+    let client_only = RedisExecutor::builder(&server.url, tasks().add("newer/v1", newer))
+        .build()
+        .unwrap();
+    let dead = client_only.submit(newer, 1).unwrap();
+    let did = dead.task_id().unwrap();
+    assert!(matches!(dead.result(), Err(TaskError::Rejected(_))));
+    assert!(matches!(
+        ex.status(&did).unwrap(),
+        TaskStatus::DeadLettered {
+            error: TaskError::Rejected(_),
+            ..
+        }
+    ));
 }

@@ -282,6 +282,11 @@ pub(crate) trait Handle<T>: Send + Sync {
     /// `mark_idle` runs before the result is published, so that the caller's next submit
     /// finds the worker idle rather than starting a thread.
     fn run(&self, fut: &Future<T>, ctx: Option<&RunCtx<'_>>) -> bool;
+    /// The id of a task that has one (a Redis task); `None` for local tasks.
+    #[cfg(feature = "redis")]
+    fn task_id(&self) -> Option<crate::redis::TaskId> {
+        None
+    }
 }
 
 /// Where a task runs: the worker's counters, and how it marks itself idle.

@@ -22,10 +22,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::conn::{self, Link, Patience};
+use super::id::TaskId;
 use super::info::{self, QueueInfo};
+use super::status::TaskStatus;
 use super::tasks::{Outcome, Tasks};
 use super::wire::{self, Keys, Scripts, FORMAT, GROUP};
-use super::SetupError;
+use super::{LookupError, SetupError};
 use crate::error::{panic_message, SubmitError, TaskError};
 use crate::future::core::{self, Handle, Promised, RunCtx, Task, Waiter};
 use crate::future::Future;
@@ -68,10 +70,11 @@ const MAX_MESSAGE: usize = 64 * 1024;
 ///     .retries(3, Duration::from_millis(500));
 /// # let _ = opts;
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskOptions {
     time_limit: Option<Duration>,
     retries: Option<(u32, Duration)>,
+    id: Option<TaskId>,
 }
 
 impl TaskOptions {
@@ -118,6 +121,30 @@ impl TaskOptions {
         self.retries = Some((times, backoff));
         self
     }
+
+    /// The task's id, chosen by you: the submit becomes idempotent. While a task with
+    /// this id is queued, running, or its record is kept (`result_ttl` after it ended), a
+    /// submit with the same id queues nothing and its future completes with that task's
+    /// outcome, in any process (RQ's `enqueue(..., job_id=...)`, Celery's
+    /// `apply_async(task_id=...)`, BullMQ's `jobId`). Without it, the task gets a
+    /// [`TaskId::generate`]d id.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, TaskId, TaskOptions, Tasks};
+    /// fn charge(order: u64) -> bool { true }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("charge", charge)).build()?;
+    /// let id: TaskId = "charge:order-42".parse()?;
+    /// let first = ex.submit_with(charge, 42, TaskOptions::new().id(id.clone()))?;
+    /// let again = ex.submit_with(charge, 42, TaskOptions::new().id(id))?; // a retried request
+    /// assert_eq!(first.result()?, again.result()?); // charged once
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn id(mut self, id: TaskId) -> TaskOptions {
+        self.id = Some(id);
+        self
+    }
 }
 
 /// Builds a [`RedisExecutor`]; from [`RedisExecutor::builder`].
@@ -156,7 +183,7 @@ pub(super) struct Config {
     pub(super) queue_ttl: Duration,
     pub(super) outage_limit: Duration,
     pub(super) max_unsent: usize,
-    pub(super) cancel_timeout: Duration,
+    pub(super) command_timeout: Duration,
     pub(super) setup_timeout: Duration,
 }
 
@@ -171,7 +198,7 @@ impl Default for Config {
             queue_ttl: Duration::from_secs(7 * 24 * 3600),
             outage_limit: Duration::from_secs(60),
             max_unsent: 100_000,
-            cancel_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
             setup_timeout: super::SETUP_TIMEOUT,
         }
     }
@@ -255,9 +282,10 @@ impl RedisExecutorBuilder {
         self
     }
 
-    /// How long [`Future::cancel`] may wait on Redis to withdraw a queued task (default
-    /// 2 s). A cancel that cannot reach Redis within it returns `false`: the task may
-    /// still run.
+    /// How long [`Future::cancel`], [`RedisExecutor::attach`] and
+    /// [`RedisExecutor::status`] may wait on Redis (default 2 s). A cancel that cannot
+    /// reach Redis within it returns `false` (the task may still run); `attach` and
+    /// `status` fail with [`SetupError::Connect`].
     ///
     /// # Examples
     ///
@@ -265,12 +293,12 @@ impl RedisExecutorBuilder {
     /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
     /// # use std::time::Duration;
     /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new())
-    ///     .cancel_timeout(Duration::from_millis(500))
+    ///     .command_timeout(Duration::from_millis(500))
     ///     .build()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn cancel_timeout(mut self, timeout: Duration) -> Self {
-        self.cfg.cancel_timeout = timeout.max(Duration::from_millis(1));
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.command_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
@@ -382,7 +410,7 @@ impl RedisExecutorBuilder {
         drop(setup);
         // `submit` writes an idle client's task on it without reading the reply (the writer
         // reads it); `cancel` and the reader's wake-up are single quick commands.
-        let mut control = Link::new(redis.clone(), "RedisExecutor", self.cfg.cancel_timeout);
+        let mut control = Link::new(redis.clone(), "RedisExecutor", self.cfg.command_timeout);
         // Connected now: an idle client sends its next task on it directly (`send_now`
         // needs a connected link), without waking the writer.
         control
@@ -416,6 +444,7 @@ impl RedisExecutorBuilder {
             refreshed: AtomicU64::new(0),
             book: Mutex::new(Book {
                 waiting: HashMap::new(),
+                by_id: HashMap::new(),
                 closed: false,
             }),
             drained: Condvar::new(),
@@ -424,7 +453,7 @@ impl RedisExecutorBuilder {
                 link: control,
                 owed: None,
             }),
-            unsent: Arc::new(AtomicUsize::new(0)),
+            unsent: Arc::new(UnsentCount::default()),
             callbacks,
             threads: Mutex::new(Vec::new()),
         });
@@ -434,6 +463,10 @@ impl RedisExecutorBuilder {
                 .spawn(body)
                 .map_err(|e| SetupError::Config(format!("cannot start a thread: {e}")))
         };
+        // Workers answer only clients whose reply stream exists.
+        shared
+            .keep_reply_stream(&mut shared.control.lock().link)
+            .map_err(SetupError::connect(&shared.address, started))?;
         let w = shared.clone();
         let writer = spawn("RedisExecutor-writer", Box::new(move || writer(&w, &rx)))?;
         let r = shared.clone();
@@ -463,9 +496,11 @@ impl RedisExecutorBuilder {
 /// `running()` turns true only once a `cancel()` found the task taken (and then returned
 /// false); `done()`, results, callbacks and waits are exact.
 ///
-/// Dropping the executor shuts it down and waits for the tasks it queued, like
-/// [`shutdown`](Self::shutdown); call [`shutdown_with`](Self::shutdown_with)`(false, ..)`
-/// to leave without waiting.
+/// Tasks are durable: each has a [`TaskId`] (`fut.task_id()`), its outcome is kept in Redis
+/// for `result_ttl`, and any process can [`attach`](Self::attach) to it or read its
+/// [`status`](Self::status). Dropping the executor sends every task submitted, then returns
+/// without waiting for results (enqueue and exit); futures still held complete as usual.
+/// [`shutdown`](Self::shutdown) waits for every result, as Python's does.
 ///
 /// # Examples
 ///
@@ -512,21 +547,55 @@ struct Shared {
     /// For an idle client's task, cancels and the reader's wake-up.
     control: Mutex<Control>,
     /// Tasks submitted that Redis has not taken (or refused) yet: at most `max_unsent`.
-    unsent: Arc<AtomicUsize>,
+    unsent: Arc<UnsentCount>,
     callbacks: ThreadPoolExecutor,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// The tasks this client waits for, by number.
+/// The tasks this client waits for, by number (one per future), and by task id (several
+/// futures of one client may follow one task: a repeated idempotent submit, an attach).
 struct Book {
     waiting: HashMap<u64, Waiting>,
+    by_id: HashMap<TaskId, Vec<u64>>,
     closed: bool,
+}
+
+impl Book {
+    fn insert(&mut self, seq: u64, w: Waiting) {
+        self.by_id.entry(w.task.clone()).or_default().push(seq);
+        self.waiting.insert(seq, w);
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<Waiting> {
+        let w = self.waiting.remove(&seq)?;
+        if let Some(seqs) = self.by_id.get_mut(&w.task) {
+            seqs.retain(|s| *s != seq);
+            if seqs.is_empty() {
+                self.by_id.remove(&w.task);
+            }
+        }
+        Some(w)
+    }
+
+    /// Every future of this client that follows task `id`.
+    fn remove_task(&mut self, id: &TaskId) -> Vec<Waiting> {
+        let seqs = self.by_id.remove(id).unwrap_or_default();
+        seqs.into_iter()
+            .filter_map(|seq| self.waiting.remove(&seq))
+            .collect()
+    }
+
+    fn drain(&mut self) -> Vec<Waiting> {
+        self.by_id.clear();
+        self.waiting.drain().map(|(_, w)| w).collect()
+    }
 }
 
 /// Completes a task's future from its reply (decoding the body as the task's type).
 type Complete = Box<dyn for<'b> FnOnce(Result<&'b [u8], TaskError>) + Send>;
 
 struct Waiting {
+    task: TaskId,
     complete: Complete,
     cancel: Arc<dyn Cancel>,
     /// Where the task is in the queue, once sent: to notice that Redis lost it.
@@ -536,6 +605,9 @@ struct Waiting {
 /// A queued task's way to cancel itself (for `shutdown(cancel_futures)`).
 trait Cancel: Send + Sync {
     fn cancel_now(self: Arc<Self>) -> bool;
+    /// Whether anyone but this client's book still holds the future (a dropped
+    /// executor stops following the tasks nobody holds).
+    fn held(self: Arc<Self>) -> bool;
 }
 
 /// A task not sent yet: its number, its slot, its entry's fields.
@@ -565,11 +637,50 @@ enum Outgoing {
 /// Where a task's queue entry stands, for `cancel`.
 #[derive(Debug)]
 struct Slot {
+    /// The task it carries.
+    task: TaskId,
+    /// Whether the id was chosen by the user (the submit is then idempotent).
+    unique: bool,
     state: Mutex<SlotState>,
     sent: Condvar,
     /// The client's count of tasks not taken by Redis yet, which this one leaves once it
     /// is sent or dropped.
-    unsent: Arc<AtomicUsize>,
+    unsent: Arc<UnsentCount>,
+}
+
+/// How many tasks wait in the client for Redis to take them; `flush` waits for zero.
+#[derive(Debug, Default)]
+struct UnsentCount {
+    n: AtomicUsize,
+    lock: Mutex<()>,
+    zero: Condvar,
+}
+
+impl UnsentCount {
+    fn get(&self) -> usize {
+        self.n.load(Ordering::Acquire)
+    }
+
+    fn add(&self) {
+        self.n.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn sub(&self) {
+        if self.n.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _guard = self.lock.lock();
+            self.zero.notify_all();
+        }
+    }
+
+    /// Waits up to `d` for the count to reach zero; true if it did.
+    fn wait_zero(&self, d: Duration) -> bool {
+        let mut guard = self.lock.lock();
+        if self.get() == 0 {
+            return true;
+        }
+        self.zero.wait_for(&mut guard, d);
+        self.get() == 0
+    }
 }
 
 #[derive(Debug)]
@@ -592,7 +703,7 @@ impl Slot {
         let now_unsent = matches!(next, SlotState::Local | SlotState::Sending);
         *st = next;
         if was_unsent && !now_unsent {
-            self.unsent.fetch_sub(1, Ordering::AcqRel);
+            self.unsent.sub();
         }
         self.sent.notify_all();
     }
@@ -624,9 +735,9 @@ impl Slot {
 }
 
 /// A Redis task's future: a promise whose `cancel` first removes the queue entry.
+/// Referenced by the user's futures, the book's `complete` and `cancel` (two), nothing else.
 struct Remote<T: Send + 'static> {
     task: Arc<Task<T, Promised>>,
-    seq: u64,
     slot: Arc<Slot>,
     shared: Weak<Shared>,
 }
@@ -641,6 +752,11 @@ impl<T: Send + 'static> Cancel for Remote<T> {
     fn cancel_now(self: Arc<Self>) -> bool {
         let fut = self.future();
         self.cancel_with(&fut)
+    }
+
+    fn held(self: Arc<Self>) -> bool {
+        // The book's two references, and this one.
+        Arc::strong_count(&self) > 3
     }
 }
 
@@ -658,10 +774,17 @@ impl<T: Send + 'static> Remote<T> {
         };
         match shared.withdraw(&self.slot) {
             Some(true) => {
-                let taken = shared.book.lock().waiting.remove(&self.seq);
+                // This client's other futures of the same task end too (Redis tells only
+                // the other clients).
+                let taken = shared.book.lock().remove_task(&self.slot.task);
                 shared.notify_if_drained();
-                drop(taken);
-                self.task.cancel(fut)
+                let cancelled = self.task.cancel(fut);
+                for w in taken {
+                    if w.slot.task == self.slot.task && !Arc::ptr_eq(&w.slot, &self.slot) {
+                        (w.complete)(Err(TaskError::Cancelled));
+                    }
+                }
+                cancelled
             }
             Some(false) => {
                 // A worker holds it: from now on it reads as running.
@@ -711,14 +834,17 @@ impl<T: Send + 'static> Handle<T> for Remote<T> {
     fn run(&self, _fut: &Future<T>, _ctx: Option<&RunCtx<'_>>) -> bool {
         false
     }
+    fn task_id(&self) -> Option<TaskId> {
+        Some(self.slot.task.clone())
+    }
 }
 
 impl Shared {
     /// Removes a task's entry from the queue if no worker has taken it. `Some(true)` if it
     /// will never run, `Some(false)` if a worker holds it or it finished, `None` if Redis
-    /// could not be asked within `cancel_timeout`.
+    /// could not be asked within `command_timeout`.
     fn withdraw(&self, slot: &Slot) -> Option<bool> {
-        let deadline = Instant::now() + self.cfg.cancel_timeout;
+        let deadline = Instant::now() + self.cfg.command_timeout;
         // An idle client's task may be on the control link with its reply unread.
         if let Some(mut control) = self.control.try_lock_until(deadline) {
             self.settle(&mut control);
@@ -743,7 +869,7 @@ impl Shared {
             }
         };
         if self.outage.lock().is_some() {
-            // Known to be out of reach: asking would only wait out `cancel_timeout` (and
+            // Known to be out of reach: asking would only wait out `command_timeout` (and
             // `shutdown(cancel_futures)` would wait it out for every task).
             return None;
         }
@@ -759,11 +885,19 @@ impl Shared {
         control
             .link
             .retry(&self.scripts, &late, |con| {
+                let task = slot.task.as_str();
                 self.scripts
                     .cancel
                     .key(&self.keys.queue)
+                    .key(&self.keys.ids)
+                    .key(self.keys.result(task))
+                    .key(self.keys.watch(task))
                     .arg(GROUP)
                     .arg(&id)
+                    .arg(task)
+                    .arg(wire::millis(self.cfg.result_ttl))
+                    .arg(self.keys.reply(""))
+                    .arg(&self.client_id)
                     .invoke::<i64>(con)
             })
             .map(|removed| removed == 1)
@@ -792,10 +926,7 @@ impl Shared {
         if lasted <= self.cfg.outage_limit {
             return;
         }
-        let failed: Vec<Waiting> = {
-            let mut book = self.book.lock();
-            book.waiting.drain().map(|(_, w)| w).collect()
-        };
+        let failed: Vec<Waiting> = self.book.lock().drain();
         if failed.is_empty() {
             return;
         }
@@ -814,59 +945,67 @@ impl Shared {
         self.drained.notify_all();
     }
 
-    /// Looks for the queue entries of the tasks this client waits for. A task whose entry
-    /// is gone was answered (the answer is in the reply stream, on its way) or lost; one
-    /// whose entry was already gone at the previous look, two reads of the reply stream
-    /// ago, and is still unanswered is lost: Redis no longer has it anywhere. Returns the
-    /// tasks missing now, with when they were first seen missing.
+    /// Looks for the tasks this client waits for: a task is in the index while queued or
+    /// running, and its record is kept once it ended. One whose record exists although no
+    /// answer came was answered while this client's reply stream was gone (Redis lost it):
+    /// the record completes it. One in neither was lost with Redis's data. Either way only
+    /// once it was seen so at the previous look too, two reads of the reply stream ago, so
+    /// that an answer on its way is never taken for a loss. Returns the tasks seen so now,
+    /// with when they were first seen so.
     fn find_lost(&self, link: &mut Link, missing: HashMap<u64, Instant>) -> HashMap<u64, Instant> {
-        let sent: Vec<(u64, String)> = {
+        let sent: Vec<(u64, TaskId)> = {
             let book = self.book.lock();
             book.waiting
                 .iter()
-                .filter_map(|(seq, w)| match &*w.slot.state.lock() {
-                    SlotState::Sent(id) => Some((*seq, id.clone())),
-                    _ => None,
-                })
+                .filter(|(_, w)| matches!(&*w.slot.state.lock(), SlotState::Sent(_)))
+                .map(|(seq, w)| (*seq, w.task.clone()))
                 .collect()
         };
         let mut now_missing = HashMap::new();
-        for batch in sent.chunks(1000) {
+        let mut records = Vec::new();
+        for batch in sent.chunks(500) {
             let found = link.once(|con| {
                 let mut pipe = ::redis::pipe();
                 for (_, id) in batch {
-                    pipe.cmd("XRANGE")
-                        .arg(&self.keys.queue)
-                        .arg(id)
-                        .arg(id)
-                        .arg("COUNT")
-                        .arg(1);
+                    pipe.cmd("HGETALL").arg(self.keys.result(id.as_str()));
+                    pipe.cmd("HEXISTS").arg(&self.keys.ids).arg(id.as_str());
                 }
                 pipe.query::<Vec<Value>>(con)
             });
             let Ok(found) = found else {
                 return missing; // Redis is away: look again later
             };
-            for ((seq, _), v) in batch.iter().zip(found) {
-                if wire::array(&v).is_some_and(<[Value]>::is_empty) {
-                    let since = missing.get(seq).copied().unwrap_or_else(Instant::now);
+            for ((seq, _), v) in batch.iter().zip(found.chunks(2)) {
+                let record = wire::pairs(&v[0]);
+                let indexed = wire::int(&v[1]) == Some(1);
+                if record.is_empty() && indexed {
+                    continue;
+                }
+                let since = missing.get(seq).copied().unwrap_or_else(Instant::now);
+                if since.elapsed() >= LOST_AFTER && !record.is_empty() {
+                    records.push((*seq, record));
+                } else {
                     now_missing.insert(*seq, since);
                 }
             }
+        }
+        for (seq, record) in records {
+            log::warn!(target: "concurrent_futures::redis", "task {seq} was answered but the answer never reached this client (its reply stream was lost): completed from the task's record");
+            self.complete_from_record(seq, &record);
         }
         let lost: Vec<Waiting> = {
             let mut book = self.book.lock();
             now_missing
                 .iter()
                 .filter(|(_, since)| since.elapsed() >= LOST_AFTER)
-                .filter_map(|(seq, _)| book.waiting.remove(seq))
+                .filter_map(|(seq, _)| book.remove(*seq))
                 .collect()
         };
         if !lost.is_empty() {
             let why: Arc<str> = format!(
-                "Redis at {} no longer has it: its queue entry is gone and no answer came \
-                 within {:?} (Redis restarted without its data, failed over to a replica \
-                 that never received it, or was flushed)",
+                "Redis at {} no longer has it: it is neither queued nor running, it left no \
+                 record, and no answer came within {:?} (Redis restarted without its data, \
+                 failed over to a replica that never received it, or was flushed)",
                 self.address, LOST_AFTER
             )
             .into();
@@ -880,6 +1019,61 @@ impl Shared {
         now_missing
     }
 
+    /// Makes sure this client's reply stream exists (workers answer only clients whose
+    /// stream exists, so that a client that left costs nothing) and keeps its TTL fresh.
+    fn keep_reply_stream(&self, link: &mut Link) -> ::redis::RedisResult<()> {
+        link.once(|con| {
+            let alive: i64 = ::redis::cmd("PEXPIRE")
+                .arg(&self.reply_key)
+                .arg(wire::millis(self.cfg.result_ttl))
+                .query(con)?;
+            if alive == 0 {
+                ::redis::pipe()
+                    .cmd("XADD")
+                    .arg(&self.reply_key)
+                    .arg("*")
+                    .arg("s")
+                    .arg("hello")
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(&self.reply_key)
+                    .arg(wire::millis(self.cfg.result_ttl))
+                    .ignore()
+                    .query::<()>(con)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// After the executor was dropped: stops following the tasks whose futures nobody
+    /// holds any more (they are in Redis; their records can be attached to later), so
+    /// that the reader ends once the futures still held are done. Tasks not sent yet
+    /// stay: the writer sends them first.
+    fn forget_unheld(&self) {
+        let mut book = self.book.lock();
+        let gone: Vec<u64> = book
+            .waiting
+            .iter()
+            .filter(|(_, w)| {
+                matches!(
+                    &*w.slot.state.lock(),
+                    SlotState::Sent(_) | SlotState::Dropped
+                ) && !w.cancel.clone().held()
+            })
+            .map(|(seq, _)| *seq)
+            .collect();
+        let forgotten: Vec<Waiting> = gone
+            .into_iter()
+            .filter_map(|seq| book.remove(seq))
+            .collect();
+        let empty = book.waiting.is_empty();
+        drop(book);
+        drop(forgotten);
+        if empty {
+            self.drained.notify_all();
+        }
+    }
+
     /// Whether this client still waits for task `seq`.
     fn waits_for(&self, seq: u64) -> bool {
         self.book.lock().waiting.contains_key(&seq)
@@ -888,6 +1082,80 @@ impl Shared {
     fn notify_if_drained(&self) {
         if self.book.lock().waiting.is_empty() {
             self.drained.notify_all();
+        }
+    }
+
+    /// Records a future that follows task `id` without sending anything (`attach`); `None`
+    /// after shutdown.
+    fn follow<T: Send + 'static>(
+        self: &Arc<Self>,
+        id: TaskId,
+        decode: impl for<'b> FnOnce(Result<&'b [u8], TaskError>) -> Result<T, TaskError>
+            + Send
+            + 'static,
+    ) -> Option<(u64, Arc<Remote<T>>)> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            task: id.clone(),
+            unique: true,
+            // Not a send: nothing for `max_unsent` or `flush` to count.
+            state: Mutex::new(SlotState::Sending),
+            sent: Condvar::new(),
+            unsent: Arc::new(UnsentCount::default()),
+        });
+        slot.unsent.add();
+        let remote = Arc::new(Remote {
+            task: Task::new(Promised, 0),
+            slot: slot.clone(),
+            shared: Arc::downgrade(self),
+        });
+        let r = remote.clone();
+        let complete: Complete = Box::new(move |reply| {
+            let outcome = decode(reply);
+            let fut = r.future();
+            let _ = r.finish(outcome, &fut);
+        });
+        let mut book = self.book.lock();
+        if book.closed {
+            return None;
+        }
+        book.insert(
+            seq,
+            Waiting {
+                task: id,
+                complete,
+                cancel: remote.clone(),
+                slot,
+            },
+        );
+        Some((seq, remote))
+    }
+
+    /// Runs one script call on `link`, loading the scripts first if Redis lost them.
+    fn run_script<T>(
+        &self,
+        link: &mut Link,
+        mut f: impl FnMut(&mut ::redis::Connection) -> ::redis::RedisResult<T>,
+    ) -> ::redis::RedisResult<T> {
+        match link.once(&mut f) {
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                link.once(|con| self.scripts.load(con))?;
+                link.once(f)
+            }
+            other => other,
+        }
+    }
+
+    /// The control link stayed busy (another cancel, attach or status waiting on Redis).
+    fn busy(&self, started: Instant) -> SetupError {
+        SetupError::Connect {
+            address: self.address.clone(),
+            reason: format!(
+                "timed out after {:.1} s waiting for the client's control connection (Redis is \
+                 slow to answer)",
+                started.elapsed().as_secs_f64()
+            ),
+            source: Arc::new(std::io::Error::from(std::io::ErrorKind::TimedOut)),
         }
     }
 
@@ -903,14 +1171,17 @@ impl Shared {
             + 'static,
     ) -> Result<Future<T>, SubmitError<()>> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let unique = opts.id.is_some();
+        let task = opts.id.clone().unwrap_or_else(TaskId::generate);
         let slot = Arc::new(Slot {
+            task: task.clone(),
+            unique,
             state: Mutex::new(SlotState::Local),
             sent: Condvar::new(),
             unsent: self.unsent.clone(),
         });
         let remote = Arc::new(Remote {
             task: Task::new(Promised, 0),
-            seq,
             slot: slot.clone(),
             shared: Arc::downgrade(self),
         });
@@ -925,7 +1196,7 @@ impl Shared {
             if book.closed {
                 return Err(SubmitError::Shutdown(()));
             }
-            let unsent = self.unsent.load(Ordering::Acquire);
+            let unsent = self.unsent.get();
             if unsent >= self.cfg.max_unsent {
                 let why = match *self.outage.lock() {
                     Some(since) => format!(
@@ -945,10 +1216,11 @@ impl Shared {
                     .into(),
                 });
             }
-            self.unsent.fetch_add(1, Ordering::AcqRel);
-            book.waiting.insert(
+            self.unsent.add();
+            book.insert(
                 seq,
                 Waiting {
+                    task: task.clone(),
                     complete,
                     cancel: remote.clone(),
                     slot: slot.clone(),
@@ -959,17 +1231,25 @@ impl Shared {
         let opts = TaskOptions {
             time_limit: opts.time_limit.or(self.cfg.defaults.time_limit),
             retries: opts.retries.or(self.cfg.defaults.retries),
+            id: None,
         };
+        // Fields at their defaults are left out: a queued task costs Redis less memory.
         let mut fields = vec![
             ("v", FORMAT.to_owned()),
+            ("id", task.as_str().to_owned()),
             ("fn", name.to_owned()),
             ("c", self.client_id.clone()),
-            ("t", seq.to_string()),
-            ("k", if chunk { "chunk" } else { "one" }.to_owned()),
             ("a", args),
-            ("tries", self.cfg.max_deliveries.to_string()),
-            ("ttl", wire::millis(self.cfg.result_ttl).to_string()),
         ];
+        if chunk {
+            fields.push(("k", "chunk".to_owned()));
+        }
+        if self.cfg.max_deliveries != wire::DEFAULT_TRIES {
+            fields.push(("tries", self.cfg.max_deliveries.to_string()));
+        }
+        if self.cfg.result_ttl != wire::DEFAULT_TTL {
+            fields.push(("ttl", wire::millis(self.cfg.result_ttl).to_string()));
+        }
         if let Some(limit) = opts.time_limit {
             fields.push(("limit", wire::millis(limit).to_string()));
         }
@@ -1014,20 +1294,10 @@ impl Shared {
         // command off most round trips.
         let now = wire::now_ms();
         let refresh = now.saturating_sub(self.refreshed.load(Ordering::Relaxed)) > 60_000;
-        let mut pipe = ::redis::pipe();
-        let cmd = pipe.cmd("XADD").arg(&self.keys.queue).arg("*");
-        for (k, v) in &fields {
-            cmd.arg(*k).arg(v);
-        }
-        if refresh {
-            pipe.cmd("PEXPIRE")
-                .arg(&self.keys.queue)
-                .arg(wire::millis(self.cfg.queue_ttl));
-        }
-        match control.link.send_only(&pipe.get_packed_pipeline()) {
+        let cmd = self.submit_cmd(&slot, &fields, refresh);
+        match control.link.send_only(&cmd.get_packed_command()) {
             Ok(()) => {
-                let owed = 1 + usize::from(refresh);
-                control.owed = Some(((seq, slot, fields), owed, if refresh { now } else { 0 }));
+                control.owed = Some(((seq, slot, fields), 1, if refresh { now } else { 0 }));
                 None
             }
             Err(_) => {
@@ -1035,6 +1305,39 @@ impl Shared {
                 Some((seq, slot, fields))
             }
         }
+    }
+
+    /// The `SUBMIT` script for one task: queues it and indexes it by id, unless its id
+    /// (chosen by the user) is known already.
+    fn submit_cmd(
+        &self,
+        slot: &Slot,
+        fields: &[(&'static str, String)],
+        refresh: bool,
+    ) -> ::redis::Cmd {
+        let id = slot.task.as_str();
+        let mut cmd = wire::evalsha(
+            &self.scripts.submit,
+            &[
+                &self.keys.queue,
+                &self.keys.ids,
+                &self.keys.result(id),
+                &self.keys.watch(id),
+            ],
+        );
+        cmd.arg(id)
+            .arg(if slot.unique { "1" } else { "0" })
+            .arg(&self.client_id)
+            .arg(wire::millis(self.cfg.queue_ttl))
+            .arg(if refresh {
+                wire::millis(self.cfg.queue_ttl)
+            } else {
+                0
+            });
+        for (k, v) in fields {
+            cmd.arg(*k).arg(v);
+        }
+        cmd
     }
 
     /// Reads the replies owed on the control link, if any, and records what they say: the
@@ -1062,8 +1365,9 @@ impl Shared {
             self.refreshed.store(refreshed, Ordering::Relaxed);
         }
         self.reached();
-        if conn::refused_for_now(replies.first()).is_some() {
-            // Refused for now (Redis is loading, say): the writer retries it.
+        if conn::refused_for_now(replies.first()).is_some() || no_script(replies.first()) {
+            // Refused for now (Redis is loading, say), or the scripts are not loaded (Redis
+            // restarted): the writer retries it.
             slot.back_to_local();
             let _ = self.outbox.send(Outgoing::Task { seq, slot, fields });
         } else {
@@ -1076,6 +1380,22 @@ impl Shared {
         match reply {
             Some(v) if wire::text(v).is_some_and(wire::valid_stream_id) => {
                 slot.end_send(wire::text(v).map(str::to_owned));
+            }
+            // An idempotent submit of a task known already: this future follows it.
+            Some(Value::Array(parts))
+                if parts.first().and_then(wire::text) == Some("exists")
+                    && parts
+                        .get(1)
+                        .and_then(wire::text)
+                        .is_some_and(wire::valid_stream_id) =>
+            {
+                slot.end_send(parts.get(1).and_then(wire::text).map(str::to_owned));
+            }
+            // ... that finished already: its kept record completes the future.
+            Some(Value::Array(parts)) if parts.first().and_then(wire::text) == Some("done") => {
+                slot.end_send(None);
+                let record = parts.get(1).map(wire::pairs).unwrap_or_default();
+                self.complete_from_record(seq, &record);
             }
             other => {
                 slot.end_send(None);
@@ -1094,21 +1414,43 @@ impl Shared {
 
     /// Completes task `seq` (if this client still waits for it).
     fn complete(&self, seq: u64, reply: Result<&[u8], TaskError>) {
-        let waiting = self.book.lock().waiting.remove(&seq);
+        let waiting = self.book.lock().remove(seq);
         if let Some(w) = waiting {
             (w.complete)(reply);
             self.notify_if_drained();
         }
     }
 
-    /// A reply entry: completes its task after checking every field.
+    /// Completes future `seq` from a task's kept record (its fields as read).
+    fn complete_from_record(&self, seq: u64, record: &[(String, Vec<u8>)]) {
+        let get = |k: &str| record.iter().find(|(f, _)| f == k).map(|(_, v)| &v[..]);
+        let status = get("s")
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .unwrap_or("");
+        let reply = self.reply_of(status, get("r").unwrap_or(b""));
+        self.complete(seq, reply);
+    }
+
+    /// A reply entry: completes the futures of its task after checking every field.
     fn deliver(&self, e: &wire::RawEntry) {
-        let Some(seq) = e.text("t").and_then(|t| t.parse::<u64>().ok()) else {
+        let Some(task) = e.text("id").and_then(TaskId::checked) else {
             return; // a wake-up, or garbage: nothing waits for it
         };
         let status = e.text("s").unwrap_or("");
         let body = e.get("r").unwrap_or(b"");
-        let reply = if body.len() > self.cfg.max_payload {
+        let waiting = self.book.lock().remove_task(&task);
+        if waiting.is_empty() {
+            return;
+        }
+        for w in waiting {
+            (w.complete)(self.reply_of(status, body));
+        }
+        self.notify_if_drained();
+    }
+
+    /// What a reply's status and body mean for a future.
+    fn reply_of<'b>(&self, status: &str, body: &'b [u8]) -> Result<&'b [u8], TaskError> {
+        if body.len() > self.cfg.max_payload {
             Err(TaskError::Transport(
                 format!(
                     "the result is {} bytes, above this client's limit of {} (max_payload_bytes)",
@@ -1123,8 +1465,7 @@ impl Shared {
                 None => Ok(body),
                 Some(err) => Err(err),
             }
-        };
-        self.complete(seq, reply);
+        }
     }
 
     fn callback_sink(self: &Arc<Self>) -> core::CallbackSink {
@@ -1149,7 +1490,7 @@ impl Shared {
         if self.outage.lock().is_some() {
             return; // the reader looks at `finished` at least every BLOCK + READ_GRACE
         }
-        let Some(mut control) = self.control.try_lock_for(self.cfg.cancel_timeout) else {
+        let Some(mut control) = self.control.try_lock_for(self.cfg.command_timeout) else {
             return; // the reader looks at `finished` at least every BLOCK anyway
         };
         self.settle(&mut control);
@@ -1246,15 +1587,10 @@ fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
             let replies = link.retry(&shared.scripts, &give_up, |con| {
                 let mut pipe = ::redis::pipe();
                 pipe.ignore_errors();
-                for (_, _, fields) in &batch {
-                    let cmd = pipe.cmd("XADD").arg(&shared.keys.queue).arg("*");
-                    for (k, v) in fields {
-                        cmd.arg(*k).arg(v);
-                    }
+                for (i, (_, slot, fields)) in batch.iter().enumerate() {
+                    // The first of each batch refreshes the queue's and the index's TTL.
+                    pipe.add_command(shared.submit_cmd(slot, fields, i == 0));
                 }
-                pipe.cmd("PEXPIRE")
-                    .arg(&shared.keys.queue)
-                    .arg(wire::millis(shared.cfg.queue_ttl));
                 pipe.query::<Vec<Value>>(con)
             });
             let Some(replies) = replies else {
@@ -1277,7 +1613,14 @@ fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
             }
             let mut again = Vec::new();
             let mut code = String::new();
+            let mut reload = false;
             for (i, (seq, slot, fields)) in batch.into_iter().enumerate() {
+                if no_script(replies.get(i)) {
+                    reload = true;
+                    slot.back_to_local();
+                    again.push((seq, slot, fields));
+                    continue;
+                }
                 match conn::refused_for_now(replies.get(i)) {
                     Some(c) => {
                         code = c.to_owned();
@@ -1291,7 +1634,15 @@ fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
                 patience.done();
                 break;
             }
-            patience.wait(&mut link, &code, again.len());
+            if reload {
+                // Redis restarted and lost its script cache: load them, then send again.
+                if let Err(e) = link.once(|con| shared.scripts.load(con)) {
+                    log::warn!(target: "concurrent_futures::redis", "RedisExecutor writer: cannot load scripts: {e}");
+                }
+            }
+            if !code.is_empty() {
+                patience.wait(&mut link, &code, again.len());
+            }
             // A task cancelled meanwhile is not sent.
             batch = again
                 .into_iter()
@@ -1330,8 +1681,12 @@ fn reader(shared: &Arc<Shared>) {
         // Only with every answer read and delivered: a task whose entry is gone then has
         // its answer in hand, or has none anywhere.
         if caught_up && looked.elapsed() >= LOST_AFTER / 2 {
+            let _ = shared.keep_reply_stream(&mut link);
             missing = shared.find_lost(&mut link, std::mem::take(&mut missing));
             looked = Instant::now();
+        }
+        if shared.book.lock().closed {
+            shared.forget_unheld();
         }
         let Some(reply) = link.retry(&shared.scripts, &give_up, |con| {
             ::redis::cmd("XREAD")
@@ -1376,6 +1731,11 @@ fn reader(shared: &Arc<Shared>) {
     if shared.outage.lock().is_none() {
         let _ = link.once(|con| ::redis::cmd("DEL").arg(&shared.reply_key).query::<()>(con));
     }
+}
+
+/// Whether a reply says the scripts are not loaded (Redis restarted and lost its cache).
+fn no_script(reply: Option<&Value>) -> bool {
+    matches!(reply, Some(Value::ServerError(e)) if e.code() == "NOSCRIPT")
 }
 
 fn decode_one<R: DeserializeOwned>(body: &[u8]) -> Result<R, TaskError> {
@@ -1688,7 +2048,8 @@ impl RedisExecutor {
     /// Python's `shutdown(wait, cancel_futures)`: with `cancel_futures`, every task this
     /// client queued that no worker has taken yet is removed from the queue and its future
     /// cancelled; with `wait`, returns once the others have completed. Without `wait` the
-    /// reader thread still completes the futures as replies arrive, then exits.
+    /// reader thread still completes the futures still held as replies arrive, then exits;
+    /// tasks not sent yet are still sent (call [`flush`](Self::flush) to wait for that).
     ///
     /// # Examples
     ///
@@ -1736,6 +2097,188 @@ impl RedisExecutor {
         } else {
             shared.wake_reader();
         }
+    }
+
+    /// Waits until every task submitted so far is in Redis (`submit` itself never waits on
+    /// Redis): once it returns `Ok`, this process may exit and the tasks still run, and
+    /// any process can [`attach`](Self::attach) to them by id. Dropping the executor
+    /// flushes too.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::Connect`] if Redis stayed out of reach for `outage_limit`: the tasks
+    /// not sent failed with [`TaskError::Unreachable`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// fn resize(path: String) -> bool { true }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("resize", resize)).build()?;
+    /// for path in ["a.png", "b.png"] {
+    ///     let id = ex.submit(resize, path.to_string())?.task_id().unwrap();
+    ///     println!("{path}: {id}");
+    /// }
+    /// ex.flush()?; // in Redis: safe to exit (RQ's enqueue, Celery's delay)
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn flush(&self) -> Result<(), SetupError> {
+        let shared = &self.shared;
+        let started = Instant::now();
+        while !shared.unsent.wait_zero(Duration::from_millis(100)) {}
+        match *shared.outage.lock() {
+            Some(since) => Err(SetupError::Connect {
+                address: shared.address.clone(),
+                reason: format!(
+                    "could not be reached for {:.1} s (outage_limit {:?}); the tasks not sent \
+                     failed",
+                    since.elapsed().as_secs_f64(),
+                    shared.cfg.outage_limit
+                ),
+                source: Arc::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "flush gave up after {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    ),
+                )),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A future for the task with this id, submitted by any process (RQ's
+    /// `Job.fetch(id)`, Celery's `AsyncResult(id)`): it completes when the task does,
+    /// pushed like any other (no polling), and works with `as_completed`, `wait`,
+    /// callbacks and `.await`. A task that already ended completes it at once from its
+    /// kept record. `R` must be the type the task returns; a wrong type fails the future
+    /// with [`TaskError::Transport`].
+    ///
+    /// # Errors
+    ///
+    /// [`LookupError::Unknown`] if Redis has no such task (never submitted, its record
+    /// expired after `result_ttl`, or lost); [`LookupError::Redis`] if Redis cannot be
+    /// asked within `command_timeout`; [`LookupError::Shutdown`] after `shutdown`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, TaskId, Tasks};
+    /// fn double(x: u32) -> u32 { x * 2 }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("double", double)).build()?;
+    /// let id: TaskId = std::env::args().nth(1).unwrap().parse()?; // printed by the producer
+    /// let fut = ex.attach::<u32>(&id)?;
+    /// println!("{}", fut.result()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn attach<R>(&self, id: &TaskId) -> Result<Future<R>, LookupError>
+    where
+        R: DeserializeOwned + Send + 'static,
+    {
+        let shared = &self.shared;
+        // In the book before Redis hears of this client: an answer that follows at once is
+        // delivered, not dropped.
+        let (seq, remote) = shared
+            .follow(id.clone(), |reply| reply.and_then(decode_one::<R>))
+            .ok_or(LookupError::Shutdown)?;
+        let started = Instant::now();
+        let reply = {
+            let mut control = shared
+                .control
+                .try_lock_for(shared.cfg.command_timeout)
+                .ok_or_else(|| LookupError::Redis(shared.busy(started)))?;
+            shared.settle(&mut control);
+            shared.run_script(&mut control.link, |con| {
+                shared
+                    .scripts
+                    .attach
+                    .key(shared.keys.result(id.as_str()))
+                    .key(&shared.keys.ids)
+                    .key(shared.keys.watch(id.as_str()))
+                    .arg(id.as_str())
+                    .arg(&shared.client_id)
+                    .arg(wire::millis(shared.cfg.queue_ttl))
+                    .invoke::<Value>(con)
+            })
+        };
+        let parts = match reply {
+            Ok(v) => wire::array(&v).map(<[Value]>::to_vec).unwrap_or_default(),
+            Err(e) => {
+                drop(shared.book.lock().remove(seq));
+                shared.notify_if_drained();
+                return Err(LookupError::Redis(SetupError::connect(
+                    &shared.address,
+                    started,
+                )(e)));
+            }
+        };
+        match parts.first().and_then(wire::text) {
+            Some("done") => {
+                remote.slot.end_send(None);
+                let record = parts.get(1).map(wire::pairs).unwrap_or_default();
+                shared.complete_from_record(seq, &record);
+            }
+            Some("waiting")
+                if parts
+                    .get(1)
+                    .and_then(wire::text)
+                    .is_some_and(wire::valid_stream_id) =>
+            {
+                remote
+                    .slot
+                    .end_send(parts.get(1).and_then(wire::text).map(str::to_owned));
+            }
+            _ => {
+                drop(shared.book.lock().remove(seq));
+                shared.notify_if_drained();
+                remote.slot.end_send(None);
+                return Err(LookupError::Unknown(id.clone()));
+            }
+        }
+        Ok(remote.future())
+    }
+
+    /// Where the task with this id stands: queued, running (on which worker, since when,
+    /// which delivery), done, failed, dead-lettered, cancelled, or unknown (RQ's
+    /// `job.get_status()`, Celery's `AsyncResult.state`). Any process can ask.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::Connect`] if Redis cannot be asked within `command_timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, TaskId, TaskStatus, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+    /// let id: TaskId = "report-2026-12".parse()?;
+    /// if let TaskStatus::Failed { error, .. } = ex.status(&id)? {
+    ///     eprintln!("{id} failed: {error}");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn status(&self, id: &TaskId) -> Result<TaskStatus, SetupError> {
+        let shared = &self.shared;
+        let started = Instant::now();
+        let mut control = shared
+            .control
+            .try_lock_for(shared.cfg.command_timeout)
+            .ok_or_else(|| shared.busy(started))?;
+        shared.settle(&mut control);
+        let reply = shared
+            .run_script(&mut control.link, |con| {
+                shared
+                    .scripts
+                    .status
+                    .key(shared.keys.result(id.as_str()))
+                    .key(&shared.keys.ids)
+                    .key(&shared.keys.queue)
+                    .arg(id.as_str())
+                    .arg(GROUP)
+                    .invoke::<Value>(con)
+            })
+            .map_err(SetupError::connect(&shared.address, started))?;
+        Ok(TaskStatus::parse(&reply))
     }
 
     /// How many of this client's tasks have not completed yet.
@@ -1792,8 +2335,13 @@ impl RedisExecutor {
 }
 
 impl Drop for RedisExecutor {
+    /// Sends every task submitted (waiting at most about `outage_limit` for an
+    /// unreachable Redis), then returns without waiting for results: the tasks are in
+    /// Redis and run whether or not this process is there. Futures still held complete as
+    /// usual; tasks whose futures were dropped keep their records for `result_ttl`.
     fn drop(&mut self) {
-        self.shutdown_with(true, false);
+        let _ = self.flush();
+        self.shutdown_with(false, false);
     }
 }
 

@@ -50,7 +50,9 @@
 
 mod client;
 mod conn;
+mod id;
 mod info;
+mod status;
 mod tasks;
 mod wire;
 mod worker;
@@ -58,7 +60,9 @@ mod worker;
 use std::sync::Arc;
 
 pub use self::client::{RedisExecutor, RedisExecutorBuilder, TaskOptions};
+pub use self::id::{InvalidTaskId, TaskId, MAX_TASK_ID};
 pub use self::info::{DeadLetter, QueueInfo, RunningTask, WorkerInfo};
+pub use self::status::TaskStatus;
 pub use self::tasks::Tasks;
 pub use self::worker::{RedisWorker, RedisWorkerBuilder};
 
@@ -103,6 +107,33 @@ pub enum SetupError {
         #[source]
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// A task could not be looked up by id ([`RedisExecutor::attach`]).
+///
+/// # Examples
+///
+/// ```no_run
+/// use concurrent_futures::redis::{LookupError, RedisExecutor, TaskId, Tasks};
+///
+/// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+/// let id: TaskId = "never-submitted".parse()?;
+/// assert!(matches!(ex.attach::<u32>(&id), Err(LookupError::Unknown(_))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// Redis has no task with this id: it was never submitted, its record expired
+    /// (`result_ttl` after it ended), or Redis lost it.
+    #[error("no task {0} in Redis: never submitted, its record expired (result_ttl), or lost")]
+    Unknown(TaskId),
+    /// Redis could not be asked.
+    #[error(transparent)]
+    Redis(#[from] SetupError),
+    /// The executor was shut down.
+    #[error("cannot attach to a task after shutdown")]
+    Shutdown,
 }
 
 impl SetupError {

@@ -275,6 +275,7 @@ impl Outcome {
             "rejected" => TaskError::Rejected(msg()),
             "lost" => TaskError::WorkerLost(msg()),
             "transport" => TaskError::Transport(msg()),
+            "cancelled" => TaskError::Cancelled,
             other => TaskError::Transport(
                 format!("the reply has an unknown status {:.40?}", other).into(),
             ),

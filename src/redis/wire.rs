@@ -14,8 +14,10 @@ use super::tasks::{check_name, MAX_NAME};
 /// The consumer group every worker reads the queue through.
 pub(super) const GROUP: &str = "workers";
 
-/// The version of the entry format, field `v` of every queue entry.
-pub(super) const FORMAT: &str = "1";
+/// The version of the entry format, field `v` of every queue entry. Format 2 (this one)
+/// names each task by its [`TaskId`](super::TaskId) (field `id`) and keeps a record of it;
+/// format 1 routed replies by the client's task number (field `t`).
+pub(super) const FORMAT: &str = "2";
 
 /// The most fields an entry may have; ours have at most 10.
 const MAX_FIELDS: usize = 32;
@@ -34,6 +36,8 @@ pub(super) struct Keys {
     pub(super) dead: String,
     /// Sorted set of live workers, scored by their last heartbeat (ms since the epoch).
     pub(super) workers: String,
+    /// Hash of the tasks in the queue: task id → queue entry id.
+    pub(super) ids: String,
 }
 
 impl Keys {
@@ -43,7 +47,18 @@ impl Keys {
             queue: format!("{{{ns}}}:queue"),
             dead: format!("{{{ns}}}:dead"),
             workers: format!("{{{ns}}}:workers"),
+            ids: format!("{{{ns}}}:ids"),
         }
+    }
+
+    /// A finished task's record: its status, result or error, worker and end time.
+    pub(super) fn result(&self, id: &str) -> String {
+        format!("{{{}}}:result:{id}", self.ns)
+    }
+
+    /// The clients that attached to a task besides the one that submitted it.
+    pub(super) fn watch(&self, id: &str) -> String {
+        format!("{{{}}}:watch:{id}", self.ns)
     }
 
     /// The stream a client reads its results from.
@@ -175,6 +190,31 @@ pub(super) fn array(v: &Value) -> Option<&[Value]> {
     }
 }
 
+/// A flat `[field, value, ...]` reply (`HGETALL` in RESP2, or a RESP3 map) as pairs; at
+/// most `MAX_FIELDS` of them, string fields only.
+pub(super) fn pairs(v: &Value) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    match v {
+        Value::Map(kv) => {
+            for (k, v) in kv.iter().take(MAX_FIELDS) {
+                if let (Some(k), Some(v)) = (text(k), bytes(v)) {
+                    out.push((k.to_owned(), v.to_vec()));
+                }
+            }
+        }
+        other => {
+            for pair in array(other).unwrap_or(&[]).chunks(2).take(MAX_FIELDS) {
+                if let [k, v] = pair {
+                    if let (Some(k), Some(v)) = (text(k), bytes(v)) {
+                        out.push((k.to_owned(), v.to_vec()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Stream ids are `<ms>-<seq>`; anything else is refused before it is sent back to Redis.
 pub(super) fn valid_stream_id(id: &str) -> bool {
     let mut parts = id.splitn(2, '-');
@@ -255,12 +295,18 @@ pub(super) struct TaskEntry {
     pub(super) ttl: Duration,
 }
 
-/// Where a task's reply goes: the client's id and the task's number there.
+/// Where a task's answer goes: its record (by task id), the submitting client's reply
+/// stream, and the streams of the clients watching it.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Route {
     pub(super) client: String,
-    pub(super) seq: String,
+    pub(super) task: String,
 }
+
+/// `max_deliveries` when an entry does not say (its field `tries` is left out).
+pub(super) const DEFAULT_TRIES: u32 = 3;
+/// How long a record and a reply are kept when an entry does not say (field `ttl`).
+pub(super) const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The longest `max_deliveries` and `retries` an entry may ask for.
 pub(super) const MAX_TRIES: u32 = 100;
@@ -273,13 +319,11 @@ pub(super) fn task_entry(
     raw: &RawEntry,
     max_payload: usize,
 ) -> Result<TaskEntry, (Option<Route>, String)> {
-    let route = match (raw.text("c"), raw.text("t")) {
-        (Some(c), Some(t)) if valid_id(c) && !t.is_empty() && t.len() <= 20 => {
-            t.parse::<u64>().ok().map(|_| Route {
-                client: c.to_owned(),
-                seq: t.to_owned(),
-            })
-        }
+    let route = match (raw.text("c"), raw.text("id")) {
+        (Some(c), Some(t)) if valid_id(c) && super::TaskId::checked(t).is_some() => Some(Route {
+            client: c.to_owned(),
+            task: t.to_owned(),
+        }),
         _ => None,
     };
     let refuse = |why: String| Err((route.clone(), why));
@@ -303,7 +347,7 @@ pub(super) fn task_entry(
         ));
     }
     if route.is_none() {
-        return refuse("the entry has no valid reply route (fields c and t)".into());
+        return refuse("the entry has no valid client and task id (fields c and id)".into());
     }
     let name = match raw.text("fn") {
         Some(n) if check_name(n).is_ok() => n.to_owned(),
@@ -358,10 +402,10 @@ pub(super) fn task_entry(
         chunk,
         args: args.to_vec(),
         limit: limit.map(Duration::from_millis),
-        tries: tries.map_or(3, |t| t.max(1) as u32),
+        tries: tries.map_or(DEFAULT_TRIES, |t| t.max(1) as u32),
         retries: retries.unwrap_or(0) as u32,
         backoff: Duration::from_millis(backoff.unwrap_or(1000)),
-        ttl: Duration::from_millis(ttl.unwrap_or(24 * 3600 * 1000).max(1000)),
+        ttl: ttl.map_or(DEFAULT_TTL, |t| Duration::from_millis(t.max(1000))),
     })
 }
 
@@ -370,6 +414,9 @@ pub(super) fn task_entry(
 #[derive(Debug)]
 pub(super) struct Scripts {
     pub(super) finish: Script,
+    pub(super) submit: Script,
+    pub(super) attach: Script,
+    pub(super) status: Script,
     pub(super) renew: Script,
     pub(super) cancel: Script,
     pub(super) prune: Script,
@@ -379,6 +426,9 @@ impl Scripts {
     pub(super) fn new() -> Scripts {
         Scripts {
             finish: Script::new(FINISH),
+            submit: Script::new(SUBMIT),
+            attach: Script::new(ATTACH),
+            status: Script::new(STATUS),
             renew: Script::new(RENEW),
             cancel: Script::new(CANCEL),
             prune: Script::new(PRUNE),
@@ -388,7 +438,7 @@ impl Scripts {
     /// Loads them all (after a restart emptied Redis's script cache).
     pub(super) fn load(&self, con: &mut ::redis::Connection) -> ::redis::RedisResult<()> {
         let mut pipe = ::redis::pipe();
-        for source in [FINISH, RENEW, CANCEL, PRUNE] {
+        for source in [FINISH, SUBMIT, ATTACH, STATUS, RENEW, CANCEL, PRUNE] {
             pipe.cmd("SCRIPT").arg("LOAD").arg(source);
         }
         pipe.query::<()>(con)
@@ -407,16 +457,19 @@ pub(super) fn evalsha(script: &Script, keys: &[&str]) -> ::redis::Cmd {
 }
 
 /// Completes a task if, and only if, the calling worker still holds it on the same
-/// delivery (the fence): acknowledges and deletes the queue entry, appends the reply to the
-/// client's stream, and optionally a dead letter. A task whose entry Redis no longer has at
-/// all (neither held nor queued: Redis restarted without its data, or was flushed) is
-/// answered too, so that its client gets the result instead of a loss; if another worker
-/// answered it already, the client keeps the first answer.
+/// delivery (the fence): acknowledges and deletes the queue entry, removes the task from the
+/// index, keeps its record (status, result or error, worker, end time) for the reply TTL,
+/// appends the answer to the submitting client's reply stream (if that client is still
+/// there: its stream exists) and to the stream of every client that attached to the task,
+/// and optionally writes a dead letter. A task whose entry Redis no longer has at all
+/// (neither held nor queued: Redis restarted without its data, or was flushed) is answered
+/// too, so that its clients get the result instead of a loss; if another worker answered it
+/// already, the clients keep the first answer.
 ///
-/// KEYS: queue, reply stream, dead stream.
+/// KEYS: queue, reply stream, dead stream, ids, result record, watchers.
 /// ARGV: group, consumer, entry id, attempt, reply TTL ms, flags (`r` reply, `d` dead),
-///       dead TTL ms, dead max length, n = number of reply field/value items, the reply's
-///       items, the dead letter's items.
+///       dead TTL ms, dead max length, n = number of reply field/value items, the reply key
+///       prefix (`{ns}:reply:`), task id, the reply's items, the dead letter's items.
 /// Returns 1 if applied, 2 if applied to a task Redis no longer had, 0 if the worker had
 /// lost the task (another worker holds it, or it is queued again).
 const FINISH: &str = r"
@@ -434,17 +487,99 @@ end
 local n = tonumber(ARGV[9])
 if string.find(ARGV[6], 'r', 1, true) then
   local f = {}
-  for i = 10, 9 + n do f[#f + 1] = ARGV[i] end
-  redis.call('XADD', KEYS[2], '*', unpack(f))
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+  for i = 12, 11 + n do f[#f + 1] = ARGV[i] end
+  redis.pcall('HDEL', KEYS[4], ARGV[11])
+  redis.pcall('HDEL', KEYS[4] .. ':running', ARGV[11])
+  local t = redis.call('TIME')
+  redis.pcall('DEL', KEYS[5])
+  redis.pcall('HSET', KEYS[5], 'at', t[1] * 1000 + math.floor(t[2] / 1000), unpack(f))
+  redis.pcall('PEXPIRE', KEYS[5], ARGV[5])
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.pcall('XADD', KEYS[2], '*', unpack(f))
+    redis.pcall('PEXPIRE', KEYS[2], ARGV[5])
+  end
+  local w = redis.pcall('SMEMBERS', KEYS[6])
+  if type(w) == 'table' and not w.err then
+    for _, c in ipairs(w) do
+      local key = ARGV[10] .. c
+      if #c <= 96 and string.match(c, '^[%w_.-]+$') and key ~= KEYS[2] and redis.call('EXISTS', key) == 1 then
+        redis.pcall('XADD', key, '*', unpack(f))
+      end
+    end
+    redis.pcall('DEL', KEYS[6])
+  end
 end
 if string.find(ARGV[6], 'd', 1, true) then
   local f = {}
-  for i = 10 + n, #ARGV do f[#f + 1] = ARGV[i] end
+  for i = 12 + n, #ARGV do f[#f + 1] = ARGV[i] end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', unpack(f))
   redis.call('PEXPIRE', KEYS[3], ARGV[7])
 end
 return 1 + gone
+";
+
+/// Queues a task under its id: appends the entry and indexes it (task id → entry id). With
+/// `unique` (an id the user chose), a task already known under that id is not queued
+/// again: if its record is kept, the record is returned (`done`); if it is queued or
+/// running, the calling client is added to its watchers and the entry id returned
+/// (`exists`).
+///
+/// KEYS: queue, ids, result record, watchers.
+/// ARGV: task id, unique (`1` or `0`), client id, watchers' TTL ms, TTL ms to refresh the
+///       queue and index with (`0`: not this time), then the entry's field/value items.
+/// Returns the new entry id, `{'done', record items}` or `{'exists', entry id}`.
+const SUBMIT: &str = r"
+if ARGV[2] == '1' then
+  local r = redis.call('HGETALL', KEYS[3])
+  if #r > 0 then return {'done', r} end
+  local e = redis.call('HGET', KEYS[2], ARGV[1])
+  if e then
+    redis.call('SADD', KEYS[4], ARGV[3])
+    redis.call('PEXPIRE', KEYS[4], ARGV[4])
+    return {'exists', e}
+  end
+end
+local f = {}
+for i = 6, #ARGV do f[#f + 1] = ARGV[i] end
+local e = redis.call('XADD', KEYS[1], '*', unpack(f))
+redis.call('HSET', KEYS[2], ARGV[1], e)
+if ARGV[5] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+return e
+";
+
+/// Attaches a client to a task by id: the task's record if it finished (`done`), else the
+/// client joins its watchers and gets the entry id (`waiting`), or `unknown`.
+///
+/// KEYS: result record, ids, watchers. ARGV: task id, client id, watchers' TTL ms.
+const ATTACH: &str = r"
+local r = redis.call('HGETALL', KEYS[1])
+if #r > 0 then return {'done', r} end
+local e = redis.call('HGET', KEYS[2], ARGV[1])
+if not e then return {'unknown'} end
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+return {'waiting', e}
+";
+
+/// Where a task stands: `{'done', record items}`, `{'running', entry, worker, ms since the
+/// lease was renewed, deliveries, started at ms or false}`, `{'queued', entry}` or
+/// `{'unknown'}`.
+///
+/// KEYS: result record, ids, queue. ARGV: task id, group.
+const STATUS: &str = r"
+local r = redis.call('HGETALL', KEYS[1])
+if #r > 0 then return {'done', r} end
+local e = redis.call('HGET', KEYS[2], ARGV[1])
+if not e then return {'unknown'} end
+local p = redis.pcall('XPENDING', KEYS[3], ARGV[2], e, e, 1)
+if type(p) == 'table' and not p.err and #p > 0 then
+  local s = redis.call('HGET', KEYS[2] .. ':running', ARGV[1])
+  return {'running', e, p[1][2], p[1][3], p[1][4], s}
+end
+return {'queued', e}
 ";
 
 /// Renews the leases of the entries the calling worker still holds (resets their idle
@@ -465,13 +600,32 @@ return lost
 ";
 
 /// Removes a queued task that no worker has taken: 1 if removed, 0 if a worker holds it
-/// (running) or it is gone (finished).
+/// (running) or it is gone (finished). A removed task leaves a record that says it was
+/// cancelled, and the clients attached to it are told.
 ///
-/// KEYS: queue. ARGV: group, entry id.
+/// KEYS: queue, ids, result record, watchers.
+/// ARGV: group, entry id, task id, record TTL ms, reply key prefix, the canceller's id.
 const CANCEL: &str = r"
 local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if type(p) == 'table' and not p.err and #p > 0 then return 0 end
-return redis.call('XDEL', KEYS[1], ARGV[2])
+local n = redis.call('XDEL', KEYS[1], ARGV[2])
+if n == 1 then
+  redis.pcall('HDEL', KEYS[2], ARGV[3])
+  local t = redis.call('TIME')
+  redis.pcall('HSET', KEYS[3], 'at', t[1] * 1000 + math.floor(t[2] / 1000), 'id', ARGV[3], 's', 'cancelled', 'r', '', 'w', '')
+  redis.pcall('PEXPIRE', KEYS[3], ARGV[4])
+  local w = redis.pcall('SMEMBERS', KEYS[4])
+  if type(w) == 'table' and not w.err then
+    for _, c in ipairs(w) do
+      local key = ARGV[5] .. c
+      if c ~= ARGV[6] and #c <= 96 and string.match(c, '^[%w_.-]+$') and redis.call('EXISTS', key) == 1 then
+        redis.pcall('XADD', key, '*', 'id', ARGV[3], 's', 'cancelled', 'r', '', 'w', '')
+      end
+    end
+    redis.pcall('DEL', KEYS[4])
+  end
+end
+return n
 ";
 
 /// Deletes consumers that hold nothing and have not read for `min idle` ms (workers that
@@ -514,10 +668,10 @@ mod tests {
 
     fn good() -> Vec<(&'static str, &'static str)> {
         vec![
-            ("v", "1"),
+            ("v", "2"),
             ("fn", "double/v1"),
             ("c", "client-1"),
-            ("t", "7"),
+            ("id", "01JEXAMPLE0000000000000007"),
             ("k", "one"),
             ("a", "21"),
         ]
@@ -538,10 +692,15 @@ mod tests {
         let big = "1".repeat(2000);
         type Change<'a> = Vec<(&'a str, &'a str)>;
         let cases: Vec<(Change<'_>, &str, bool)> = vec![
-            (vec![("v", "2")], "format", true),
-            (vec![("c", "../../x")], "route", false),
-            (vec![("c", "{other}:reply:x")], "route", false),
-            (vec![("t", "x")], "route", false),
+            (vec![("v", "1")], "format", true),
+            (vec![("c", "../../x")], "client and task id", false),
+            (vec![("c", "{other}:reply:x")], "client and task id", false),
+            (vec![("id", "a b")], "client and task id", false),
+            (
+                vec![("id", "{other}:result:x")],
+                "client and task id",
+                false,
+            ),
             (vec![("fn", "a b")], "invalid task name", true),
             (vec![("k", "many")], "field k", true),
             (vec![("limit", "-1")], "field limit", true),

@@ -666,12 +666,44 @@ impl Worker {
                 }
             });
             let Some(reply) = reply else { break };
-            for raw in wire::read_reply(&reply) {
-                self.take(&raw, 1);
+            let entries = wire::read_reply(&reply);
+            for raw in &entries {
+                self.take(raw, 1);
             }
+            self.mark_started(&mut link, &entries);
         }
         self.freed.notify_all();
         let _ = self.tx.send(Msg::Final(Final::wake()));
+    }
+
+    /// Records when the tasks of `entries` started (for `status`), in one round trip made
+    /// after they were handed to their threads: best effort, never retried.
+    fn mark_started(&self, link: &mut Link, entries: &[RawEntry]) {
+        let ids: Vec<&str> = entries
+            .iter()
+            .filter_map(|raw| raw.text("id"))
+            .filter(|id| super::TaskId::checked(id).is_some())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let now = wire::now_ms().to_string();
+        let key = format!("{}:running", self.keys.ids);
+        let _ = link.once(|con| {
+            let mut cmd = ::redis::cmd("HSET");
+            cmd.arg(&key);
+            for id in &ids {
+                cmd.arg(*id).arg(&now);
+            }
+            let mut pipe = ::redis::pipe();
+            pipe.add_command(cmd)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&key)
+                .arg(wire::millis(self.cfg.queue_ttl))
+                .ignore();
+            pipe.query::<()>(con)
+        });
     }
 
     /// Starts an entry this worker now holds at delivery `attempt`, or answers it at once
@@ -1030,16 +1062,24 @@ impl Worker {
                 }
                 let reply: Vec<(&str, &str)> = match &f.route {
                     Some(route) => vec![
-                        ("t", &route.seq),
+                        ("id", &route.task),
                         ("s", f.outcome.status()),
                         ("r", f.outcome.body()),
                         ("w", &self.name),
                     ],
                     None => Vec::new(),
                 };
+                let task = f.route.as_ref().map_or("-", |r| &r.task);
                 let mut inv = wire::evalsha(
                     &self.scripts.finish,
-                    &[&self.keys.queue, &reply_key, &self.keys.dead],
+                    &[
+                        &self.keys.queue,
+                        &reply_key,
+                        &self.keys.dead,
+                        &self.keys.ids,
+                        &self.keys.result(task),
+                        &self.keys.watch(task),
+                    ],
                 );
                 inv.arg(GROUP)
                     .arg(&self.name)
@@ -1049,7 +1089,9 @@ impl Worker {
                     .arg(flags)
                     .arg(wire::millis(self.cfg.dead_ttl))
                     .arg(DEAD_MAX)
-                    .arg(reply.len() * 2);
+                    .arg(reply.len() * 2)
+                    .arg(self.keys.reply(""))
+                    .arg(task);
                 for (k, v) in &reply {
                     inv.arg(*k).arg(*v);
                 }
@@ -1284,10 +1326,13 @@ impl Worker {
                 })
                 .collect())
         });
-        for (raw, attempt) in claimed.unwrap_or_default() {
+        let claimed = claimed.unwrap_or_default();
+        for (raw, attempt) in &claimed {
             log::info!(target: "concurrent_futures::redis", "reclaimed {} (delivery {attempt}) from a silent worker", raw.id);
-            self.take(&raw, attempt);
+            self.take(raw, *attempt);
         }
+        let entries: Vec<RawEntry> = claimed.into_iter().map(|(raw, _)| raw).collect();
+        self.mark_started(link, &entries);
     }
 }
 

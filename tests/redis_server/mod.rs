@@ -229,6 +229,10 @@ fn pump(
         match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
+                // Read just as the proxy was cut: held back too, until it heals.
+                while cut.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 if to.write_all(&buf[..n]).is_err() {
                     break;
                 }
