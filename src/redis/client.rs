@@ -442,6 +442,7 @@ impl RedisExecutorBuilder {
             cfg: self.cfg,
             seq: AtomicU64::new(1),
             refreshed: AtomicU64::new(0),
+            bucket_refreshed: (0..wire::ID_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             book: Mutex::new(Book {
                 waiting: HashMap::new(),
                 by_id: HashMap::new(),
@@ -540,6 +541,8 @@ struct Shared {
     seq: AtomicU64,
     /// When the queue's TTL was last refreshed (ms since the epoch).
     refreshed: AtomicU64,
+    /// When this client last refreshed the TTL of each bucket of the id index.
+    bucket_refreshed: Vec<AtomicU64>,
     book: Mutex<Book>,
     /// Signalled when `book.waiting` becomes empty.
     drained: Condvar,
@@ -889,7 +892,7 @@ impl Shared {
                 self.scripts
                     .cancel
                     .key(&self.keys.queue)
-                    .key(&self.keys.ids)
+                    .key(self.keys.ids(task))
                     .key(self.keys.result(task))
                     .key(self.keys.watch(task))
                     .arg(GROUP)
@@ -898,6 +901,7 @@ impl Shared {
                     .arg(wire::millis(self.cfg.result_ttl))
                     .arg(self.keys.reply(""))
                     .arg(&self.client_id)
+                    .arg(wire::now_ms())
                     .invoke::<i64>(con)
             })
             .map(|removed| removed == 1)
@@ -967,8 +971,10 @@ impl Shared {
             let found = link.once(|con| {
                 let mut pipe = ::redis::pipe();
                 for (_, id) in batch {
-                    pipe.cmd("HGETALL").arg(self.keys.result(id.as_str()));
-                    pipe.cmd("HEXISTS").arg(&self.keys.ids).arg(id.as_str());
+                    pipe.cmd("GET").arg(self.keys.result(id.as_str()));
+                    pipe.cmd("HEXISTS")
+                        .arg(self.keys.ids(id.as_str()))
+                        .arg(id.as_str());
                 }
                 pipe.query::<Vec<Value>>(con)
             });
@@ -976,7 +982,7 @@ impl Shared {
                 return missing; // Redis is away: look again later
             };
             for ((seq, _), v) in batch.iter().zip(found.chunks(2)) {
-                let record = wire::pairs(&v[0]);
+                let record = wire::record(&v[0]);
                 let indexed = wire::int(&v[1]) == Some(1);
                 if record.is_empty() && indexed {
                     continue;
@@ -1320,20 +1326,25 @@ impl Shared {
             &self.scripts.submit,
             &[
                 &self.keys.queue,
-                &self.keys.ids,
+                &self.keys.ids(id),
                 &self.keys.result(id),
                 &self.keys.watch(id),
             ],
         );
+        // Each index bucket's TTL is refreshed by this client at most once a minute.
+        let now = wire::now_ms();
+        let bucket = &self.bucket_refreshed[wire::id_bucket(id)];
+        let stale = now.saturating_sub(bucket.load(Ordering::Relaxed)) > 60_000;
+        if stale {
+            bucket.store(now, Ordering::Relaxed);
+        }
+        let ttl = wire::millis(self.cfg.queue_ttl);
         cmd.arg(id)
             .arg(if slot.unique { "1" } else { "0" })
             .arg(&self.client_id)
-            .arg(wire::millis(self.cfg.queue_ttl))
-            .arg(if refresh {
-                wire::millis(self.cfg.queue_ttl)
-            } else {
-                0
-            });
+            .arg(ttl)
+            .arg(if refresh { ttl } else { 0 })
+            .arg(if stale { ttl } else { 0 });
         for (k, v) in fields {
             cmd.arg(*k).arg(v);
         }
@@ -1394,7 +1405,7 @@ impl Shared {
             // ... that finished already: its kept record completes the future.
             Some(Value::Array(parts)) if parts.first().and_then(wire::text) == Some("done") => {
                 slot.end_send(None);
-                let record = parts.get(1).map(wire::pairs).unwrap_or_default();
+                let record = parts.get(1).map(wire::record).unwrap_or_default();
                 self.complete_from_record(seq, &record);
             }
             other => {
@@ -2193,7 +2204,7 @@ impl RedisExecutor {
                     .scripts
                     .attach
                     .key(shared.keys.result(id.as_str()))
-                    .key(&shared.keys.ids)
+                    .key(shared.keys.ids(id.as_str()))
                     .key(shared.keys.watch(id.as_str()))
                     .arg(id.as_str())
                     .arg(&shared.client_id)
@@ -2215,7 +2226,7 @@ impl RedisExecutor {
         match parts.first().and_then(wire::text) {
             Some("done") => {
                 remote.slot.end_send(None);
-                let record = parts.get(1).map(wire::pairs).unwrap_or_default();
+                let record = parts.get(1).map(wire::record).unwrap_or_default();
                 shared.complete_from_record(seq, &record);
             }
             Some("waiting")
@@ -2271,8 +2282,9 @@ impl RedisExecutor {
                     .scripts
                     .status
                     .key(shared.keys.result(id.as_str()))
-                    .key(&shared.keys.ids)
+                    .key(shared.keys.ids(id.as_str()))
                     .key(&shared.keys.queue)
+                    .key(&shared.keys.running)
                     .arg(id.as_str())
                     .arg(GROUP)
                     .invoke::<Value>(con)

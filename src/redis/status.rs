@@ -124,7 +124,7 @@ impl TaskStatus {
                     .map(at),
             },
             "done" => {
-                let record = parts.get(1).map(wire::pairs).unwrap_or_default();
+                let record = parts.get(1).map(wire::record).unwrap_or_default();
                 TaskStatus::from_record(&record)
             }
             _ => TaskStatus::Unknown,
@@ -207,7 +207,7 @@ mod tests {
         );
         let failed = TaskStatus::parse(&Value::Array(vec![
             bulk("done"),
-            Value::Array(vec![bulk("s"), bulk("panic"), bulk("r"), bulk("boom")]),
+            bulk("panic\nhost-1-ab\n1700000000000\nboom\nwith a newline"),
         ]));
         assert!(matches!(
             failed,

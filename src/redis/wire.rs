@@ -36,8 +36,8 @@ pub(super) struct Keys {
     pub(super) dead: String,
     /// Sorted set of live workers, scored by their last heartbeat (ms since the epoch).
     pub(super) workers: String,
-    /// Hash of the tasks in the queue: task id → queue entry id.
-    pub(super) ids: String,
+    /// Hash of the tasks running: task id → when their current delivery started (ms).
+    pub(super) running: String,
 }
 
 impl Keys {
@@ -47,8 +47,16 @@ impl Keys {
             queue: format!("{{{ns}}}:queue"),
             dead: format!("{{{ns}}}:dead"),
             workers: format!("{{{ns}}}:workers"),
-            ids: format!("{{{ns}}}:ids"),
+            running: format!("{{{ns}}}:running"),
         }
+    }
+
+    /// The index of queued and running tasks, task id → queue entry id, in 4,096 small
+    /// hashes picked by a hash of the id: small hashes are stored compactly by Redis
+    /// (listpacks, up to 128 fields), one big hash is not (about 116 bytes a field against
+    /// about 50).
+    pub(super) fn ids(&self, id: &str) -> String {
+        format!("{{{}}}:ids:{:03x}", self.ns, id_bucket(id))
     }
 
     /// A finished task's record: its status, result or error, worker and end time.
@@ -65,6 +73,18 @@ impl Keys {
     pub(super) fn reply(&self, client: &str) -> String {
         format!("{{{}}}:reply:{client}", self.ns)
     }
+}
+
+/// How many small hashes the index of task ids is spread over.
+pub(super) const ID_BUCKETS: usize = 4096;
+
+/// Which of the index's hashes holds task `id` (FNV-1a of the id).
+pub(super) fn id_bucket(id: &str) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in id.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h as usize % ID_BUCKETS
 }
 
 /// Why a namespace is not valid: 1 to 64 ASCII letters, digits, `_ . -`.
@@ -190,29 +210,25 @@ pub(super) fn array(v: &Value) -> Option<&[Value]> {
     }
 }
 
-/// A flat `[field, value, ...]` reply (`HGETALL` in RESP2, or a RESP3 map) as pairs; at
-/// most `MAX_FIELDS` of them, string fields only.
-pub(super) fn pairs(v: &Value) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    match v {
-        Value::Map(kv) => {
-            for (k, v) in kv.iter().take(MAX_FIELDS) {
-                if let (Some(k), Some(v)) = (text(k), bytes(v)) {
-                    out.push((k.to_owned(), v.to_vec()));
-                }
-            }
-        }
-        other => {
-            for pair in array(other).unwrap_or(&[]).chunks(2).take(MAX_FIELDS) {
-                if let [k, v] = pair {
-                    if let (Some(k), Some(v)) = (text(k), bytes(v)) {
-                        out.push((k.to_owned(), v.to_vec()));
-                    }
-                }
-            }
-        }
-    }
-    out
+/// A task's kept record, one string: `<status>\n<worker>\n<end ms>\n<result or message>`
+/// (one key, one `SET ... PX`: less memory and fewer commands than a hash), as field/value
+/// pairs `s`, `w`, `at`, `r`; empty for a missing or malformed record.
+pub(super) fn record(v: &Value) -> Vec<(String, Vec<u8>)> {
+    let Some(b) = bytes(v) else {
+        return Vec::new();
+    };
+    let mut parts = b.splitn(4, |c| *c == b'\n');
+    let (Some(s), Some(w), Some(at), Some(r)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Vec::new();
+    };
+    vec![
+        ("s".to_owned(), s.to_vec()),
+        ("w".to_owned(), w.to_vec()),
+        ("at".to_owned(), at.to_vec()),
+        ("r".to_owned(), r.to_vec()),
+    ]
 }
 
 /// Stream ids are `<ms>-<seq>`; anything else is refused before it is sent back to Redis.
@@ -466,10 +482,11 @@ pub(super) fn evalsha(script: &Script, keys: &[&str]) -> ::redis::Cmd {
 /// too, so that its clients get the result instead of a loss; if another worker answered it
 /// already, the clients keep the first answer.
 ///
-/// KEYS: queue, reply stream, dead stream, ids, result record, watchers.
+/// KEYS: queue, reply stream, dead stream, ids bucket, result record, watchers, running.
 /// ARGV: group, consumer, entry id, attempt, reply TTL ms, flags (`r` reply, `d` dead),
 ///       dead TTL ms, dead max length, n = number of reply field/value items, the reply key
-///       prefix (`{ns}:reply:`), task id, the reply's items, the dead letter's items.
+///       prefix (`{ns}:reply:`), task id, end time ms, the reply's items, the dead
+///       letter's items. The reply stream's TTL is the client's to refresh.
 /// Returns 1 if applied, 2 if applied to a task Redis no longer had, 0 if the worker had
 /// lost the task (another worker holds it, or it is queued again).
 const FINISH: &str = r"
@@ -486,20 +503,17 @@ else
 end
 local n = tonumber(ARGV[9])
 if string.find(ARGV[6], 'r', 1, true) then
-  local f = {}
-  for i = 12, 11 + n do f[#f + 1] = ARGV[i] end
+  local f, by = {}, {}
+  for i = 13, 12 + n do f[#f + 1] = ARGV[i] end
+  for i = 1, #f, 2 do by[f[i]] = f[i + 1] end
   redis.pcall('HDEL', KEYS[4], ARGV[11])
-  redis.pcall('HDEL', KEYS[4] .. ':running', ARGV[11])
-  local t = redis.call('TIME')
-  redis.pcall('DEL', KEYS[5])
-  redis.pcall('HSET', KEYS[5], 'at', t[1] * 1000 + math.floor(t[2] / 1000), unpack(f))
-  redis.pcall('PEXPIRE', KEYS[5], ARGV[5])
+  redis.pcall('HDEL', KEYS[7], ARGV[11])
+  redis.pcall('SET', KEYS[5], (by['s'] or '') .. '\n' .. (by['w'] or '') .. '\n' .. ARGV[12] .. '\n' .. (by['r'] or ''), 'PX', ARGV[5])
   if redis.call('EXISTS', KEYS[2]) == 1 then
     redis.pcall('XADD', KEYS[2], '*', unpack(f))
-    redis.pcall('PEXPIRE', KEYS[2], ARGV[5])
   end
   local w = redis.pcall('SMEMBERS', KEYS[6])
-  if type(w) == 'table' and not w.err then
+  if type(w) == 'table' and not w.err and #w > 0 then
     for _, c in ipairs(w) do
       local key = ARGV[10] .. c
       if #c <= 96 and string.match(c, '^[%w_.-]+$') and key ~= KEYS[2] and redis.call('EXISTS', key) == 1 then
@@ -511,7 +525,7 @@ if string.find(ARGV[6], 'r', 1, true) then
 end
 if string.find(ARGV[6], 'd', 1, true) then
   local f = {}
-  for i = 12 + n, #ARGV do f[#f + 1] = ARGV[i] end
+  for i = 13 + n, #ARGV do f[#f + 1] = ARGV[i] end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', unpack(f))
   redis.call('PEXPIRE', KEYS[3], ARGV[7])
 end
@@ -524,14 +538,15 @@ return 1 + gone
 /// running, the calling client is added to its watchers and the entry id returned
 /// (`exists`).
 ///
-/// KEYS: queue, ids, result record, watchers.
+/// KEYS: queue, ids bucket, result record, watchers.
 /// ARGV: task id, unique (`1` or `0`), client id, watchers' TTL ms, TTL ms to refresh the
-///       queue and index with (`0`: not this time), then the entry's field/value items.
+///       queue with and the same for the index bucket (`0`: not this time; a client
+///       refreshes each at most once a minute), then the entry's items.
 /// Returns the new entry id, `{'done', record items}` or `{'exists', entry id}`.
 const SUBMIT: &str = r"
 if ARGV[2] == '1' then
-  local r = redis.call('HGETALL', KEYS[3])
-  if #r > 0 then return {'done', r} end
+  local r = redis.call('GET', KEYS[3])
+  if r then return {'done', r} end
   local e = redis.call('HGET', KEYS[2], ARGV[1])
   if e then
     redis.call('SADD', KEYS[4], ARGV[3])
@@ -540,23 +555,21 @@ if ARGV[2] == '1' then
   end
 end
 local f = {}
-for i = 6, #ARGV do f[#f + 1] = ARGV[i] end
+for i = 7, #ARGV do f[#f + 1] = ARGV[i] end
 local e = redis.call('XADD', KEYS[1], '*', unpack(f))
 redis.call('HSET', KEYS[2], ARGV[1], e)
-if ARGV[5] ~= '0' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
-end
+if ARGV[5] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
+if ARGV[6] ~= '0' then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
 return e
 ";
 
 /// Attaches a client to a task by id: the task's record if it finished (`done`), else the
 /// client joins its watchers and gets the entry id (`waiting`), or `unknown`.
 ///
-/// KEYS: result record, ids, watchers. ARGV: task id, client id, watchers' TTL ms.
+/// KEYS: result record, ids bucket, watchers. ARGV: task id, client id, watchers' TTL ms.
 const ATTACH: &str = r"
-local r = redis.call('HGETALL', KEYS[1])
-if #r > 0 then return {'done', r} end
+local r = redis.call('GET', KEYS[1])
+if r then return {'done', r} end
 local e = redis.call('HGET', KEYS[2], ARGV[1])
 if not e then return {'unknown'} end
 redis.call('SADD', KEYS[3], ARGV[2])
@@ -568,15 +581,15 @@ return {'waiting', e}
 /// lease was renewed, deliveries, started at ms or false}`, `{'queued', entry}` or
 /// `{'unknown'}`.
 ///
-/// KEYS: result record, ids, queue. ARGV: task id, group.
+/// KEYS: result record, ids bucket, queue, running. ARGV: task id, group.
 const STATUS: &str = r"
-local r = redis.call('HGETALL', KEYS[1])
-if #r > 0 then return {'done', r} end
+local r = redis.call('GET', KEYS[1])
+if r then return {'done', r} end
 local e = redis.call('HGET', KEYS[2], ARGV[1])
 if not e then return {'unknown'} end
 local p = redis.pcall('XPENDING', KEYS[3], ARGV[2], e, e, 1)
 if type(p) == 'table' and not p.err and #p > 0 then
-  local s = redis.call('HGET', KEYS[2] .. ':running', ARGV[1])
+  local s = redis.call('HGET', KEYS[4], ARGV[1])
   return {'running', e, p[1][2], p[1][3], p[1][4], s}
 end
 return {'queued', e}
@@ -603,17 +616,16 @@ return lost
 /// (running) or it is gone (finished). A removed task leaves a record that says it was
 /// cancelled, and the clients attached to it are told.
 ///
-/// KEYS: queue, ids, result record, watchers.
-/// ARGV: group, entry id, task id, record TTL ms, reply key prefix, the canceller's id.
+/// KEYS: queue, ids bucket, result record, watchers.
+/// ARGV: group, entry id, task id, record TTL ms, reply key prefix, the canceller's id,
+///       the time now in ms.
 const CANCEL: &str = r"
 local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if type(p) == 'table' and not p.err and #p > 0 then return 0 end
 local n = redis.call('XDEL', KEYS[1], ARGV[2])
 if n == 1 then
   redis.pcall('HDEL', KEYS[2], ARGV[3])
-  local t = redis.call('TIME')
-  redis.pcall('HSET', KEYS[3], 'at', t[1] * 1000 + math.floor(t[2] / 1000), 'id', ARGV[3], 's', 'cancelled', 'r', '', 'w', '')
-  redis.pcall('PEXPIRE', KEYS[3], ARGV[4])
+  redis.pcall('SET', KEYS[3], 'cancelled\n\n' .. ARGV[7] .. '\n', 'PX', ARGV[4])
   local w = redis.pcall('SMEMBERS', KEYS[4])
   if type(w) == 'table' and not w.err then
     for _, c in ipairs(w) do

@@ -135,6 +135,8 @@ struct Worker {
     exec: Exec,
     runs: AtomicU64,
     completed: AtomicU64,
+    /// When this worker last refreshed the running hash's TTL (ms since the epoch).
+    running_refreshed: AtomicU64,
     /// Thread mode: tasks taken over from a silent worker wait to be run one at a time,
     /// so this worker takes no new entries until they have (see [`Worker::reclaim`]).
     isolating: AtomicBool,
@@ -441,6 +443,7 @@ impl RedisWorkerBuilder {
             exec,
             runs: AtomicU64::new(1),
             completed: AtomicU64::new(0),
+            running_refreshed: AtomicU64::new(0),
             isolating: AtomicBool::new(false),
         });
         let mut threads = Vec::new();
@@ -630,6 +633,8 @@ impl Worker {
     /// Takes new entries while there are free slots, until stopped.
     fn read_loop(self: &Arc<Self>) {
         let mut link = self.link("RedisWorker reader", BLOCK + Duration::from_secs(10));
+        // Task ids whose start is not recorded yet.
+        let mut marks: Vec<String> = Vec::new();
         while !self.stopping() {
             let free = {
                 let mut running = self.running.lock();
@@ -644,7 +649,14 @@ impl Worker {
             }
             let stopping = || self.stopping();
             let reply = link.retry(&self.scripts, &stopping, |con| {
-                let read = ::redis::cmd("XREADGROUP")
+                let mut pipe = ::redis::pipe();
+                pipe.ignore_errors();
+                // When the last batch started, in the round trip of the next read: it runs
+                // before the read blocks.
+                for cmd in self.start_marks(&marks) {
+                    pipe.add_command(cmd).ignore();
+                }
+                pipe.cmd("XREADGROUP")
                     .arg("GROUP")
                     .arg(GROUP)
                     .arg(&self.name)
@@ -654,56 +666,81 @@ impl Worker {
                     .arg(wire::millis(BLOCK))
                     .arg("STREAMS")
                     .arg(&self.keys.queue)
-                    .arg(">")
-                    .query::<Value>(con);
+                    .arg(">");
+                let read = pipe.query::<Vec<Value>>(con)?.pop().unwrap_or(Value::Nil);
                 match read {
                     // The queue expired or was deleted: recreate it and read again.
-                    Err(e) if e.code() == Some("NOGROUP") => {
+                    Value::ServerError(e) if e.code() == "NOGROUP" => {
                         super::ensure_group(con, &self.keys)?;
                         Ok(Value::Nil)
                     }
-                    other => other,
+                    Value::ServerError(e) => Err(e.into()),
+                    other => Ok(other),
                 }
             });
             let Some(reply) = reply else { break };
+            marks.clear();
             let entries = wire::read_reply(&reply);
             for raw in &entries {
                 self.take(raw, 1);
             }
-            self.mark_started(&mut link, &entries);
+            marks.extend(
+                entries
+                    .iter()
+                    .filter_map(|raw| raw.text("id"))
+                    .filter(|id| super::TaskId::checked(id).is_some())
+                    .map(str::to_owned),
+            );
+            // A full worker's reader waits for a free slot before it reads again: the
+            // marks go now then, in a round trip of their own.
+            if !marks.is_empty() && self.full(&self.running.lock()) {
+                self.send_marks(&mut link, &marks);
+                marks.clear();
+            }
         }
         self.freed.notify_all();
         let _ = self.tx.send(Msg::Final(Final::wake()));
     }
 
-    /// Records when the tasks of `entries` started (for `status`), in one round trip made
-    /// after they were handed to their threads: best effort, never retried.
-    fn mark_started(&self, link: &mut Link, entries: &[RawEntry]) {
-        let ids: Vec<&str> = entries
-            .iter()
-            .filter_map(|raw| raw.text("id"))
-            .filter(|id| super::TaskId::checked(id).is_some())
-            .collect();
+    /// Records that the tasks `ids` started now (for `status`): one `HSET` into the
+    /// running hash, which then expires with the queue; `None` for no ids.
+    fn start_marks(&self, ids: &[impl AsRef<str>]) -> Vec<::redis::Cmd> {
         if ids.is_empty() {
-            return;
+            return Vec::new();
         }
         let now = wire::now_ms().to_string();
-        let key = format!("{}:running", self.keys.ids);
-        let _ = link.once(|con| {
-            let mut cmd = ::redis::cmd("HSET");
-            cmd.arg(&key);
-            for id in &ids {
-                cmd.arg(*id).arg(&now);
-            }
-            let mut pipe = ::redis::pipe();
-            pipe.add_command(cmd)
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&key)
-                .arg(wire::millis(self.cfg.queue_ttl))
-                .ignore();
-            pipe.query::<()>(con)
-        });
+        let mut hset = ::redis::cmd("HSET");
+        hset.arg(&self.keys.running);
+        for id in ids {
+            hset.arg(id.as_ref()).arg(&now);
+        }
+        let mut cmds = vec![hset];
+        // The hash's TTL, refreshed at most once a minute by each worker.
+        let now_ms = wire::now_ms();
+        if now_ms.saturating_sub(self.running_refreshed.load(Ordering::Relaxed)) > 60_000 {
+            self.running_refreshed.store(now_ms, Ordering::Relaxed);
+            let mut expire = ::redis::cmd("PEXPIRE");
+            expire
+                .arg(&self.keys.running)
+                .arg(wire::millis(self.cfg.queue_ttl));
+            cmds.push(expire);
+        }
+        cmds
+    }
+
+    /// Sends `start_marks` in a round trip of their own (best effort).
+    fn send_marks(&self, link: &mut Link, ids: &[impl AsRef<str>]) {
+        let cmds = self.start_marks(ids);
+        if !cmds.is_empty() {
+            let _ = link.once(|con| {
+                let mut pipe = ::redis::pipe();
+                pipe.ignore_errors();
+                for cmd in cmds {
+                    pipe.add_command(cmd).ignore();
+                }
+                pipe.query::<()>(con)
+            });
+        }
     }
 
     /// Starts an entry this worker now holds at delivery `attempt`, or answers it at once
@@ -1076,9 +1113,10 @@ impl Worker {
                         &self.keys.queue,
                         &reply_key,
                         &self.keys.dead,
-                        &self.keys.ids,
+                        &self.keys.ids(task),
                         &self.keys.result(task),
                         &self.keys.watch(task),
+                        &self.keys.running,
                     ],
                 );
                 inv.arg(GROUP)
@@ -1091,7 +1129,8 @@ impl Worker {
                     .arg(DEAD_MAX)
                     .arg(reply.len() * 2)
                     .arg(self.keys.reply(""))
-                    .arg(task);
+                    .arg(task)
+                    .arg(wire::now_ms());
                 for (k, v) in &reply {
                     inv.arg(*k).arg(*v);
                 }
@@ -1331,8 +1370,12 @@ impl Worker {
             log::info!(target: "concurrent_futures::redis", "reclaimed {} (delivery {attempt}) from a silent worker", raw.id);
             self.take(raw, *attempt);
         }
-        let entries: Vec<RawEntry> = claimed.into_iter().map(|(raw, _)| raw).collect();
-        self.mark_started(link, &entries);
+        let ids: Vec<&str> = claimed
+            .iter()
+            .filter_map(|(raw, _)| raw.text("id"))
+            .filter(|id| super::TaskId::checked(id).is_some())
+            .collect();
+        self.send_marks(link, &ids);
     }
 }
 
