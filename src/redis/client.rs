@@ -1026,12 +1026,14 @@ impl Shared {
     }
 
     /// Makes sure this client's reply stream exists (workers answer only clients whose
-    /// stream exists, so that a client that left costs nothing) and keeps its TTL fresh.
+    /// stream exists, so that a client that left costs nothing) and keeps its TTL fresh:
+    /// `result_ttl`, at least a minute, refreshed every 5 s by the reader.
     fn keep_reply_stream(&self, link: &mut Link) -> ::redis::RedisResult<()> {
+        let ttl = wire::millis(self.cfg.result_ttl.max(Duration::from_secs(60)));
         link.once(|con| {
             let alive: i64 = ::redis::cmd("PEXPIRE")
                 .arg(&self.reply_key)
-                .arg(wire::millis(self.cfg.result_ttl))
+                .arg(ttl)
                 .query(con)?;
             if alive == 0 {
                 ::redis::pipe()
@@ -1043,7 +1045,7 @@ impl Shared {
                     .ignore()
                     .cmd("PEXPIRE")
                     .arg(&self.reply_key)
-                    .arg(wire::millis(self.cfg.result_ttl))
+                    .arg(ttl)
                     .ignore()
                     .query::<()>(con)?;
             }
@@ -1682,6 +1684,8 @@ fn reader(shared: &Arc<Shared>) {
     // Tasks whose queue entries were gone at the last look, and since when.
     let mut missing: HashMap<u64, Instant> = HashMap::new();
     let mut looked = Instant::now();
+    // When the reply stream's TTL was last refreshed.
+    let mut kept = Instant::now();
     // The last read took everything the reply stream held: no answer waits unread.
     let mut caught_up = false;
     let give_up = || {
@@ -1691,8 +1695,11 @@ fn reader(shared: &Arc<Shared>) {
     while !finished() {
         // Only with every answer read and delivered: a task whose entry is gone then has
         // its answer in hand, or has none anywhere.
-        if caught_up && looked.elapsed() >= LOST_AFTER / 2 {
+        if kept.elapsed() >= LOST_AFTER / 2 {
             let _ = shared.keep_reply_stream(&mut link);
+            kept = Instant::now();
+        }
+        if caught_up && looked.elapsed() >= LOST_AFTER / 2 {
             missing = shared.find_lost(&mut link, std::mem::take(&mut missing));
             looked = Instant::now();
         }

@@ -482,7 +482,8 @@ pub(super) fn evalsha(script: &Script, keys: &[&str]) -> ::redis::Cmd {
 /// too, so that its clients get the result instead of a loss; if another worker answered it
 /// already, the clients keep the first answer.
 ///
-/// KEYS: queue, reply stream, dead stream, ids bucket, result record, watchers, running.
+/// KEYS: queue, reply stream, dead stream, ids bucket, result record, watchers. (The
+/// worker removes the task from the running hash itself, once per batch of answers.)
 /// ARGV: group, consumer, entry id, attempt, reply TTL ms, flags (`r` reply, `d` dead),
 ///       dead TTL ms, dead max length, n = number of reply field/value items, the reply key
 ///       prefix (`{ns}:reply:`), task id, end time ms, the reply's items, the dead
@@ -507,17 +508,14 @@ if string.find(ARGV[6], 'r', 1, true) then
   for i = 13, 12 + n do f[#f + 1] = ARGV[i] end
   for i = 1, #f, 2 do by[f[i]] = f[i + 1] end
   redis.pcall('HDEL', KEYS[4], ARGV[11])
-  redis.pcall('HDEL', KEYS[7], ARGV[11])
   redis.pcall('SET', KEYS[5], (by['s'] or '') .. '\n' .. (by['w'] or '') .. '\n' .. ARGV[12] .. '\n' .. (by['r'] or ''), 'PX', ARGV[5])
-  if redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.pcall('XADD', KEYS[2], '*', unpack(f))
-  end
+  redis.pcall('XADD', KEYS[2], 'NOMKSTREAM', '*', unpack(f))
   local w = redis.pcall('SMEMBERS', KEYS[6])
   if type(w) == 'table' and not w.err and #w > 0 then
     for _, c in ipairs(w) do
       local key = ARGV[10] .. c
-      if #c <= 96 and string.match(c, '^[%w_.-]+$') and key ~= KEYS[2] and redis.call('EXISTS', key) == 1 then
-        redis.pcall('XADD', key, '*', unpack(f))
+      if #c <= 96 and string.match(c, '^[%w_.-]+$') and key ~= KEYS[2] then
+        redis.pcall('XADD', key, 'NOMKSTREAM', '*', unpack(f))
       end
     end
     redis.pcall('DEL', KEYS[6])
@@ -630,8 +628,8 @@ if n == 1 then
   if type(w) == 'table' and not w.err then
     for _, c in ipairs(w) do
       local key = ARGV[5] .. c
-      if c ~= ARGV[6] and #c <= 96 and string.match(c, '^[%w_.-]+$') and redis.call('EXISTS', key) == 1 then
-        redis.pcall('XADD', key, '*', 'id', ARGV[3], 's', 'cancelled', 'r', '', 'w', '')
+      if c ~= ARGV[6] and #c <= 96 and string.match(c, '^[%w_.-]+$') then
+        redis.pcall('XADD', key, 'NOMKSTREAM', '*', 'id', ARGV[3], 's', 'cancelled', 'r', '', 'w', '')
       end
     end
     redis.pcall('DEL', KEYS[4])

@@ -1116,7 +1116,6 @@ impl Worker {
                         &self.keys.ids(task),
                         &self.keys.result(task),
                         &self.keys.watch(task),
-                        &self.keys.running,
                     ],
                 );
                 inv.arg(GROUP)
@@ -1139,6 +1138,15 @@ impl Worker {
                 }
                 pipe.add_command(inv);
             }
+        }
+        // Out of the running hash, all of the batch in one command (after the answers, so
+        // the replies' positions stay those of the answers).
+        let ids: Vec<&str> = finals
+            .iter()
+            .filter_map(|f| f.route.as_ref().map(|r| r.task.as_str()))
+            .collect();
+        if !ids.is_empty() {
+            pipe.cmd("HDEL").arg(&self.keys.running).arg(&ids).ignore();
         }
         pipe
     }
