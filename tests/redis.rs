@@ -69,8 +69,17 @@ fn flaky(job: (String, usize)) -> usize {
     runs
 }
 
+/// The time it started, in ms since the epoch.
+fn started_at(_: ()) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 fn tasks() -> Tasks {
     Tasks::new()
+        .add("started_at/v1", started_at)
         .add("double/v1", double)
         .add("sleep/v1", sleep_ms)
         .add("boom/v1", boom)
@@ -1904,5 +1913,55 @@ fn status_goes_through_every_state() {
             error: TaskError::Rejected(_),
             ..
         }
+    ));
+}
+
+#[test]
+fn a_delayed_task_waits_in_redis_never_runs_early_and_can_be_cancelled_by_id() {
+    use concurrent_futures::redis::TaskStatus;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let delay = Duration::from_millis(1_500);
+    // Submitted by a client that then leaves: the task waits in Redis, not in the client.
+    let (id, doomed, due) = {
+        let producer = server.executor();
+        let due = SystemTime::now() + delay;
+        let fut = producer
+            .submit_with(started_at, (), TaskOptions::new().at(due))
+            .unwrap();
+        let doomed = producer
+            .submit_with(started_at, (), TaskOptions::new().delay(delay))
+            .unwrap();
+        (fut.task_id().unwrap(), doomed.task_id().unwrap(), due)
+    };
+    let ex = server.executor();
+    match ex.status(&id).unwrap() {
+        TaskStatus::Scheduled { at, .. } => assert_eq!(ms(at), ms(due)),
+        other => panic!("{other:?}"),
+    }
+    // Cancelled by id from another client: it never runs.
+    assert!(ex.cancel(&doomed).unwrap());
+    assert_eq!(ex.status(&doomed).unwrap(), TaskStatus::Cancelled);
+    assert!(!ex.cancel(&doomed).unwrap(), "cancelled once");
+    // One worker, started before the task is due.
+    let _worker = WorkerProcess::start(&server.url, Duration::from_secs(5), 2);
+    let fut = ex.attach::<u64>(&id).unwrap();
+    let started = fut.result_timeout(Duration::from_secs(60)).unwrap();
+    assert!(
+        started >= ms(due),
+        "ran {} ms before it was due",
+        ms(due) - started
+    );
+    eprintln!(
+        "a task due at +{delay:?} started {} ms after it was due",
+        started - ms(due)
+    );
+    assert!(matches!(ex.status(&id).unwrap(), TaskStatus::Done { .. }));
+    assert!(matches!(
+        ex.attach::<u64>(&doomed).unwrap().result(),
+        Err(TaskError::Cancelled)
     ));
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::Waker;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ::redis::Value;
 use crossbeam_channel::{Receiver, Sender};
@@ -75,6 +75,7 @@ pub struct TaskOptions {
     time_limit: Option<Duration>,
     retries: Option<(u32, Duration)>,
     id: Option<TaskId>,
+    due: Option<SystemTime>,
 }
 
 impl TaskOptions {
@@ -143,6 +144,46 @@ impl TaskOptions {
     /// ```
     pub fn id(mut self, id: TaskId) -> TaskOptions {
         self.id = Some(id);
+        self
+    }
+
+    /// Runs the task no sooner than `delay` from now (RQ's `enqueue_in`, Celery's
+    /// `countdown`). Until then it waits in Redis, not in this process: the producer may
+    /// exit. Workers move due tasks into the queue at least every half second, so it
+    /// starts within about that of its time while any worker is alive, never before.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, TaskOptions, Tasks};
+    /// # use std::time::Duration;
+    /// fn remind(user: u64) -> bool { true }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("remind", remind)).build()?;
+    /// let fut = ex.submit_with(remind, 7, TaskOptions::new().delay(Duration::from_secs(3600)))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delay(mut self, delay: Duration) -> TaskOptions {
+        self.due = SystemTime::now().checked_add(delay);
+        self
+    }
+
+    /// Runs the task no sooner than `when` (RQ's `enqueue_at`, Celery's `eta`); a time in
+    /// the past runs it now. `SystemTime` is an instant, not a wall-clock reading: there is
+    /// no time zone to get wrong. See [`delay`](Self::delay).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, TaskOptions, Tasks};
+    /// # use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    /// fn report(day: u32) -> u32 { day }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("report", report)).build()?;
+    /// let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000); // 2027-01-15 08:00 UTC
+    /// ex.submit_with(report, 15, TaskOptions::new().at(at))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn at(mut self, when: SystemTime) -> TaskOptions {
+        self.due = Some(when);
         self
     }
 }
@@ -644,6 +685,8 @@ struct Slot {
     task: TaskId,
     /// Whether the id was chosen by the user (the submit is then idempotent).
     unique: bool,
+    /// When it is due, in ms since the epoch, if it runs later.
+    due: Option<u64>,
     state: Mutex<SlotState>,
     sent: Condvar,
     /// The client's count of tasks not taken by Redis yet, which this one leaves once it
@@ -692,8 +735,8 @@ enum SlotState {
     Local,
     /// In a pipeline whose answer has not come back.
     Sending,
-    /// In the queue under this entry id.
-    Sent(String),
+    /// In Redis (queued, scheduled, or followed by id).
+    Sent,
     /// Cancelled before it was sent, or refused by Redis: never to be sent.
     Dropped,
 }
@@ -733,7 +776,7 @@ impl Slot {
 
     fn end_send(&self, id: Option<String>) {
         let mut st = self.state.lock();
-        self.set(&mut st, id.map_or(SlotState::Dropped, SlotState::Sent));
+        self.set(&mut st, id.map_or(SlotState::Dropped, |_| SlotState::Sent));
     }
 }
 
@@ -852,7 +895,7 @@ impl Shared {
         if let Some(mut control) = self.control.try_lock_until(deadline) {
             self.settle(&mut control);
         }
-        let id = {
+        {
             let mut st = slot.state.lock();
             loop {
                 match &*st {
@@ -867,10 +910,10 @@ impl Shared {
                             return None;
                         }
                     }
-                    SlotState::Sent(id) => break id.clone(),
+                    SlotState::Sent => break,
                 }
             }
-        };
+        }
         if self.outage.lock().is_some() {
             // Known to be out of reach: asking would only wait out `command_timeout` (and
             // `shutdown(cancel_futures)` would wait it out for every task).
@@ -888,23 +931,32 @@ impl Shared {
         control
             .link
             .retry(&self.scripts, &late, |con| {
-                let task = slot.task.as_str();
-                self.scripts
-                    .cancel
-                    .key(&self.keys.queue)
-                    .key(self.keys.ids(task))
-                    .key(self.keys.result(task))
-                    .key(self.keys.watch(task))
-                    .arg(GROUP)
-                    .arg(&id)
-                    .arg(task)
-                    .arg(wire::millis(self.cfg.result_ttl))
-                    .arg(self.keys.reply(""))
-                    .arg(&self.client_id)
-                    .arg(wire::now_ms())
-                    .invoke::<i64>(con)
+                self.cancel_cmd(&slot.task).query::<i64>(con)
             })
             .map(|removed| removed == 1)
+    }
+
+    /// The `CANCEL` script for task `id`.
+    fn cancel_cmd(&self, id: &TaskId) -> ::redis::Cmd {
+        let task = id.as_str();
+        let mut cmd = wire::evalsha(
+            &self.scripts.cancel,
+            &[
+                &self.keys.ids(task),
+                &self.keys.queue,
+                &self.keys.result(task),
+                &self.keys.watch(task),
+                &self.keys.scheduled,
+                &self.keys.payloads,
+            ],
+        );
+        cmd.arg(GROUP)
+            .arg(task)
+            .arg(wire::millis(self.cfg.result_ttl))
+            .arg(self.keys.reply(""))
+            .arg(&self.client_id)
+            .arg(wire::now_ms());
+        cmd
     }
 
     /// Redis answered: an outage, if one was under way, is over.
@@ -961,7 +1013,7 @@ impl Shared {
             let book = self.book.lock();
             book.waiting
                 .iter()
-                .filter(|(_, w)| matches!(&*w.slot.state.lock(), SlotState::Sent(_)))
+                .filter(|(_, w)| matches!(&*w.slot.state.lock(), SlotState::Sent))
                 .map(|(seq, w)| (*seq, w.task.clone()))
                 .collect()
         };
@@ -1063,10 +1115,8 @@ impl Shared {
             .waiting
             .iter()
             .filter(|(_, w)| {
-                matches!(
-                    &*w.slot.state.lock(),
-                    SlotState::Sent(_) | SlotState::Dropped
-                ) && !w.cancel.clone().held()
+                matches!(&*w.slot.state.lock(), SlotState::Sent | SlotState::Dropped)
+                    && !w.cancel.clone().held()
             })
             .map(|(seq, _)| *seq)
             .collect();
@@ -1106,6 +1156,7 @@ impl Shared {
         let slot = Arc::new(Slot {
             task: id.clone(),
             unique: true,
+            due: None,
             // Not a send: nothing for `max_unsent` or `flush` to count.
             state: Mutex::new(SlotState::Sending),
             sent: Condvar::new(),
@@ -1181,9 +1232,15 @@ impl Shared {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let unique = opts.id.is_some();
         let task = opts.id.clone().unwrap_or_else(TaskId::generate);
+        let due = opts.due.map(|t| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .max(1)
+        });
         let slot = Arc::new(Slot {
             task: task.clone(),
             unique,
+            due,
             state: Mutex::new(SlotState::Local),
             sent: Condvar::new(),
             unsent: self.unsent.clone(),
@@ -1240,6 +1297,7 @@ impl Shared {
             time_limit: opts.time_limit.or(self.cfg.defaults.time_limit),
             retries: opts.retries.or(self.cfg.defaults.retries),
             id: None,
+            due: None,
         };
         // Fields at their defaults are left out: a queued task costs Redis less memory.
         let mut fields = vec![
@@ -1331,6 +1389,8 @@ impl Shared {
                 &self.keys.ids(id),
                 &self.keys.result(id),
                 &self.keys.watch(id),
+                &self.keys.scheduled,
+                &self.keys.payloads,
             ],
         );
         // Each index bucket's TTL is refreshed by this client at most once a minute.
@@ -1341,12 +1401,15 @@ impl Shared {
             bucket.store(now, Ordering::Relaxed);
         }
         let ttl = wire::millis(self.cfg.queue_ttl);
+        // A scheduled task's keys outlive its due time by the queue's TTL.
+        let keep = ttl.saturating_add(slot.due.map_or(0, |d| d.saturating_sub(now)));
         cmd.arg(id)
             .arg(if slot.unique { "1" } else { "0" })
             .arg(&self.client_id)
-            .arg(ttl)
+            .arg(keep)
             .arg(if refresh { ttl } else { 0 })
-            .arg(if stale { ttl } else { 0 });
+            .arg(if stale { ttl } else { 0 })
+            .arg(slot.due.filter(|d| *d > now).unwrap_or(0));
         for (k, v) in fields {
             cmd.arg(*k).arg(v);
         }
@@ -1394,13 +1457,13 @@ impl Shared {
             Some(v) if wire::text(v).is_some_and(wire::valid_stream_id) => {
                 slot.end_send(wire::text(v).map(str::to_owned));
             }
-            // An idempotent submit of a task known already: this future follows it.
+            // An idempotent submit of a task known already (this future follows it), or a
+            // task scheduled for later.
             Some(Value::Array(parts))
-                if parts.first().and_then(wire::text) == Some("exists")
-                    && parts
-                        .get(1)
-                        .and_then(wire::text)
-                        .is_some_and(wire::valid_stream_id) =>
+                if matches!(
+                    parts.first().and_then(wire::text),
+                    Some("exists" | "scheduled")
+                ) && parts.get(1).and_then(wire::text).is_some() =>
             {
                 slot.end_send(parts.get(1).and_then(wire::text).map(str::to_owned));
             }
@@ -2236,12 +2299,7 @@ impl RedisExecutor {
                 let record = parts.get(1).map(wire::record).unwrap_or_default();
                 shared.complete_from_record(seq, &record);
             }
-            Some("waiting")
-                if parts
-                    .get(1)
-                    .and_then(wire::text)
-                    .is_some_and(wire::valid_stream_id) =>
-            {
+            Some("waiting") if parts.get(1).and_then(wire::text).is_some() => {
                 remote
                     .slot
                     .end_send(parts.get(1).and_then(wire::text).map(str::to_owned));
@@ -2298,6 +2356,56 @@ impl RedisExecutor {
             })
             .map_err(SetupError::connect(&shared.address, started))?;
         Ok(TaskStatus::parse(&reply))
+    }
+
+    /// Cancels the task with this id, submitted by any process, if no worker has taken it
+    /// yet: a queued task leaves the queue, a scheduled one the schedule, and it never
+    /// runs (RQ's `Job.fetch(id).cancel()`, Celery's `AsyncResult(id).revoke()` for a task
+    /// not started). `true` if it was cancelled now; `false` if a worker holds it, it
+    /// ended, or there is no such task. Every future attached to it, in any process,
+    /// completes as cancelled.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::Connect`] if Redis cannot be asked within `command_timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, TaskId, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+    /// let id: TaskId = "report-2026-12".parse()?;
+    /// if ex.cancel(&id)? {
+    ///     println!("{id} will not run");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cancel(&self, id: &TaskId) -> Result<bool, SetupError> {
+        let shared = &self.shared;
+        let started = Instant::now();
+        let cancelled = {
+            let mut control = shared
+                .control
+                .try_lock_for(shared.cfg.command_timeout)
+                .ok_or_else(|| shared.busy(started))?;
+            shared.settle(&mut control);
+            shared
+                .run_script(&mut control.link, |con| {
+                    shared.cancel_cmd(id).query::<i64>(con)
+                })
+                .map_err(SetupError::connect(&shared.address, started))?
+                == 1
+        };
+        if cancelled {
+            // This client's own futures of the task (Redis tells only the other clients).
+            let taken = shared.book.lock().remove_task(id);
+            shared.notify_if_drained();
+            for w in taken {
+                w.slot.end_send(None);
+                (w.complete)(Err(TaskError::Cancelled));
+            }
+        }
+        Ok(cancelled)
     }
 
     /// How many of this client's tasks have not completed yet.

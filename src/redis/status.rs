@@ -37,6 +37,13 @@ use crate::TaskError;
 pub enum TaskStatus {
     /// In the queue, not taken by a worker yet.
     Queued,
+    /// Waiting in Redis to run later ([`TaskOptions::delay`](super::TaskOptions::delay)):
+    /// it moves to the queue when due.
+    #[non_exhaustive]
+    Scheduled {
+        /// When it is due.
+        at: SystemTime,
+    },
     /// A worker holds it.
     #[non_exhaustive]
     Running {
@@ -113,6 +120,10 @@ impl TaskStatus {
         let int = |i: usize| parts.get(i).and_then(wire::int).unwrap_or(0).max(0) as u64;
         match text(0) {
             "queued" => TaskStatus::Queued,
+            "scheduled" => match text(1).parse::<u64>() {
+                Ok(ms) => TaskStatus::Scheduled { at: at(ms) },
+                Err(_) => TaskStatus::Unknown,
+            },
             "running" => TaskStatus::Running {
                 worker: clean(text(2)),
                 since_renewal: Duration::from_millis(int(3)),

@@ -38,6 +38,10 @@ pub(super) struct Keys {
     pub(super) workers: String,
     /// Hash of the tasks running: task id → when their current delivery started (ms).
     pub(super) running: String,
+    /// Sorted set of the tasks that run later: task id, scored by when they are due (ms).
+    pub(super) scheduled: String,
+    /// Hash of the scheduled tasks' entries: task id → JSON `{b: ids bucket, f: fields}`.
+    pub(super) payloads: String,
 }
 
 impl Keys {
@@ -48,6 +52,8 @@ impl Keys {
             dead: format!("{{{ns}}}:dead"),
             workers: format!("{{{ns}}}:workers"),
             running: format!("{{{ns}}}:running"),
+            scheduled: format!("{{{ns}}}:scheduled"),
+            payloads: format!("{{{ns}}}:scheduled:entries"),
         }
     }
 
@@ -56,7 +62,12 @@ impl Keys {
     /// (listpacks, up to 128 fields), one big hash is not (about 116 bytes a field against
     /// about 50).
     pub(super) fn ids(&self, id: &str) -> String {
-        format!("{{{}}}:ids:{:03x}", self.ns, id_bucket(id))
+        format!("{}{:03x}", self.ids_prefix(), id_bucket(id))
+    }
+
+    /// What every bucket of the id index is named after: `{ns}:ids:`.
+    pub(super) fn ids_prefix(&self) -> String {
+        format!("{{{}}}:ids:", self.ns)
     }
 
     /// A finished task's record: its status, result or error, worker and end time.
@@ -436,6 +447,7 @@ pub(super) struct Scripts {
     pub(super) renew: Script,
     pub(super) cancel: Script,
     pub(super) prune: Script,
+    pub(super) promote: Script,
 }
 
 impl Scripts {
@@ -448,13 +460,16 @@ impl Scripts {
             renew: Script::new(RENEW),
             cancel: Script::new(CANCEL),
             prune: Script::new(PRUNE),
+            promote: Script::new(PROMOTE),
         }
     }
 
     /// Loads them all (after a restart emptied Redis's script cache).
     pub(super) fn load(&self, con: &mut ::redis::Connection) -> ::redis::RedisResult<()> {
         let mut pipe = ::redis::pipe();
-        for source in [FINISH, SUBMIT, ATTACH, STATUS, RENEW, CANCEL, PRUNE] {
+        for source in [
+            FINISH, SUBMIT, ATTACH, STATUS, RENEW, CANCEL, PRUNE, PROMOTE,
+        ] {
             pipe.cmd("SCRIPT").arg("LOAD").arg(source);
         }
         pipe.query::<()>(con)
@@ -536,11 +551,16 @@ return 1 + gone
 /// running, the calling client is added to its watchers and the entry id returned
 /// (`exists`).
 ///
-/// KEYS: queue, ids bucket, result record, watchers.
-/// ARGV: task id, unique (`1` or `0`), client id, watchers' TTL ms, TTL ms to refresh the
-///       queue with and the same for the index bucket (`0`: not this time; a client
-///       refreshes each at most once a minute), then the entry's items.
-/// Returns the new entry id, `{'done', record items}` or `{'exists', entry id}`.
+/// With a due time, the task is not queued but scheduled: its entry waits in the payloads
+/// hash, its id in the scheduled set, and the index says `s:<due ms>` (see `PROMOTE`).
+///
+/// KEYS: queue, ids bucket, result record, watchers, scheduled, payloads.
+/// ARGV: task id, unique (`1` or `0`), client id, TTL ms of watchers and schedule, TTL ms
+///       to refresh the queue with and the same for the index bucket (`0`: not this time;
+///       a client refreshes each at most once a minute), due time ms (`0`: now), then the
+///       entry's items.
+/// Returns the new entry id, `{'done', record}`, `{'exists', entry id}` or
+/// `{'scheduled', due ms}`.
 const SUBMIT: &str = r"
 if ARGV[2] == '1' then
   local r = redis.call('GET', KEYS[3])
@@ -553,12 +573,52 @@ if ARGV[2] == '1' then
   end
 end
 local f = {}
-for i = 7, #ARGV do f[#f + 1] = ARGV[i] end
+for i = 8, #ARGV do f[#f + 1] = ARGV[i] end
+if ARGV[7] ~= '0' then
+  redis.call('HSET', KEYS[6], ARGV[1], cjson.encode({b = KEYS[2], f = f}))
+  redis.call('ZADD', KEYS[5], ARGV[7], ARGV[1])
+  redis.call('HSET', KEYS[2], ARGV[1], 's:' .. ARGV[7])
+  for _, i in ipairs({2, 5, 6}) do
+    if redis.call('PEXPIRE', KEYS[i], ARGV[4], 'GT') == 0 then
+      redis.call('PEXPIRE', KEYS[i], ARGV[4], 'NX')
+    end
+  end
+  return {'scheduled', ARGV[7]}
+end
 local e = redis.call('XADD', KEYS[1], '*', unpack(f))
 redis.call('HSET', KEYS[2], ARGV[1], e)
 if ARGV[5] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
 if ARGV[6] ~= '0' then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
 return e
+";
+
+/// Moves the scheduled tasks that are due into the queue, at most `limit` of them, each
+/// exactly once however many workers run it at once (one script: a task leaves the
+/// schedule in the same step that queues it). A payload that does not decode, or names an
+/// index bucket outside the namespace, is dropped.
+///
+/// KEYS: scheduled, payloads, queue. ARGV: now ms, limit, ids bucket prefix (`{ns}:ids:`).
+/// Returns how many were queued.
+const PROMOTE: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local n = 0
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[1], id)
+  local p = redis.call('HGET', KEYS[2], id)
+  redis.call('HDEL', KEYS[2], id)
+  if p then
+    local ok, d = pcall(cjson.decode, p)
+    if ok and type(d) == 'table' and type(d.b) == 'string' and type(d.f) == 'table'
+        and string.sub(d.b, 1, #ARGV[3]) == ARGV[3] and #d.b == #ARGV[3] + 3 and #d.f <= 64 then
+      local e = redis.pcall('XADD', KEYS[3], '*', unpack(d.f))
+      if type(e) == 'string' then
+        redis.call('HSET', d.b, id, e)
+        n = n + 1
+      end
+    end
+  end
+end
+return n
 ";
 
 /// Attaches a client to a task by id: the task's record if it finished (`done`), else the
@@ -575,7 +635,7 @@ redis.call('PEXPIRE', KEYS[3], ARGV[3])
 return {'waiting', e}
 ";
 
-/// Where a task stands: `{'done', record items}`, `{'running', entry, worker, ms since the
+/// Where a task stands: `{'done', record}`, `{'scheduled', due ms}`, `{'running', entry, worker, ms since the
 /// lease was renewed, deliveries, started at ms or false}`, `{'queued', entry}` or
 /// `{'unknown'}`.
 ///
@@ -585,6 +645,7 @@ local r = redis.call('GET', KEYS[1])
 if r then return {'done', r} end
 local e = redis.call('HGET', KEYS[2], ARGV[1])
 if not e then return {'unknown'} end
+if string.sub(e, 1, 2) == 's:' then return {'scheduled', string.sub(e, 3)} end
 local p = redis.pcall('XPENDING', KEYS[3], ARGV[2], e, e, 1)
 if type(p) == 'table' and not p.err and #p > 0 then
   local s = redis.call('HGET', KEYS[4], ARGV[1])
@@ -610,32 +671,37 @@ end
 return lost
 ";
 
-/// Removes a queued task that no worker has taken: 1 if removed, 0 if a worker holds it
-/// (running) or it is gone (finished). A removed task leaves a record that says it was
-/// cancelled, and the clients attached to it are told.
+/// Cancels a task by id if no worker has taken it: a queued one leaves the queue, a
+/// scheduled one the schedule. 1 if cancelled, 0 if a worker holds it, it ended, or there
+/// is no such task. A cancelled task leaves a record that says so, and the clients
+/// attached to it are told.
 ///
-/// KEYS: queue, ids bucket, result record, watchers.
-/// ARGV: group, entry id, task id, record TTL ms, reply key prefix, the canceller's id,
-///       the time now in ms.
+/// KEYS: ids bucket, queue, result record, watchers, scheduled, payloads.
+/// ARGV: group, task id, record TTL ms, reply key prefix, the canceller's id, now ms.
 const CANCEL: &str = r"
-local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
-if type(p) == 'table' and not p.err and #p > 0 then return 0 end
-local n = redis.call('XDEL', KEYS[1], ARGV[2])
-if n == 1 then
-  redis.pcall('HDEL', KEYS[2], ARGV[3])
-  redis.pcall('SET', KEYS[3], 'cancelled\n\n' .. ARGV[7] .. '\n', 'PX', ARGV[4])
-  local w = redis.pcall('SMEMBERS', KEYS[4])
-  if type(w) == 'table' and not w.err then
-    for _, c in ipairs(w) do
-      local key = ARGV[5] .. c
-      if c ~= ARGV[6] and #c <= 96 and string.match(c, '^[%w_.-]+$') then
-        redis.pcall('XADD', key, 'NOMKSTREAM', '*', 'id', ARGV[3], 's', 'cancelled', 'r', '', 'w', '')
-      end
-    end
-    redis.pcall('DEL', KEYS[4])
-  end
+local e = redis.call('HGET', KEYS[1], ARGV[2])
+if not e then return 0 end
+if string.sub(e, 1, 2) == 's:' then
+  redis.call('ZREM', KEYS[5], ARGV[2])
+  redis.call('HDEL', KEYS[6], ARGV[2])
+else
+  local p = redis.pcall('XPENDING', KEYS[2], ARGV[1], e, e, 1)
+  if type(p) == 'table' and not p.err and #p > 0 then return 0 end
+  local n = redis.pcall('XDEL', KEYS[2], e)
+  if n ~= 1 then return 0 end
 end
-return n
+redis.call('HDEL', KEYS[1], ARGV[2])
+redis.pcall('SET', KEYS[3], 'cancelled\n\n' .. ARGV[6] .. '\n', 'PX', ARGV[3])
+local w = redis.pcall('SMEMBERS', KEYS[4])
+if type(w) == 'table' and not w.err and #w > 0 then
+  for _, c in ipairs(w) do
+    if c ~= ARGV[5] and #c <= 96 and string.match(c, '^[%w_.-]+$') then
+      redis.pcall('XADD', ARGV[4] .. c, 'NOMKSTREAM', '*', 'id', ARGV[2], 's', 'cancelled', 'r', '', 'w', '')
+    end
+  end
+  redis.pcall('DEL', KEYS[4])
+end
+return 1
 ";
 
 /// Deletes consumers that hold nothing and have not read for `min idle` ms (workers that

@@ -31,6 +31,11 @@ use crate::ThreadPoolExecutor;
 
 /// How long the reader's `XREADGROUP BLOCK` waits before it looks around.
 const BLOCK: Duration = Duration::from_secs(2);
+/// How often each worker moves due scheduled tasks into the queue: a task runs at most
+/// about this late (plus a read of the queue), while any worker is alive.
+const PROMOTE_EVERY: Duration = Duration::from_millis(250);
+/// The most scheduled tasks one promotion moves; it goes on while there are more.
+const PROMOTE_BATCH: u64 = 500;
 /// Dead letters kept (approximately) in the dead-letter stream.
 const DEAD_MAX: u64 = 10_000;
 /// The longest part of a refused entry's argument copied into its dead letter.
@@ -1158,8 +1163,13 @@ impl Worker {
         let tick = self.cfg.lease / 3;
         let mut ticks = 0u64;
         let mut next = Instant::now();
+        let mut promoted = Instant::now();
         while !self.drained.load(Ordering::SeqCst) {
             let now = Instant::now();
+            if now >= promoted + PROMOTE_EVERY && !self.stopping() {
+                self.promote(&mut link);
+                promoted = now;
+            }
             if now < next {
                 let mut running = self.running.lock();
                 self.freed
@@ -1208,6 +1218,32 @@ impl Worker {
                 .arg(self.worker_key())
                 .query::<()>(con)
         });
+    }
+
+    /// Moves the scheduled tasks that are due into the queue (every worker does, every
+    /// `PROMOTE_EVERY`; the script moves each task once however many run it).
+    fn promote(&self, link: &mut Link) {
+        loop {
+            let moved = link.once(|con| {
+                self.scripts
+                    .promote
+                    .key(&self.keys.scheduled)
+                    .key(&self.keys.payloads)
+                    .key(&self.keys.queue)
+                    .arg(wire::now_ms())
+                    .arg(PROMOTE_BATCH)
+                    .arg(self.keys.ids_prefix())
+                    .invoke::<u64>(con)
+            });
+            match moved {
+                Ok(n) if n >= PROMOTE_BATCH => continue, // more may be due
+                Ok(_) => return,
+                Err(e) => {
+                    log::debug!(target: "concurrent_futures::redis", "cannot promote scheduled tasks: {e}");
+                    return;
+                }
+            }
+        }
     }
 
     fn worker_key(&self) -> String {
