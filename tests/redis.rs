@@ -77,9 +77,22 @@ fn started_at(_: ()) -> u64 {
         .as_millis() as u64
 }
 
+/// Appends the time it started (ms) to the file `path`.
+fn tick(path: String) -> u64 {
+    let at = started_at(());
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(format!("{at}\n").as_bytes()).unwrap();
+    at
+}
+
 fn tasks() -> Tasks {
     Tasks::new()
         .add("started_at/v1", started_at)
+        .add("tick/v1", tick)
         .add("double/v1", double)
         .add("sleep/v1", sleep_ms)
         .add("boom/v1", boom)
@@ -764,8 +777,9 @@ fn every_key_of_a_finished_run_has_a_ttl() {
 const ACL: &str = "on >s3cret resetkeys ~{cf}:* resetchannels -@all \
     +xadd +xreadgroup +xread +xack +xdel +xautoclaim +xclaim +xpending +xlen +xrange \
     +xrevrange +xgroup|create +xgroup|delconsumer +xinfo|consumers +evalsha +eval \
-    +script|load +pexpire +del +exists +zadd +zrem +zrange +zremrangebyscore +hset +hget \
-    +hgetall +hdel +hexists +sadd +smembers +time +ping +hello +client|setname +select";
+    +script|load +pexpire +del +exists +zadd +zrem +zrange +zrangebyscore +zscore \
+    +zremrangebyscore +hset +hget +hgetall +hdel +hexists +sadd +smembers +get +set +multi \
+    +exec +ping +hello +client|setname +select";
 
 #[test]
 fn everything_runs_under_the_documented_least_privilege_user() {
@@ -1964,4 +1978,95 @@ fn a_delayed_task_waits_in_redis_never_runs_early_and_can_be_cancelled_by_id() {
         ex.attach::<u64>(&doomed).unwrap().result(),
         Err(TaskError::Cancelled)
     ));
+}
+
+#[test]
+fn a_periodic_task_fires_each_tick_once_with_three_workers_until_unscheduled() {
+    use concurrent_futures::redis::Schedule;
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    let _workers: Vec<_> = (0..3)
+        .map(|_| WorkerProcess::start(&server.url, Duration::from_secs(5), 2))
+        .collect();
+    let ex = server.executor();
+    let runs = temp_file("ticks");
+    let path = runs.display().to_string();
+    ex.schedule(
+        "every-second",
+        Schedule::every(Duration::from_secs(1)),
+        tick,
+        path.clone(),
+    )
+    .unwrap();
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_millis(10_500));
+    assert!(ex.unschedule("every-second").unwrap());
+    let scheduled_for = t.elapsed();
+    assert!(!ex.unschedule("every-second").unwrap(), "removed once");
+    // The last tick's task may still be running: wait for it, then look.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let fired = lines(&runs).len();
+    // One task record per tick fired; a tick run twice would show as more runs than ticks.
+    let mut con = server.con();
+    let records: Vec<String> = redis::cmd("KEYS")
+        .arg("{cf}:result:every-second@*")
+        .query(&mut con)
+        .unwrap();
+    eprintln!(
+        "{fired} runs and {} ticks in {scheduled_for:?}",
+        records.len()
+    );
+    assert_eq!(fired, records.len(), "a tick ran twice");
+    assert!(
+        (9..=11).contains(&fired),
+        "{fired} runs for about 10 s of 1 s ticks"
+    );
+    // Each tick's task is found by its id, and ran no earlier than its tick.
+    for key in &records {
+        let id: concurrent_futures::redis::TaskId =
+            key.trim_start_matches("{cf}:result:").parse().unwrap();
+        let tick_ms: u64 = id.as_str().rsplit('@').next().unwrap().parse().unwrap();
+        let started = ex.attach::<u64>(&id).unwrap().result().unwrap();
+        assert!(
+            started >= tick_ms,
+            "{id} ran {} ms early",
+            tick_ms - started
+        );
+    }
+    // Removed: no tick fires any more.
+    std::thread::sleep(Duration::from_millis(2_000));
+    assert_eq!(lines(&runs).len(), fired, "a tick fired after unschedule");
+    let _ = std::fs::remove_file(runs);
+}
+
+#[test]
+fn a_cron_schedule_fires_on_its_seconds_in_its_time_zone() {
+    use concurrent_futures::redis::Schedule;
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    let _worker = WorkerProcess::start(&server.url, Duration::from_secs(5), 2);
+    let ex = server.executor();
+    let runs = temp_file("cron");
+    let schedule = Schedule::cron("*/2 * * * * *", "Asia/Kolkata").unwrap(); // every 2 s
+    ex.schedule("cron-2s", schedule, tick, runs.display().to_string())
+        .unwrap();
+    eventually("two cron ticks", || lines(&runs).len() >= 2);
+    ex.unschedule("cron-2s").unwrap();
+    let mut con = server.con();
+    let records: Vec<String> = redis::cmd("KEYS")
+        .arg("{cf}:result:cron-2s@*")
+        .query(&mut con)
+        .unwrap();
+    assert!(!records.is_empty());
+    for key in records {
+        let tick_ms: u64 = key.rsplit('@').next().unwrap().parse().unwrap();
+        assert_eq!(tick_ms % 2_000, 0, "{key}: not on an even second");
+    }
+    assert!(matches!(
+        Schedule::cron("0 9 * * *", "Not/AZone"),
+        Err(concurrent_futures::redis::InvalidSchedule { .. })
+    ));
+    let _ = std::fs::remove_file(runs);
 }

@@ -24,6 +24,7 @@ use serde::Serialize;
 use super::conn::{self, Link, Patience};
 use super::id::TaskId;
 use super::info::{self, QueueInfo};
+use super::periodic::Schedule;
 use super::status::TaskStatus;
 use super::tasks::{Outcome, Tasks};
 use super::wire::{self, Keys, Scripts, FORMAT, GROUP};
@@ -2356,6 +2357,155 @@ impl RedisExecutor {
             })
             .map_err(SetupError::connect(&shared.address, started))?;
         Ok(TaskStatus::parse(&reply))
+    }
+
+    /// Runs `f(arg)` on `schedule`, under `name`, until [`unschedule`](Self::unschedule)
+    /// (Celery beat's `beat_schedule`, rq-scheduler's `cron`). The schedule lives in Redis:
+    /// this process may exit, and the workers fire its ticks (every worker looks every
+    /// 250 ms; a compare-and-set in one script lets exactly one fire each tick, however
+    /// many run). Each tick's task has the id `<name>@<tick in ms since the epoch>`, for
+    /// [`status`](Self::status) and [`attach`](Self::attach). Setting a name again
+    /// replaces its schedule and task; the first tick is the first one after now. Ticks
+    /// missed while no worker ran follow [`Schedule::missed`]. A schedule no worker has
+    /// fired for `queue_ttl` (a week) expires.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::Config`] for a name that is not 1 to 96 letters, digits and `_ . - :`,
+    /// a function not in the `Tasks` list, or an argument that does not serialize;
+    /// [`SetupError::Connect`] if Redis cannot be asked within `command_timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Schedule, Tasks};
+    /// # use std::time::Duration;
+    /// fn cleanup(days: u32) -> usize { 0 }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("cleanup", cleanup)).build()?;
+    /// ex.schedule("nightly-cleanup", Schedule::cron("0 3 * * *", "Europe/Paris")?, cleanup, 30)?;
+    /// ex.schedule("heartbeat", Schedule::every(Duration::from_secs(60)), cleanup, 0)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn schedule<F, A, R>(
+        &self,
+        name: &str,
+        schedule: Schedule,
+        f: F,
+        arg: A,
+    ) -> Result<(), SetupError>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let shared = &self.shared;
+        super::periodic::check_name(name).map_err(|e| SetupError::Config(e.to_string()))?;
+        let Some(fn_name) = shared.tasks.name_of(f) else {
+            return Err(SetupError::Config(
+                "cannot schedule the task: its function is not registered in the executor's Tasks"
+                    .into(),
+            ));
+        };
+        let args = self
+            .encode(&arg)
+            .map_err(|why| SetupError::Config(format!("cannot schedule the task: {why}")))?;
+        let mut fields = vec![
+            ("v".to_owned(), FORMAT.to_owned()),
+            ("fn".to_owned(), fn_name.to_owned()),
+            ("c".to_owned(), "periodic".to_owned()),
+            ("a".to_owned(), args),
+        ];
+        if shared.cfg.max_deliveries != wire::DEFAULT_TRIES {
+            fields.push(("tries".into(), shared.cfg.max_deliveries.to_string()));
+        }
+        if shared.cfg.result_ttl != wire::DEFAULT_TTL {
+            fields.push((
+                "ttl".into(),
+                wire::millis(shared.cfg.result_ttl).to_string(),
+            ));
+        }
+        if let Some(limit) = shared.cfg.defaults.time_limit {
+            fields.push(("limit".into(), wire::millis(limit).to_string()));
+        }
+        let now = wire::now_ms();
+        let first = schedule
+            .next_after(now, now)
+            .ok_or_else(|| SetupError::Config("the schedule has no tick to come".into()))?;
+        let spec = serde_json::to_string(&super::periodic::Spec { schedule, fields })
+            .map_err(|e| SetupError::Config(e.to_string()))?;
+        let started = Instant::now();
+        let mut control = shared
+            .control
+            .try_lock_for(shared.cfg.command_timeout)
+            .ok_or_else(|| shared.busy(started))?;
+        shared.settle(&mut control);
+        let ttl = wire::millis(shared.cfg.queue_ttl);
+        control
+            .link
+            .once(|con| {
+                ::redis::pipe()
+                    .atomic()
+                    .cmd("HSET")
+                    .arg(&shared.keys.periodic)
+                    .arg(name)
+                    .arg(&spec)
+                    .ignore()
+                    .cmd("ZADD")
+                    .arg(&shared.keys.periodic_due)
+                    .arg(first)
+                    .arg(name)
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(&shared.keys.periodic)
+                    .arg(ttl)
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(&shared.keys.periodic_due)
+                    .arg(ttl)
+                    .ignore()
+                    .query::<()>(con)
+            })
+            .map_err(SetupError::connect(&shared.address, started))
+    }
+
+    /// Removes the periodic task `name`: no tick fires after this returns (a task already
+    /// queued by an earlier tick still runs). `true` if it existed.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::Connect`] if Redis cannot be asked within `command_timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+    /// ex.unschedule("nightly-cleanup")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unschedule(&self, name: &str) -> Result<bool, SetupError> {
+        let shared = &self.shared;
+        let started = Instant::now();
+        let mut control = shared
+            .control
+            .try_lock_for(shared.cfg.command_timeout)
+            .ok_or_else(|| shared.busy(started))?;
+        shared.settle(&mut control);
+        let (removed, _): (i64, i64) = control
+            .link
+            .once(|con| {
+                ::redis::pipe()
+                    .atomic()
+                    .cmd("HDEL")
+                    .arg(&shared.keys.periodic)
+                    .arg(name)
+                    .cmd("ZREM")
+                    .arg(&shared.keys.periodic_due)
+                    .arg(name)
+                    .query(con)
+            })
+            .map_err(SetupError::connect(&shared.address, started))?;
+        Ok(removed == 1)
     }
 
     /// Cancels the task with this id, submitted by any process, if no worker has taken it

@@ -42,6 +42,10 @@ pub(super) struct Keys {
     pub(super) scheduled: String,
     /// Hash of the scheduled tasks' entries: task id → JSON `{b: ids bucket, f: fields}`.
     pub(super) payloads: String,
+    /// Hash of the periodic tasks: name → their schedule and entry (JSON).
+    pub(super) periodic: String,
+    /// Sorted set of the periodic tasks by their next tick (ms).
+    pub(super) periodic_due: String,
 }
 
 impl Keys {
@@ -54,6 +58,8 @@ impl Keys {
             running: format!("{{{ns}}}:running"),
             scheduled: format!("{{{ns}}}:scheduled"),
             payloads: format!("{{{ns}}}:scheduled:entries"),
+            periodic: format!("{{{ns}}}:periodic"),
+            periodic_due: format!("{{{ns}}}:periodic:due"),
         }
     }
 
@@ -448,6 +454,7 @@ pub(super) struct Scripts {
     pub(super) cancel: Script,
     pub(super) prune: Script,
     pub(super) promote: Script,
+    pub(super) fire: Script,
 }
 
 impl Scripts {
@@ -461,6 +468,7 @@ impl Scripts {
             cancel: Script::new(CANCEL),
             prune: Script::new(PRUNE),
             promote: Script::new(PROMOTE),
+            fire: Script::new(FIRE),
         }
     }
 
@@ -468,7 +476,7 @@ impl Scripts {
     pub(super) fn load(&self, con: &mut ::redis::Connection) -> ::redis::RedisResult<()> {
         let mut pipe = ::redis::pipe();
         for source in [
-            FINISH, SUBMIT, ATTACH, STATUS, RENEW, CANCEL, PRUNE, PROMOTE,
+            FINISH, SUBMIT, ATTACH, STATUS, RENEW, CANCEL, PRUNE, PROMOTE, FIRE,
         ] {
             pipe.cmd("SCRIPT").arg("LOAD").arg(source);
         }
@@ -590,6 +598,33 @@ redis.call('HSET', KEYS[2], ARGV[1], e)
 if ARGV[5] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
 if ARGV[6] ~= '0' then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
 return e
+";
+
+/// Fires one tick of a periodic task, if the tick is still the one the caller read (a
+/// compare-and-set: of the workers that saw it due, exactly one fires it): moves the
+/// schedule on to its next tick and, with `run`, queues the tick's task and indexes it.
+/// Refreshes the TTL of the schedule's keys.
+///
+/// KEYS: periodic due set, queue, ids bucket of the task id, periodic hash.
+/// ARGV: name, the tick read (ms), the next tick (ms), run (`1`/`0`), task id, TTL ms,
+///       then the entry's items.
+/// Returns 1 if this call fired the tick, 0 if another did (or the schedule is gone).
+const FIRE: &str = r"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+if ARGV[4] == '1' then
+  local f = {}
+  for i = 7, #ARGV do f[#f + 1] = ARGV[i] end
+  local e = redis.call('XADD', KEYS[2], '*', unpack(f))
+  redis.call('HSET', KEYS[3], ARGV[5], e)
+  if redis.call('PEXPIRE', KEYS[3], ARGV[6], 'GT') == 0 then
+    redis.call('PEXPIRE', KEYS[3], ARGV[6], 'NX')
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[4], ARGV[6])
+return 1
 ";
 
 /// Moves the scheduled tasks that are due into the queue, at most `limit` of them, each

@@ -24,6 +24,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use super::conn::{self, Link, Patience};
+use super::periodic;
 use super::tasks::{Done, Outcome, Tasks};
 use super::wire::{self, Keys, RawEntry, Route, Scripts, TaskEntry, GROUP};
 use super::SetupError;
@@ -1168,6 +1169,7 @@ impl Worker {
             let now = Instant::now();
             if now >= promoted + PROMOTE_EVERY && !self.stopping() {
                 self.promote(&mut link);
+                self.fire_periodic(&mut link);
                 promoted = now;
             }
             if now < next {
@@ -1240,6 +1242,108 @@ impl Worker {
                 Ok(_) => return,
                 Err(e) => {
                     log::debug!(target: "concurrent_futures::redis", "cannot promote scheduled tasks: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Fires the ticks of periodic tasks that are due (every worker does, every
+    /// `PROMOTE_EVERY`; the `FIRE` script lets exactly one fire each tick).
+    fn fire_periodic(&self, link: &mut Link) {
+        let now = wire::now_ms();
+        let due = link.once(|con| {
+            ::redis::cmd("ZRANGEBYSCORE")
+                .arg(&self.keys.periodic_due)
+                .arg("-inf")
+                .arg(now)
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(100)
+                .query::<Value>(con)
+        });
+        let Ok(due) = due else { return };
+        let items = wire::array(&due).unwrap_or(&[]);
+        for pair in items.chunks(2) {
+            let (Some(name), Some(tick)) = (
+                pair.first().and_then(wire::text),
+                pair.get(1)
+                    .and_then(wire::text)
+                    .and_then(|t| t.parse::<f64>().ok()),
+            ) else {
+                continue;
+            };
+            if periodic::check_name(name).is_err() || !(0.0..1e15).contains(&tick) {
+                continue;
+            }
+            let tick = tick as u64;
+            let spec = link.once(|con| {
+                ::redis::cmd("HGET")
+                    .arg(&self.keys.periodic)
+                    .arg(name)
+                    .query::<Option<Vec<u8>>>(con)
+            });
+            let spec = match spec {
+                Ok(Some(bytes)) => periodic::Spec::read(&bytes),
+                Ok(None) => None,
+                Err(_) => return,
+            };
+            let Some(spec) = spec else {
+                // Removed, or unreadable: it leaves the due set (a new `schedule` puts it
+                // back, with its spec, in one step).
+                log::warn!(target: "concurrent_futures::redis", "periodic task {name:?} has no valid schedule: removed from the due set");
+                let _ = link.once(|con| {
+                    ::redis::cmd("ZREM")
+                        .arg(&self.keys.periodic_due)
+                        .arg(name)
+                        .query::<()>(con)
+                });
+                continue;
+            };
+            let now = wire::now_ms();
+            let Some(next) = spec.schedule.next_after(tick, now.max(tick)) else {
+                continue;
+            };
+            let run = match spec.schedule.missed_policy() {
+                periodic::Missed::Skip => now.saturating_sub(tick) <= periodic::SKIP_GRACE_MS,
+                _ => true,
+            };
+            let task = format!("{name}@{tick}");
+            let fired = link.once(|con| {
+                let mut cmd = wire::evalsha(
+                    &self.scripts.fire,
+                    &[
+                        &self.keys.periodic_due,
+                        &self.keys.queue,
+                        &self.keys.ids(&task),
+                        &self.keys.periodic,
+                    ],
+                );
+                cmd.arg(name)
+                    .arg(tick)
+                    .arg(next)
+                    .arg(if run { "1" } else { "0" })
+                    .arg(&task)
+                    .arg(wire::millis(self.cfg.queue_ttl));
+                for (k, v) in &spec.fields {
+                    cmd.arg(k).arg(v);
+                }
+                cmd.arg("id").arg(&task);
+                cmd.query::<i64>(con)
+            });
+            match fired {
+                Ok(1) if run => log::debug!(target: "concurrent_futures::redis", "fired {task}"),
+                Ok(1) => {
+                    log::info!(target: "concurrent_futures::redis", "skipped tick {task}: found {} ms late (Missed::Skip)", now.saturating_sub(tick))
+                }
+                Ok(_) => {}
+                Err(e) if e.code() == Some("NOSCRIPT") => {
+                    let _ = link.once(|con| self.scripts.load(con));
+                    return;
+                }
+                Err(e) => {
+                    log::debug!(target: "concurrent_futures::redis", "cannot fire {task}: {e}");
                     return;
                 }
             }
