@@ -1361,7 +1361,7 @@ impl Shared {
         // command off most round trips.
         let now = wire::now_ms();
         let refresh = now.saturating_sub(self.refreshed.load(Ordering::Relaxed)) > 60_000;
-        let cmd = self.submit_cmd(&slot, &fields, refresh);
+        let cmd = self.submit_cmd([(&*slot, &fields[..])], refresh);
         match control.link.send_only(&cmd.get_packed_command()) {
             Ok(()) => {
                 control.owed = Some(((seq, slot, fields), 1, if refresh { now } else { 0 }));
@@ -1374,47 +1374,54 @@ impl Shared {
         }
     }
 
-    /// The `SUBMIT` script for one task: queues it and indexes it by id, unless its id
-    /// (chosen by the user) is known already.
-    fn submit_cmd(
+    /// The `SUBMIT` script for a batch of tasks (one script call for all of them): queues
+    /// each and indexes it by id, unless its id (chosen by the user) is known already.
+    fn submit_cmd<'a>(
         &self,
-        slot: &Slot,
-        fields: &[(&'static str, String)],
+        batch: impl IntoIterator<Item = (&'a Slot, &'a [(&'static str, String)])>,
         refresh: bool,
     ) -> ::redis::Cmd {
-        let id = slot.task.as_str();
         let mut cmd = wire::evalsha(
             &self.scripts.submit,
-            &[
-                &self.keys.queue,
-                &self.keys.ids(id),
-                &self.keys.result(id),
-                &self.keys.watch(id),
-                &self.keys.scheduled,
-                &self.keys.payloads,
-            ],
+            &[&self.keys.queue, &self.keys.scheduled, &self.keys.payloads],
         );
-        // Each index bucket's TTL is refreshed by this client at most once a minute.
         let now = wire::now_ms();
-        let bucket = &self.bucket_refreshed[wire::id_bucket(id)];
-        let stale = now.saturating_sub(bucket.load(Ordering::Relaxed)) > 60_000;
-        if stale {
-            bucket.store(now, Ordering::Relaxed);
-        }
         let ttl = wire::millis(self.cfg.queue_ttl);
-        // A scheduled task's keys outlive its due time by the queue's TTL.
-        let keep = ttl.saturating_add(slot.due.map_or(0, |d| d.saturating_sub(now)));
-        cmd.arg(id)
-            .arg(if slot.unique { "1" } else { "0" })
-            .arg(&self.client_id)
-            .arg(keep)
-            .arg(if refresh { ttl } else { 0 })
-            .arg(if stale { ttl } else { 0 })
-            .arg(slot.due.filter(|d| *d > now).unwrap_or(0));
-        for (k, v) in fields {
-            cmd.arg(*k).arg(v);
+        cmd.arg(&self.client_id).arg(if refresh { ttl } else { 0 });
+        for (slot, fields) in batch {
+            let id = slot.task.as_str();
+            // Each index bucket's TTL is refreshed by this client at most once a minute.
+            let bucket = &self.bucket_refreshed[wire::id_bucket(id)];
+            let stale = now.saturating_sub(bucket.load(Ordering::Relaxed)) > 60_000;
+            if stale {
+                bucket.store(now, Ordering::Relaxed);
+            }
+            // A scheduled task's keys outlive its due time by the queue's TTL.
+            let keep = ttl.saturating_add(slot.due.map_or(0, |d| d.saturating_sub(now)));
+            cmd.arg(id)
+                .arg(if slot.unique { "1" } else { "0" })
+                .arg(self.keys.ids(id))
+                .arg(self.keys.result(id))
+                .arg(self.keys.watch(id))
+                .arg(keep)
+                .arg(if stale { ttl } else { 0 })
+                .arg(slot.due.filter(|d| *d > now).unwrap_or(0))
+                .arg(fields.len() * 2);
+            for (k, v) in fields {
+                cmd.arg(*k).arg(v);
+            }
         }
         cmd
+    }
+
+    /// The script's reply for a batch of `n` tasks, one per task: its items, or the one
+    /// reply given for the whole call (a refusal such as `LOADING` or `NOSCRIPT`) for each.
+    fn per_task(reply: Option<&Value>, n: usize) -> Vec<Value> {
+        match reply {
+            Some(Value::Array(items)) if items.len() == n => items.clone(),
+            Some(other) => vec![other.clone(); n],
+            None => vec![Value::Nil; n],
+        }
     }
 
     /// Reads the replies owed on the control link, if any, and records what they say: the
@@ -1442,6 +1449,7 @@ impl Shared {
             self.refreshed.store(refreshed, Ordering::Relaxed);
         }
         self.reached();
+        let replies = Shared::per_task(replies.first(), 1);
         if conn::refused_for_now(replies.first()).is_some() || no_script(replies.first()) {
             // Refused for now (Redis is loading, say), or the scripts are not loaded (Redis
             // restarted): the writer retries it.
@@ -1664,11 +1672,12 @@ fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
             let replies = link.retry(&shared.scripts, &give_up, |con| {
                 let mut pipe = ::redis::pipe();
                 pipe.ignore_errors();
-                for (i, (_, slot, fields)) in batch.iter().enumerate() {
-                    // The first of each batch refreshes the queue's and the index's TTL.
-                    pipe.add_command(shared.submit_cmd(slot, fields, i == 0));
-                }
-                pipe.query::<Vec<Value>>(con)
+                pipe.add_command(shared.submit_cmd(
+                    batch.iter().map(|(_, slot, fields)| (&**slot, &fields[..])),
+                    true,
+                ));
+                let reply = pipe.query::<Vec<Value>>(con)?;
+                Ok(Shared::per_task(reply.first(), batch.len()))
             });
             let Some(replies) = replies else {
                 // Every task of the batch failed with the outage: never to be sent, and no

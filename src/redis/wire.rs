@@ -527,77 +527,92 @@ else
 end
 local n = tonumber(ARGV[9])
 if string.find(ARGV[6], 'r', 1, true) then
-  local f, by = {}, {}
-  for i = 13, 12 + n do f[#f + 1] = ARGV[i] end
-  for i = 1, #f, 2 do by[f[i]] = f[i + 1] end
+  -- The reply's items are, in this order: id, <id>, s, <status>, r, <body>, w, <worker>.
   redis.pcall('HDEL', KEYS[4], ARGV[11])
-  redis.pcall('SET', KEYS[5], (by['s'] or '') .. '\n' .. (by['w'] or '') .. '\n' .. ARGV[12] .. '\n' .. (by['r'] or ''), 'PX', ARGV[5])
-  redis.pcall('XADD', KEYS[2], 'NOMKSTREAM', '*', unpack(f))
+  redis.pcall('SET', KEYS[5], ARGV[16] .. '\n' .. ARGV[20] .. '\n' .. ARGV[12] .. '\n' .. ARGV[18], 'PX', ARGV[5])
+  redis.pcall('XADD', KEYS[2], 'NOMKSTREAM', '*', unpack(ARGV, 13, 12 + n))
   local w = redis.pcall('SMEMBERS', KEYS[6])
   if type(w) == 'table' and not w.err and #w > 0 then
     for _, c in ipairs(w) do
       local key = ARGV[10] .. c
       if #c <= 96 and string.match(c, '^[%w_.-]+$') and key ~= KEYS[2] then
-        redis.pcall('XADD', key, 'NOMKSTREAM', '*', unpack(f))
+        redis.pcall('XADD', key, 'NOMKSTREAM', '*', unpack(ARGV, 13, 12 + n))
       end
     end
     redis.pcall('DEL', KEYS[6])
   end
 end
 if string.find(ARGV[6], 'd', 1, true) then
-  local f = {}
-  for i = 13 + n, #ARGV do f[#f + 1] = ARGV[i] end
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', unpack(f))
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', unpack(ARGV, 13 + n))
   redis.call('PEXPIRE', KEYS[3], ARGV[7])
 end
 return 1 + gone
 ";
 
-/// Queues a task under its id: appends the entry and indexes it (task id → entry id). With
-/// `unique` (an id the user chose), a task already known under that id is not queued
-/// again: if its record is kept, the record is returned (`done`); if it is queued or
-/// running, the calling client is added to its watchers and the entry id returned
-/// (`exists`).
+/// Queues tasks under their ids, any number in one call (the writer sends a whole batch
+/// at once: one script call, not one per task): appends each entry and indexes it (task id
+/// → entry id). With `unique` (an id the user chose), a task already known under that id
+/// is not queued again: if its record is kept, the record is returned (`done`); if it is
+/// queued or running, the calling client joins its watchers and gets the entry id
+/// (`exists`). With a due time, the task is not queued but scheduled: its entry waits in
+/// the payloads hash, its id in the scheduled set, and the index says `s:<due ms>` (see
+/// `PROMOTE`). A task that Redis refuses (out of memory, say) gets its error, the others
+/// go on.
 ///
-/// With a due time, the task is not queued but scheduled: its entry waits in the payloads
-/// hash, its id in the scheduled set, and the index says `s:<due ms>` (see `PROMOTE`).
-///
-/// KEYS: queue, ids bucket, result record, watchers, scheduled, payloads.
-/// ARGV: task id, unique (`1` or `0`), client id, TTL ms of watchers and schedule, TTL ms
-///       to refresh the queue with and the same for the index bucket (`0`: not this time;
-///       a client refreshes each at most once a minute), due time ms (`0`: now), then the
-///       entry's items.
-/// Returns the new entry id, `{'done', record}`, `{'exists', entry id}` or
-/// `{'scheduled', due ms}`.
+/// KEYS: queue, scheduled, payloads.
+/// ARGV: client id, TTL ms to refresh the queue with (`0`: not this time), then for each
+///       task: task id, unique (`1`/`0`), its ids bucket, result record and watchers keys,
+///       TTL ms of its watchers and schedule, TTL ms to refresh its bucket with (`0`: not
+///       this time), due time ms (`0`: now), n, then its n entry items.
+/// Returns one reply per task: the new entry id, `{'done', record}`, `{'exists', entry
+/// id}`, `{'scheduled', due ms}`, or an error.
 const SUBMIT: &str = r"
-if ARGV[2] == '1' then
-  local r = redis.call('GET', KEYS[3])
-  if r then return {'done', r} end
-  local e = redis.call('HGET', KEYS[2], ARGV[1])
-  if e then
-    redis.call('SADD', KEYS[4], ARGV[3])
-    redis.call('PEXPIRE', KEYS[4], ARGV[4])
-    return {'exists', e}
-  end
-end
-local f = {}
-for i = 8, #ARGV do f[#f + 1] = ARGV[i] end
-if ARGV[7] ~= '0' then
-  redis.call('HSET', KEYS[6], ARGV[1], cjson.encode({b = KEYS[2], f = f}))
-  redis.call('ZADD', KEYS[5], ARGV[7], ARGV[1])
-  redis.call('HSET', KEYS[2], ARGV[1], 's:' .. ARGV[7])
-  for _, i in ipairs({2, 5, 6}) do
-    if redis.call('PEXPIRE', KEYS[i], ARGV[4], 'GT') == 0 then
-      redis.call('PEXPIRE', KEYS[i], ARGV[4], 'NX')
+local out = {}
+local i = 3
+while i <= #ARGV do
+  local id, unique, bucket, result, watch = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local keep, refresh, due = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  local first, last = i + 9, i + 8 + tonumber(ARGV[i + 8])
+  i = last + 1
+  local reply = nil
+  if unique == '1' then
+    local r = redis.call('GET', result)
+    if r then
+      reply = {'done', r}
+    else
+      local e = redis.call('HGET', bucket, id)
+      if e then
+        redis.call('SADD', watch, ARGV[1])
+        redis.call('PEXPIRE', watch, keep)
+        reply = {'exists', e}
+      end
     end
   end
-  return {'scheduled', ARGV[7]}
+  if reply == nil and due ~= '0' then
+    local f = {}
+    for j = first, last do f[#f + 1] = ARGV[j] end
+    redis.call('HSET', KEYS[3], id, cjson.encode({b = bucket, f = f}))
+    redis.call('ZADD', KEYS[2], due, id)
+    redis.call('HSET', bucket, id, 's:' .. due)
+    for _, key in ipairs({bucket, KEYS[2], KEYS[3]}) do
+      if redis.call('PEXPIRE', key, keep, 'GT') == 0 then
+        redis.call('PEXPIRE', key, keep, 'NX')
+      end
+    end
+    reply = {'scheduled', due}
+  end
+  if reply == nil then
+    local e = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, first, last))
+    if type(e) == 'string' then
+      redis.call('HSET', bucket, id, e)
+      if refresh ~= '0' then redis.call('PEXPIRE', bucket, refresh) end
+    end
+    reply = e
+  end
+  out[#out + 1] = reply
 end
-local e = redis.call('XADD', KEYS[1], '*', unpack(f))
-redis.call('HSET', KEYS[2], ARGV[1], e)
-if ARGV[5] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
-if ARGV[6] ~= '0' then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
-return e
+if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return out
 ";
 
 /// Fires one tick of a periodic task, if the tick is still the one the caller read (a

@@ -141,8 +141,6 @@ struct Worker {
     exec: Exec,
     runs: AtomicU64,
     completed: AtomicU64,
-    /// When this worker last refreshed the running hash's TTL (ms since the epoch).
-    running_refreshed: AtomicU64,
     /// Thread mode: tasks taken over from a silent worker wait to be run one at a time,
     /// so this worker takes no new entries until they have (see [`Worker::reclaim`]).
     isolating: AtomicBool,
@@ -449,7 +447,6 @@ impl RedisWorkerBuilder {
             exec,
             runs: AtomicU64::new(1),
             completed: AtomicU64::new(0),
-            running_refreshed: AtomicU64::new(0),
             isolating: AtomicBool::new(false),
         });
         let mut threads = Vec::new();
@@ -720,18 +717,13 @@ impl Worker {
         for id in ids {
             hset.arg(id.as_ref()).arg(&now);
         }
-        let mut cmds = vec![hset];
-        // The hash's TTL, refreshed at most once a minute by each worker.
-        let now_ms = wire::now_ms();
-        if now_ms.saturating_sub(self.running_refreshed.load(Ordering::Relaxed)) > 60_000 {
-            self.running_refreshed.store(now_ms, Ordering::Relaxed);
-            let mut expire = ::redis::cmd("PEXPIRE");
-            expire
-                .arg(&self.keys.running)
-                .arg(wire::millis(self.cfg.queue_ttl));
-            cmds.push(expire);
-        }
-        cmds
+        // The hash's TTL, with every batch: emptied by the answers, the key goes, and the
+        // next `HSET` makes it again without one.
+        let mut expire = ::redis::cmd("PEXPIRE");
+        expire
+            .arg(&self.keys.running)
+            .arg(wire::millis(self.cfg.queue_ttl));
+        vec![hset, expire]
     }
 
     /// Sends `start_marks` in a round trip of their own (best effort).
@@ -1103,6 +1095,7 @@ impl Worker {
                 if f.dead.is_some() {
                     flags.push('d');
                 }
+                // The FINISH script reads these by position: id, status, body, worker.
                 let reply: Vec<(&str, &str)> = match &f.route {
                     Some(route) => vec![
                         ("id", &route.task),
