@@ -1414,16 +1414,6 @@ impl Shared {
         cmd
     }
 
-    /// The script's reply for a batch of `n` tasks, one per task: its items, or the one
-    /// reply given for the whole call (a refusal such as `LOADING` or `NOSCRIPT`) for each.
-    fn per_task(reply: Option<&Value>, n: usize) -> Vec<Value> {
-        match reply {
-            Some(Value::Array(items)) if items.len() == n => items.clone(),
-            Some(other) => vec![other.clone(); n],
-            None => vec![Value::Nil; n],
-        }
-    }
-
     /// Reads the replies owed on the control link, if any, and records what they say: the
     /// task's entry id, or its refusal. A task whose reply cannot be read (Redis froze or
     /// the connection broke right after the write) goes to the writer, which sends it
@@ -1449,7 +1439,7 @@ impl Shared {
             self.refreshed.store(refreshed, Ordering::Relaxed);
         }
         self.reached();
-        let replies = Shared::per_task(replies.first(), 1);
+        let replies = wire::per_item(replies.first(), 1);
         if conn::refused_for_now(replies.first()).is_some() || no_script(replies.first()) {
             // Refused for now (Redis is loading, say), or the scripts are not loaded (Redis
             // restarted): the writer retries it.
@@ -1677,7 +1667,7 @@ fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
                     true,
                 ));
                 let reply = pipe.query::<Vec<Value>>(con)?;
-                Ok(Shared::per_task(reply.first(), batch.len()))
+                Ok(wire::per_item(reply.first(), batch.len()))
             });
             let Some(replies) = replies else {
                 // Every task of the batch failed with the outage: never to be sent, and no

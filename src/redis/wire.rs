@@ -227,6 +227,17 @@ pub(super) fn array(v: &Value) -> Option<&[Value]> {
     }
 }
 
+/// The reply of a script that handles a batch of `n` items, one per item: its items, or
+/// the one reply given for the whole call (a refusal such as `LOADING` or `NOSCRIPT`) for
+/// each.
+pub(super) fn per_item(reply: Option<&Value>, n: usize) -> Vec<Value> {
+    match reply {
+        Some(Value::Array(items)) if items.len() == n => items.clone(),
+        Some(other) => vec![other.clone(); n],
+        None => vec![Value::Nil; n],
+    }
+}
+
 /// A task's kept record, one string: `<status>\n<worker>\n<end ms>\n<result or message>`
 /// (one key, one `SET ... PX`: less memory and fewer commands than a hash), as field/value
 /// pairs `s`, `w`, `at`, `r`; empty for a missing or malformed record.
@@ -495,58 +506,70 @@ pub(super) fn evalsha(script: &Script, keys: &[&str]) -> ::redis::Cmd {
     cmd
 }
 
-/// Completes a task if, and only if, the calling worker still holds it on the same
-/// delivery (the fence): acknowledges and deletes the queue entry, removes the task from the
-/// index, keeps its record (status, result or error, worker, end time) for the reply TTL,
-/// appends the answer to the submitting client's reply stream (if that client is still
-/// there: its stream exists) and to the stream of every client that attached to the task,
-/// and optionally writes a dead letter. A task whose entry Redis no longer has at all
-/// (neither held nor queued: Redis restarted without its data, or was flushed) is answered
-/// too, so that its clients get the result instead of a loss; if another worker answered it
-/// already, the clients keep the first answer.
+/// Completes tasks, any number in one call (a finisher's whole batch), each if, and only
+/// if, the calling worker still holds it on the same delivery (the fence): acknowledges and
+/// deletes its queue entry, removes it from the index, keeps its record (status, result or
+/// error, worker, end time) for the reply TTL, appends the answer to the submitting
+/// client's reply stream (if that client is still there: `NOMKSTREAM`) and to the stream
+/// of every client that attached to it, and optionally writes a dead letter. A task whose
+/// entry Redis no longer has at all (neither held nor queued: Redis restarted without its
+/// data, or was flushed) is answered too, so that its clients get the result instead of a
+/// loss; if another worker answered it already, the clients keep the first answer.
 ///
-/// KEYS: queue, reply stream, dead stream, ids bucket, result record, watchers. (The
-/// worker removes the task from the running hash itself, once per batch of answers.)
-/// ARGV: group, consumer, entry id, attempt, reply TTL ms, flags (`r` reply, `d` dead),
-///       dead TTL ms, dead max length, n = number of reply field/value items, the reply key
-///       prefix (`{ns}:reply:`), task id, end time ms, the reply's items, the dead
-///       letter's items. The reply stream's TTL is the client's to refresh.
-/// Returns 1 if applied, 2 if applied to a task Redis no longer had, 0 if the worker had
-/// lost the task (another worker holds it, or it is queued again).
+/// KEYS: queue, dead stream.
+/// ARGV: group, consumer, dead TTL ms, dead max length, reply key prefix (`{ns}:reply:`),
+///       end time ms, then for each task: entry id, delivery, reply TTL ms, flags (`r`
+///       reply, `d` dead), the submitter's reply stream, its ids bucket, record and
+///       watchers keys, task id, n, the reply's n items (in this order: `id`, the id, `s`,
+///       the status, `r`, the body, `w`, the worker), m, the dead letter's m items.
+/// Returns, per task, 1 if applied, 2 if applied to a task Redis no longer had, 0 if the
+/// worker had lost the task (another worker holds it, or it is queued again). The reply
+/// stream's TTL is the client's to refresh.
 const FINISH: &str = r"
-local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-local gone = 0
-if type(p) == 'table' and not p.err and #p > 0 then
-  if p[1][2] ~= ARGV[2] or tonumber(p[1][4]) ~= tonumber(ARGV[4]) then return 0 end
-  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-  redis.call('XDEL', KEYS[1], ARGV[3])
-else
-  local e = redis.pcall('XRANGE', KEYS[1], ARGV[3], ARGV[3])
-  if type(e) ~= 'table' or e.err or #e > 0 then return 0 end
-  gone = 1
-end
-local n = tonumber(ARGV[9])
-if string.find(ARGV[6], 'r', 1, true) then
-  -- The reply's items are, in this order: id, <id>, s, <status>, r, <body>, w, <worker>.
-  redis.pcall('HDEL', KEYS[4], ARGV[11])
-  redis.pcall('SET', KEYS[5], ARGV[16] .. '\n' .. ARGV[20] .. '\n' .. ARGV[12] .. '\n' .. ARGV[18], 'PX', ARGV[5])
-  redis.pcall('XADD', KEYS[2], 'NOMKSTREAM', '*', unpack(ARGV, 13, 12 + n))
-  local w = redis.pcall('SMEMBERS', KEYS[6])
-  if type(w) == 'table' and not w.err and #w > 0 then
-    for _, c in ipairs(w) do
-      local key = ARGV[10] .. c
-      if #c <= 96 and string.match(c, '^[%w_.-]+$') and key ~= KEYS[2] then
-        redis.pcall('XADD', key, 'NOMKSTREAM', '*', unpack(ARGV, 13, 12 + n))
-      end
+local out = {}
+local i = 7
+while i <= #ARGV do
+  local entry, attempt, ttl, flags = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local reply, bucket, record, watch, task = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
+  local rf = i + 10
+  local rl = i + 9 + tonumber(ARGV[i + 9])
+  local df = rl + 2
+  local dl = rl + 1 + tonumber(ARGV[rl + 1])
+  i = dl + 1
+  local applied = 0
+  local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], entry, entry, 1)
+  if type(p) == 'table' and not p.err and #p > 0 then
+    if p[1][2] == ARGV[2] and tonumber(p[1][4]) == tonumber(attempt) then
+      redis.pcall('XACK', KEYS[1], ARGV[1], entry)
+      redis.pcall('XDEL', KEYS[1], entry)
+      applied = 1
     end
-    redis.pcall('DEL', KEYS[6])
+  else
+    local e = redis.pcall('XRANGE', KEYS[1], entry, entry)
+    if type(e) == 'table' and not e.err and #e == 0 then applied = 2 end
   end
+  if applied > 0 and string.find(flags, 'r', 1, true) and rl >= rf + 7 then
+    redis.pcall('HDEL', bucket, task)
+    redis.pcall('SET', record, ARGV[rf + 3] .. '\n' .. ARGV[rf + 7] .. '\n' .. ARGV[6] .. '\n' .. ARGV[rf + 5], 'PX', ttl)
+    redis.pcall('XADD', reply, 'NOMKSTREAM', '*', unpack(ARGV, rf, rl))
+    local w = redis.pcall('SMEMBERS', watch)
+    if type(w) == 'table' and not w.err and #w > 0 then
+      for _, c in ipairs(w) do
+        local key = ARGV[5] .. c
+        if #c <= 96 and string.match(c, '^[%w_.-]+$') and key ~= reply then
+          redis.pcall('XADD', key, 'NOMKSTREAM', '*', unpack(ARGV, rf, rl))
+        end
+      end
+      redis.pcall('DEL', watch)
+    end
+  end
+  if applied > 0 and string.find(flags, 'd', 1, true) and dl >= df then
+    redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, df, dl))
+    redis.pcall('PEXPIRE', KEYS[2], ARGV[3])
+  end
+  out[#out + 1] = applied
 end
-if string.find(ARGV[6], 'd', 1, true) then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', unpack(ARGV, 13 + n))
-  redis.call('PEXPIRE', KEYS[3], ARGV[7])
-end
-return 1 + gone
+return out
 ";
 
 /// Queues tasks under their ids, any number in one call (the writer sends a whole batch

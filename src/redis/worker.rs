@@ -1016,16 +1016,13 @@ impl Worker {
                 self.stopping() && since.elapsed() >= self.cfg.outage_limit
             };
             let applied = link.retry(&self.scripts, &give_up, |con| {
-                let replies: Vec<Value> = pipe.query(con)?;
-                if replies
-                    .iter()
-                    .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"))
-                {
+                let mut reply: Vec<Value> = pipe.query(con)?;
+                if matches!(reply.first(), Some(Value::ServerError(e)) if e.code() == "NOSCRIPT") {
                     // Redis restarted and lost its scripts: load them, then send again.
                     self.scripts.load(con)?;
-                    return pipe.query(con);
+                    reply = pipe.query(con)?;
                 }
-                Ok(replies)
+                Ok(wire::per_item(reply.first(), todo.len()))
             });
             let Some(applied) = applied else {
                 log::warn!(target: "concurrent_futures::redis", "stopping: dropping {} answers that Redis could not take for {:?}; those tasks run again on another worker after their lease", todo.len(), self.cfg.outage_limit);
@@ -1082,62 +1079,55 @@ impl Worker {
     fn finish_pipeline(&self, finals: &[&Final]) -> ::redis::Pipeline {
         let mut pipe = ::redis::pipe();
         pipe.ignore_errors();
-        {
-            for f in finals {
-                let reply_key = f
-                    .route
-                    .as_ref()
-                    .map_or_else(|| self.keys.reply("-"), |r| self.keys.reply(&r.client));
-                let mut flags = String::new();
-                if f.route.is_some() {
-                    flags.push('r');
-                }
-                if f.dead.is_some() {
-                    flags.push('d');
-                }
-                // The FINISH script reads these by position: id, status, body, worker.
-                let reply: Vec<(&str, &str)> = match &f.route {
-                    Some(route) => vec![
-                        ("id", &route.task),
-                        ("s", f.outcome.status()),
-                        ("r", f.outcome.body()),
-                        ("w", &self.name),
-                    ],
-                    None => Vec::new(),
-                };
-                let task = f.route.as_ref().map_or("-", |r| &r.task);
-                let mut inv = wire::evalsha(
-                    &self.scripts.finish,
-                    &[
-                        &self.keys.queue,
-                        &reply_key,
-                        &self.keys.dead,
-                        &self.keys.ids(task),
-                        &self.keys.result(task),
-                        &self.keys.watch(task),
-                    ],
-                );
-                inv.arg(GROUP)
-                    .arg(&self.name)
-                    .arg(&f.id)
-                    .arg(f.attempt)
-                    .arg(wire::millis(f.ttl))
-                    .arg(flags)
-                    .arg(wire::millis(self.cfg.dead_ttl))
-                    .arg(DEAD_MAX)
-                    .arg(reply.len() * 2)
-                    .arg(self.keys.reply(""))
-                    .arg(task)
-                    .arg(wire::now_ms());
-                for (k, v) in &reply {
-                    inv.arg(*k).arg(*v);
-                }
-                for (k, v) in f.dead.iter().flatten() {
-                    inv.arg(k).arg(v);
-                }
-                pipe.add_command(inv);
+        let mut inv = wire::evalsha(&self.scripts.finish, &[&self.keys.queue, &self.keys.dead]);
+        inv.arg(GROUP)
+            .arg(&self.name)
+            .arg(wire::millis(self.cfg.dead_ttl))
+            .arg(DEAD_MAX)
+            .arg(self.keys.reply(""))
+            .arg(wire::now_ms());
+        for f in finals {
+            let reply_key = f
+                .route
+                .as_ref()
+                .map_or_else(|| self.keys.reply("-"), |r| self.keys.reply(&r.client));
+            let mut flags = String::new();
+            if f.route.is_some() {
+                flags.push('r');
+            }
+            if f.dead.is_some() {
+                flags.push('d');
+            }
+            // The FINISH script reads these by position: id, status, body, worker.
+            let reply: Vec<(&str, &str)> = match &f.route {
+                Some(route) => vec![
+                    ("id", &route.task),
+                    ("s", f.outcome.status()),
+                    ("r", f.outcome.body()),
+                    ("w", &self.name),
+                ],
+                None => Vec::new(),
+            };
+            let task = f.route.as_ref().map_or("-", |r| &r.task);
+            inv.arg(&f.id)
+                .arg(f.attempt)
+                .arg(wire::millis(f.ttl))
+                .arg(flags)
+                .arg(reply_key)
+                .arg(self.keys.ids(task))
+                .arg(self.keys.result(task))
+                .arg(self.keys.watch(task))
+                .arg(task)
+                .arg(reply.len() * 2);
+            for (k, v) in &reply {
+                inv.arg(*k).arg(*v);
+            }
+            inv.arg(f.dead.as_ref().map_or(0, |d| d.len() * 2));
+            for (k, v) in f.dead.iter().flatten() {
+                inv.arg(k).arg(v);
             }
         }
+        pipe.add_command(inv);
         // Out of the running hash, all of the batch in one command (after the answers, so
         // the replies' positions stay those of the answers).
         let ids: Vec<&str> = finals
