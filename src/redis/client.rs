@@ -2349,9 +2349,9 @@ impl RedisExecutor {
                     .key(shared.keys.result(id.as_str()))
                     .key(shared.keys.ids(id.as_str()))
                     .key(&shared.keys.queue)
-                    .key(&shared.keys.running)
                     .arg(id.as_str())
                     .arg(GROUP)
+                    .arg(&shared.keys.running_prefix)
                     .invoke::<Value>(con)
             })
             .map_err(SetupError::connect(&shared.address, started))?;

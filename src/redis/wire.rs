@@ -36,8 +36,9 @@ pub(super) struct Keys {
     pub(super) dead: String,
     /// Sorted set of live workers, scored by their last heartbeat (ms since the epoch).
     pub(super) workers: String,
-    /// Hash of the tasks running: task id → when their current delivery started (ms).
-    pub(super) running: String,
+    /// What each worker's hash of running tasks is named after (`{ns}:running:<worker>`:
+    /// task id → when its current delivery started, ms).
+    pub(super) running_prefix: String,
     /// Sorted set of the tasks that run later: task id, scored by when they are due (ms).
     pub(super) scheduled: String,
     /// Hash of the scheduled tasks' entries: task id → JSON `{b: ids bucket, f: fields}`.
@@ -55,7 +56,7 @@ impl Keys {
             queue: format!("{{{ns}}}:queue"),
             dead: format!("{{{ns}}}:dead"),
             workers: format!("{{{ns}}}:workers"),
-            running: format!("{{{ns}}}:running"),
+            running_prefix: format!("{{{ns}}}:running:"),
             scheduled: format!("{{{ns}}}:scheduled"),
             payloads: format!("{{{ns}}}:scheduled:entries"),
             periodic: format!("{{{ns}}}:periodic"),
@@ -712,7 +713,8 @@ return {'waiting', e}
 /// lease was renewed, deliveries, started at ms or false}`, `{'queued', entry}` or
 /// `{'unknown'}`.
 ///
-/// KEYS: result record, ids bucket, queue, running. ARGV: task id, group.
+/// KEYS: result record, ids bucket, queue. ARGV: task id, group, the running hashes' prefix
+/// (`{ns}:running:`, followed by the holder's consumer name).
 const STATUS: &str = r"
 local r = redis.call('GET', KEYS[1])
 if r then return {'done', r} end
@@ -721,7 +723,8 @@ if not e then return {'unknown'} end
 if string.sub(e, 1, 2) == 's:' then return {'scheduled', string.sub(e, 3)} end
 local p = redis.pcall('XPENDING', KEYS[3], ARGV[2], e, e, 1)
 if type(p) == 'table' and not p.err and #p > 0 then
-  local s = redis.call('HGET', KEYS[4], ARGV[1])
+  local s = false
+  if string.match(p[1][2], '^[%w_.-]+$') then s = redis.call('HGET', ARGV[3] .. p[1][2], ARGV[1]) end
   return {'running', e, p[1][2], p[1][3], p[1][4], s}
 end
 return {'queued', e}

@@ -713,16 +713,14 @@ impl Worker {
         }
         let now = wire::now_ms().to_string();
         let mut hset = ::redis::cmd("HSET");
-        hset.arg(&self.keys.running);
+        hset.arg(self.running_key());
         for id in ids {
             hset.arg(id.as_ref()).arg(&now);
         }
         // The hash's TTL, with every batch: emptied by the answers, the key goes, and the
-        // next `HSET` makes it again without one.
+        // next `HSET` makes it again without one. A dead worker's hash expires.
         let mut expire = ::redis::cmd("PEXPIRE");
-        expire
-            .arg(&self.keys.running)
-            .arg(wire::millis(self.cfg.queue_ttl));
+        expire.arg(self.running_key()).arg(self.running_ttl());
         vec![hset, expire]
     }
 
@@ -1135,7 +1133,7 @@ impl Worker {
             .filter_map(|f| f.route.as_ref().map(|r| r.task.as_str()))
             .collect();
         if !ids.is_empty() {
-            pipe.cmd("HDEL").arg(&self.keys.running).arg(&ids).ignore();
+            pipe.cmd("HDEL").arg(self.running_key()).arg(&ids).ignore();
         }
         pipe
     }
@@ -1165,6 +1163,7 @@ impl Worker {
             let give_up = || self.drained.load(Ordering::SeqCst);
             self.renew(&mut link, &give_up);
             self.heartbeat(&mut link);
+            self.prune_running(&mut link);
             if !self.stopping() {
                 self.reclaim(&mut link, &give_up);
             }
@@ -1330,6 +1329,51 @@ impl Worker {
                     return;
                 }
             }
+        }
+    }
+
+    /// This worker's hash of running tasks (task id → start of the delivery, ms).
+    fn running_key(&self) -> String {
+        format!("{}{}", self.keys.running_prefix, self.name)
+    }
+
+    fn running_ttl(&self) -> u64 {
+        wire::millis(
+            self.cfg
+                .lease
+                .saturating_mul(3)
+                .max(Duration::from_secs(60)),
+        )
+    }
+
+    /// Removes from this worker's running hash the tasks it no longer runs: a start mark
+    /// can reach Redis after the task's answer (they travel on different connections).
+    fn prune_running(&self, link: &mut Link) {
+        let Ok(listed) = link.once(|con| {
+            ::redis::cmd("HKEYS")
+                .arg(self.running_key())
+                .query::<Vec<String>>(con)
+        }) else {
+            return;
+        };
+        let stale: Vec<String> = {
+            let running = self.running.lock();
+            listed
+                .into_iter()
+                .filter(|id| {
+                    !running
+                        .values()
+                        .any(|r| r.run != ANSWERED && r.entry.route.task == *id)
+                })
+                .collect()
+        };
+        if !stale.is_empty() {
+            let _ = link.once(|con| {
+                ::redis::cmd("HDEL")
+                    .arg(self.running_key())
+                    .arg(&stale)
+                    .query::<()>(con)
+            });
         }
     }
 
