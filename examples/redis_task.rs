@@ -54,6 +54,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .map_or(String::from("?"), |d| format!("{:.1}", d.as_secs_f64()));
                     println!("running on {worker} for {secs} s (delivery {deliveries})");
                 }
+                TaskStatus::Done { worker, .. } => println!("done on {worker}"),
+                TaskStatus::Scheduled { at, .. } => {
+                    let secs = at
+                        .duration_since(std::time::SystemTime::now())
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    println!("scheduled, due in {secs:.1} s");
+                }
                 TaskStatus::Failed { error, worker, .. } => println!("failed on {worker}: {error}"),
                 TaskStatus::DeadLettered { error, .. } => println!("dead-lettered: {error}"),
                 other => println!("{other:?}"),

@@ -15,7 +15,7 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 ///
 /// Every task gets one. By default it is generated: 26 characters, the time of the submit
 /// in milliseconds and 80 random bits in Crockford's base 32 (the ULID layout), so ids sort
-/// by submit time and never repeat. An id you choose with [`TaskOptions::id`] makes the
+/// by submit time (to the millisecond) and do not repeat. An id you choose with [`TaskOptions::id`] makes the
 /// submit idempotent: a second submit with the same id, while the first task is queued,
 /// running or its result is kept, runs nothing new and completes with the first task's
 /// outcome.
