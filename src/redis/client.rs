@@ -1144,6 +1144,29 @@ impl Shared {
         }
     }
 
+    /// A future for the task in `slot`, and how its reply completes it (decoded by
+    /// `decode`).
+    fn remote<T: Send + 'static>(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        decode: impl for<'b> FnOnce(Result<&'b [u8], TaskError>) -> Result<T, TaskError>
+            + Send
+            + 'static,
+    ) -> (Arc<Remote<T>>, Complete) {
+        let remote = Arc::new(Remote {
+            task: Task::new(Promised, 0),
+            slot: slot.clone(),
+            shared: Arc::downgrade(self),
+        });
+        let r = remote.clone();
+        let complete: Complete = Box::new(move |reply| {
+            let outcome = decode(reply);
+            let fut = r.future();
+            let _ = r.finish(outcome, &fut);
+        });
+        (remote, complete)
+    }
+
     /// Records a future that follows task `id` without sending anything (`attach`); `None`
     /// after shutdown.
     fn follow<T: Send + 'static>(
@@ -1164,17 +1187,7 @@ impl Shared {
             unsent: Arc::new(UnsentCount::default()),
         });
         slot.unsent.add();
-        let remote = Arc::new(Remote {
-            task: Task::new(Promised, 0),
-            slot: slot.clone(),
-            shared: Arc::downgrade(self),
-        });
-        let r = remote.clone();
-        let complete: Complete = Box::new(move |reply| {
-            let outcome = decode(reply);
-            let fut = r.future();
-            let _ = r.finish(outcome, &fut);
-        });
+        let (remote, complete) = self.remote(&slot, decode);
         let mut book = self.book.lock();
         if book.closed {
             return None;
@@ -1246,17 +1259,7 @@ impl Shared {
             sent: Condvar::new(),
             unsent: self.unsent.clone(),
         });
-        let remote = Arc::new(Remote {
-            task: Task::new(Promised, 0),
-            slot: slot.clone(),
-            shared: Arc::downgrade(self),
-        });
-        let r = remote.clone();
-        let complete: Complete = Box::new(move |reply| {
-            let outcome = decode(reply);
-            let fut = r.future();
-            let _ = r.finish(outcome, &fut);
-        });
+        let (remote, complete) = self.remote(&slot, decode);
         let alone = {
             let mut book = self.book.lock();
             if book.closed {
