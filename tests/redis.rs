@@ -1538,9 +1538,15 @@ fn during_a_partition_submit_cancel_and_info_return_and_a_heal_loses_nothing() {
     proxy.cut();
 
     let e = ex.clone();
-    let (futs, full) = bounded("submit", Duration::from_secs(60), move || {
-        let futs: Vec<_> = (0..20u64).map(|i| e.submit(double, i).unwrap()).collect();
-        (futs, e.submit(double, 99).unwrap_err())
+    let runs = temp_file("inline");
+    let path = runs.display().to_string();
+    let (first, futs, full) = bounded("submit", Duration::from_secs(60), move || {
+        // The first is written inline on the control connection, and its reply never
+        // comes: the proxy holds the bytes until it heals, then Redis queues it, while the
+        // writer has sent it again meanwhile. Sent again by id, it is queued once.
+        let first = e.submit(mark, (path, "inline".into(), 0)).unwrap();
+        let futs: Vec<_> = (1..20u64).map(|i| e.submit(double, i).unwrap()).collect();
+        (first, futs, e.submit(double, 99).unwrap_err())
     });
     assert!(proxy.is_cut());
     // The local queue is bounded, and the refused task comes back.
@@ -1552,7 +1558,7 @@ fn during_a_partition_submit_cancel_and_info_return_and_a_heal_loses_nothing() {
     assert_eq!(f(arg), 198);
 
     let (futs, cancelled) = bounded("cancel", Duration::from_secs(60), move || {
-        let cancelled = futs[19].cancel();
+        let cancelled = futs[18].cancel();
         (futs, cancelled)
     });
     let e = ex.clone();
@@ -1569,7 +1575,15 @@ fn during_a_partition_submit_cancel_and_info_return_and_a_heal_loses_nothing() {
     }
 
     proxy.heal();
+    assert_eq!(
+        first
+            .result_timeout(Duration::from_secs(60))
+            .ok()
+            .as_deref(),
+        Some("inline")
+    );
     for (i, f) in futs.into_iter().enumerate() {
+        let i = i + 1;
         let got = f.result_timeout(Duration::from_secs(60));
         if i == 19 && cancelled {
             assert!(
@@ -1586,6 +1600,10 @@ fn during_a_partition_submit_cancel_and_info_return_and_a_heal_loses_nothing() {
         }
     }
     assert_eq!(ex.pending(), 0);
+    // Queued once: a second copy would have run by now, on the idle worker.
+    std::thread::sleep(Duration::from_millis(1_000));
+    assert_eq!(lines(&runs), vec!["inline".to_owned()]);
+    let _ = std::fs::remove_file(runs);
 }
 
 #[test]

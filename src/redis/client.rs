@@ -687,6 +687,11 @@ struct Slot {
     task: TaskId,
     /// Whether the id was chosen by the user (the submit is then idempotent).
     unique: bool,
+    /// Whether it is sent as idempotent by id (queued only if its id is unknown): an
+    /// idle client's inline send, whose reply may never come, and every send after an
+    /// attempt that may have reached Redis without its reply coming back. So a task sent
+    /// twice that way is queued once.
+    idempotent: std::sync::atomic::AtomicBool,
     /// When it is due, in ms since the epoch, if it runs later.
     due: Option<u64>,
     state: Mutex<SlotState>,
@@ -1181,6 +1186,7 @@ impl Shared {
         let slot = Arc::new(Slot {
             task: id.clone(),
             unique: true,
+            idempotent: std::sync::atomic::AtomicBool::new(false),
             due: None,
             // Not a send: nothing for `max_unsent` or `flush` to count.
             state: Mutex::new(SlotState::Sending),
@@ -1255,6 +1261,7 @@ impl Shared {
         let slot = Arc::new(Slot {
             task: task.clone(),
             unique,
+            idempotent: std::sync::atomic::AtomicBool::new(false),
             due,
             state: Mutex::new(SlotState::Local),
             sent: Condvar::new(),
@@ -1365,6 +1372,9 @@ impl Shared {
         // command off most round trips.
         let now = wire::now_ms();
         let refresh = now.saturating_sub(self.refreshed.load(Ordering::Relaxed)) > 60_000;
+        // Its reply may never come (Redis froze right after the write), and then the
+        // writer sends it again: both copies go by id, so whichever Redis takes first wins.
+        slot.idempotent.store(true, Ordering::Relaxed);
         let cmd = self.submit_cmd([(&*slot, &fields[..])], refresh);
         match control.link.send_only(&cmd.get_packed_command()) {
             Ok(()) => {
@@ -1403,7 +1413,11 @@ impl Shared {
             // A scheduled task's keys outlive its due time by the queue's TTL.
             let keep = ttl.saturating_add(slot.due.map_or(0, |d| d.saturating_sub(now)));
             cmd.arg(id)
-                .arg(if slot.unique { "1" } else { "0" })
+                .arg(if slot.unique || slot.idempotent.load(Ordering::Relaxed) {
+                    "1"
+                } else {
+                    "0"
+                })
                 .arg(self.keys.ids(id))
                 .arg(self.keys.result(id))
                 .arg(self.keys.watch(id))
@@ -1432,7 +1446,8 @@ impl Shared {
                 // (Redis's refusals come as `Value::ServerError`.)
                 Ok(v) => replies.push(v),
                 Err(e) => {
-                    log::warn!(target: "concurrent_futures::redis", "no answer from Redis at {} to a task sent inline ({e}); the writer sends it again", self.address);
+                    log::warn!(target: "concurrent_futures::redis", "no answer from Redis at {} to a task sent inline ({e}); the writer sends it again, by id", self.address);
+                    slot.idempotent.store(true, Ordering::Relaxed);
                     slot.back_to_local();
                     let _ = self.outbox.send(Outgoing::Task { seq, slot, fields });
                     return;
@@ -1663,7 +1678,15 @@ fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
                 shared.unreachable();
                 batch.iter().all(|(seq, _, _)| !shared.waits_for(*seq))
             };
+            // After a failed attempt the batch may have been queued without its reply
+            // coming back: every later attempt sends it as idempotent by id.
+            let attempts = std::cell::Cell::new(0u32);
             let replies = link.retry(&shared.scripts, &give_up, |con| {
+                if attempts.replace(attempts.get() + 1) > 0 {
+                    for (_, slot, _) in &batch {
+                        slot.idempotent.store(true, Ordering::Relaxed);
+                    }
+                }
                 let mut pipe = ::redis::pipe();
                 pipe.ignore_errors();
                 pipe.add_command(shared.submit_cmd(
