@@ -1226,6 +1226,21 @@ impl Shared {
         }
     }
 
+    /// The control link for one command of the public API (`attach`, `status`,
+    /// `cancel`, `schedule`), with any reply owed on it read first; waits at most
+    /// `command_timeout` for another such command to end.
+    fn control_for_command(
+        &self,
+        started: Instant,
+    ) -> Result<parking_lot::MutexGuard<'_, Control>, SetupError> {
+        let mut control = self
+            .control
+            .try_lock_for(self.cfg.command_timeout)
+            .ok_or_else(|| self.busy(started))?;
+        self.settle(&mut control);
+        Ok(control)
+    }
+
     /// The control link stayed busy (another cancel, attach or status waiting on Redis).
     fn busy(&self, started: Instant) -> SetupError {
         SetupError::Connect {
@@ -2291,11 +2306,7 @@ impl RedisExecutor {
             .ok_or(LookupError::Shutdown)?;
         let started = Instant::now();
         let reply = {
-            let mut control = shared
-                .control
-                .try_lock_for(shared.cfg.command_timeout)
-                .ok_or_else(|| LookupError::Redis(shared.busy(started)))?;
-            shared.settle(&mut control);
+            let mut control = shared.control_for_command(started)?;
             shared.run_script(&mut control.link, |con| {
                 shared
                     .scripts
@@ -2363,11 +2374,7 @@ impl RedisExecutor {
     pub fn status(&self, id: &TaskId) -> Result<TaskStatus, SetupError> {
         let shared = &self.shared;
         let started = Instant::now();
-        let mut control = shared
-            .control
-            .try_lock_for(shared.cfg.command_timeout)
-            .ok_or_else(|| shared.busy(started))?;
-        shared.settle(&mut control);
+        let mut control = shared.control_for_command(started)?;
         let reply = shared
             .run_script(&mut control.link, |con| {
                 shared
@@ -2460,11 +2467,7 @@ impl RedisExecutor {
         let spec = serde_json::to_string(&super::periodic::Spec { schedule, fields })
             .map_err(|e| SetupError::Config(e.to_string()))?;
         let started = Instant::now();
-        let mut control = shared
-            .control
-            .try_lock_for(shared.cfg.command_timeout)
-            .ok_or_else(|| shared.busy(started))?;
-        shared.settle(&mut control);
+        let mut control = shared.control_for_command(started)?;
         let ttl = wire::millis(shared.cfg.queue_ttl);
         control
             .link
@@ -2512,11 +2515,7 @@ impl RedisExecutor {
     pub fn unschedule(&self, name: &str) -> Result<bool, SetupError> {
         let shared = &self.shared;
         let started = Instant::now();
-        let mut control = shared
-            .control
-            .try_lock_for(shared.cfg.command_timeout)
-            .ok_or_else(|| shared.busy(started))?;
-        shared.settle(&mut control);
+        let mut control = shared.control_for_command(started)?;
         let (removed, _): (i64, i64) = control
             .link
             .once(|con| {
@@ -2560,11 +2559,7 @@ impl RedisExecutor {
         let shared = &self.shared;
         let started = Instant::now();
         let cancelled = {
-            let mut control = shared
-                .control
-                .try_lock_for(shared.cfg.command_timeout)
-                .ok_or_else(|| shared.busy(started))?;
-            shared.settle(&mut control);
+            let mut control = shared.control_for_command(started)?;
             shared
                 .run_script(&mut control.link, |con| {
                     shared.cancel_cmd(id).query::<i64>(con)
