@@ -778,7 +778,7 @@ const ACL: &str = "on >s3cret resetkeys ~{cf}:* resetchannels -@all \
     +xadd +xreadgroup +xread +xack +xdel +xautoclaim +xclaim +xpending +xlen +xrange \
     +xrevrange +xgroup|create +xgroup|delconsumer +xinfo|consumers +evalsha +eval \
     +script|load +pexpire +del +exists +zadd +zrem +zrange +zrangebyscore +zscore \
-    +zremrangebyscore +hset +hget +hgetall +hkeys +hdel +hexists +sadd +smembers +get +set +multi \
+    +zremrangebyscore +hset +hget +hgetall +hkeys +hstrlen +hdel +hexists +sadd +smembers +get +set +multi \
     +exec +ping +hello +client|setname +select";
 
 #[test]

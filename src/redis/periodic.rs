@@ -36,6 +36,11 @@ pub enum Missed {
     Skip,
 }
 
+/// The largest schedule (JSON) a worker reads: a schedule and a task's entry (the client
+/// refuses arguments above its `max_payload_bytes`, but the spec may be written by anyone
+/// with access to the namespace).
+pub(super) const MAX_SPEC: u64 = 16 << 20;
+
 /// How late a tick may be found and still run under [`Missed::Skip`].
 pub(super) const SKIP_GRACE_MS: u64 = 2_000;
 

@@ -1260,7 +1260,15 @@ impl Worker {
                 continue;
             }
             let tick = tick as u64;
+            // Its size first: a value written by someone else is read only if it is small.
             let spec = link.once(|con| {
+                let len: u64 = ::redis::cmd("HSTRLEN")
+                    .arg(&self.keys.periodic)
+                    .arg(name)
+                    .query(con)?;
+                if len == 0 || len > periodic::MAX_SPEC {
+                    return Ok(None);
+                }
                 ::redis::cmd("HGET")
                     .arg(&self.keys.periodic)
                     .arg(name)
