@@ -282,9 +282,10 @@ pub(crate) trait Handle<T>: Send + Sync {
     /// `mark_idle` runs before the result is published, so that the caller's next submit
     /// finds the worker idle rather than starting a thread.
     fn run(&self, fut: &Future<T>, ctx: Option<&RunCtx<'_>>) -> bool;
-    /// The id of a task that has one (a Redis task); `None` for local tasks.
+    /// The id of a task that has one (a Redis task, as a checked `TaskId`'s text); `None`
+    /// for local tasks. Kept as text so that the cell knows nothing of Redis.
     #[cfg(feature = "redis")]
-    fn task_id(&self) -> Option<crate::redis::TaskId> {
+    fn task_id(&self) -> Option<std::sync::Arc<str>> {
         None
     }
 }

@@ -217,27 +217,6 @@ impl<T: Send + 'static> Future<T> {
         self::core::is_done(self.task.word())
     }
 
-    /// The id of a Redis task ([`TaskId`](crate::redis::TaskId)), the same in every
-    /// process: another process can [`attach`](crate::redis::RedisExecutor::attach) to it or
-    /// read its [`status`](crate::redis::RedisExecutor::status). `None` for a task of a
-    /// local pool.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
-    /// fn double(x: u32) -> u32 { x * 2 }
-    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("double", double)).build()?;
-    /// let fut = ex.submit(double, 21)?;
-    /// println!("queued as {}", fut.task_id().unwrap());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn task_id(&self) -> Option<crate::redis::TaskId> {
-        self.task.task_id()
-    }
-
     /// Blocks until the future is done.
     ///
     /// On a worker thread of the pool that owns this future, a still-queued task is run

@@ -887,8 +887,8 @@ impl<T: Send + 'static> Handle<T> for Remote<T> {
     fn run(&self, _fut: &Future<T>, _ctx: Option<&RunCtx<'_>>) -> bool {
         false
     }
-    fn task_id(&self) -> Option<TaskId> {
-        Some(self.slot.task.clone())
+    fn task_id(&self) -> Option<Arc<str>> {
+        Some(self.slot.task.shared())
     }
 }
 

@@ -126,9 +126,36 @@ impl TaskId {
         &self.0
     }
 
+    /// The id's text, shared (for `Future::task_id`).
+    pub(super) fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
+
     /// An id read from Redis or a peer: `None` unless valid.
     pub(super) fn checked(text: &str) -> Option<TaskId> {
         TaskId::new(text).ok()
+    }
+}
+
+/// Defined here, not in `future/`, so that the task cell knows nothing of Redis.
+impl<T> crate::Future<T> {
+    /// The id of a Redis task ([`TaskId`](crate::redis::TaskId)), the same in every
+    /// process: another process can [`attach`](crate::redis::RedisExecutor::attach) to it or
+    /// read its [`status`](crate::redis::RedisExecutor::status). `None` for a task of a
+    /// local pool.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// fn double(x: u32) -> u32 { x * 2 }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("double", double)).build()?;
+    /// let fut = ex.submit(double, 21)?;
+    /// println!("queued as {}", fut.task_id().unwrap());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn task_id(&self) -> Option<TaskId> {
+        self.task.task_id().map(TaskId)
     }
 }
 

@@ -15,7 +15,7 @@ use super::tasks::{check_name, MAX_NAME};
 pub(super) const GROUP: &str = "workers";
 
 /// The version of the entry format, field `v` of every queue entry. Format 2 (this one)
-/// names each task by its [`TaskId`](super::TaskId) (field `id`) and keeps a record of it;
+/// names each task by its [`TaskId`](super::id::TaskId) (field `id`) and keeps a record of it;
 /// format 1 routed replies by the client's task number (field `t`).
 pub(super) const FORMAT: &str = "2";
 
@@ -365,10 +365,12 @@ pub(super) fn task_entry(
     max_payload: usize,
 ) -> Result<TaskEntry, (Option<Route>, String)> {
     let route = match (raw.text("c"), raw.text("id")) {
-        (Some(c), Some(t)) if valid_id(c) && super::TaskId::checked(t).is_some() => Some(Route {
-            client: c.to_owned(),
-            task: t.to_owned(),
-        }),
+        (Some(c), Some(t)) if valid_id(c) && super::id::TaskId::checked(t).is_some() => {
+            Some(Route {
+                client: c.to_owned(),
+                task: t.to_owned(),
+            })
+        }
         _ => None,
     };
     let refuse = |why: String| Err((route.clone(), why));

@@ -691,7 +691,7 @@ impl Worker {
                 entries
                     .iter()
                     .filter_map(|raw| raw.text("id"))
-                    .filter(|id| super::TaskId::checked(id).is_some())
+                    .filter(|id| super::id::TaskId::checked(id).is_some())
                     .map(str::to_owned),
             );
             // A full worker's reader waits for a free slot before it reads again: the
@@ -1556,7 +1556,7 @@ impl Worker {
         let ids: Vec<&str> = claimed
             .iter()
             .filter_map(|(raw, _)| raw.text("id"))
-            .filter(|id| super::TaskId::checked(id).is_some())
+            .filter(|id| super::id::TaskId::checked(id).is_some())
             .collect();
         self.send_marks(link, &ids);
     }
