@@ -89,8 +89,21 @@ fn tick(path: String) -> u64 {
     at
 }
 
+/// Waits until the file `path` exists (at most a minute), then returns its length.
+fn wait_for_file(path: String) -> u64 {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        if let Ok(m) = std::fs::metadata(&path) {
+            return m.len();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("{path} never appeared")
+}
+
 fn tasks() -> Tasks {
     Tasks::new()
+        .add("wait_for_file/v1", wait_for_file)
         .add("started_at/v1", started_at)
         .add("tick/v1", tick)
         .add("double/v1", double)
@@ -1960,6 +1973,54 @@ fn status_goes_through_every_state() {
             ..
         }
     ));
+}
+
+#[test]
+fn running_turns_true_when_a_worker_starts_the_task_in_every_process_that_follows_it() {
+    use concurrent_futures::redis::TaskOptions;
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    let ex = server.executor();
+    let gate = temp_file("gate");
+    let fut = ex
+        .submit(wait_for_file, gate.display().to_string())
+        .unwrap();
+    let id = fut.task_id().unwrap();
+    ex.flush().unwrap();
+    // Queued, no worker: nobody reads it as running.
+    let watcher = server.executor();
+    let early = watcher.attach::<u64>(&id).unwrap();
+    assert!(!fut.running() && !early.running());
+    assert!(!fut.done() && !early.done());
+
+    let _worker = server.worker();
+    eventually("the submitter's future to read as running", || {
+        fut.running()
+    });
+    eventually("the attached future to read as running", || early.running());
+    // Attached, or submitted again under its id, while it runs: running at once.
+    let late = server.executor().attach::<u64>(&id).unwrap();
+    assert!(late.running(), "attach found it held by a worker");
+    let again_ex = server.executor();
+    let again = again_ex
+        .submit_with(
+            wait_for_file,
+            gate.display().to_string(),
+            TaskOptions::new().id(id.clone()),
+        )
+        .unwrap();
+    again_ex.flush().unwrap();
+    eventually("the repeated submit to read as running", || again.running());
+    // A running task is not cancelled, and the futures finish as usual.
+    assert!(!fut.cancel() && !early.cancel());
+    std::fs::write(&gate, "done").unwrap();
+    for f in [fut, early, late, again] {
+        f.wait();
+        assert!(!f.running() && f.done());
+        assert_eq!(f.result(), Ok(4));
+    }
+    let _ = std::fs::remove_file(&gate);
 }
 
 #[test]

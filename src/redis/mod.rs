@@ -48,6 +48,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// Files, one concern each: `client/` (the executor: `builder.rs` settings, `book.rs` the
+// futures it waits for and where each task's entry stands, `writer.rs` sends, `reader.rs`
+// answers and start notices, `cancel.rs` the cancel protocol, `durable.rs` attach, status
+// and schedules), `worker/` (`builder.rs` settings and signals, `reader.rs` takes tasks and
+// marks their start, `finisher.rs` time limits, retries and answers, `keeper.rs` leases,
+// heartbeats, takeovers, delayed and periodic tasks), `wire.rs` (what lies in Redis: keys,
+// entries, the Lua scripts), `conn.rs` (a reconnecting link), `id.rs`, `status.rs`,
+// `periodic.rs`, `info.rs`, `tasks.rs`.
 mod client;
 mod conn;
 mod id;

@@ -199,6 +199,11 @@ impl RawEntry {
     }
 }
 
+/// Whether a reply says the scripts are not loaded (Redis restarted and lost its cache).
+pub(super) fn is_no_script(reply: &Value) -> bool {
+    matches!(reply, Value::ServerError(e) if e.code() == "NOSCRIPT")
+}
+
 /// The bytes of a string reply.
 pub(super) fn bytes(v: &Value) -> Option<&[u8]> {
     match v {
@@ -469,6 +474,7 @@ pub(super) struct Scripts {
     pub(super) prune: Script,
     pub(super) promote: Script,
     pub(super) fire: Script,
+    pub(super) start: Script,
 }
 
 impl Scripts {
@@ -483,6 +489,7 @@ impl Scripts {
             prune: Script::new(PRUNE),
             promote: Script::new(PROMOTE),
             fire: Script::new(FIRE),
+            start: Script::new(START),
         }
     }
 
@@ -490,7 +497,7 @@ impl Scripts {
     pub(super) fn load(&self, con: &mut ::redis::Connection) -> ::redis::RedisResult<()> {
         let mut pipe = ::redis::pipe();
         for source in [
-            FINISH, SUBMIT, ATTACH, STATUS, RENEW, CANCEL, PRUNE, PROMOTE, FIRE,
+            FINISH, SUBMIT, ATTACH, STATUS, RENEW, CANCEL, PRUNE, PROMOTE, FIRE, START,
         ] {
             pipe.cmd("SCRIPT").arg("LOAD").arg(source);
         }
@@ -586,15 +593,15 @@ return out
 /// go on.
 ///
 /// KEYS: queue, scheduled, payloads.
-/// ARGV: client id, TTL ms to refresh the queue with (`0`: not this time), then for each
-///       task: task id, unique (`1`/`0`), its ids bucket, result record and watchers keys,
+/// ARGV: client id, TTL ms to refresh the queue with (`0`: not this time), group, then
+///       for each task: task id, unique (`1`/`0`), its ids bucket, result record and watchers keys,
 ///       TTL ms of its watchers and schedule, TTL ms to refresh its bucket with (`0`: not
 ///       this time), due time ms (`0`: now), n, then its n entry items.
 /// Returns one reply per task: the new entry id, `{'done', record}`, `{'exists', entry
-/// id}`, `{'scheduled', due ms}`, or an error.
+/// id, 1 if a worker holds it}`, `{'scheduled', due ms}`, or an error.
 const SUBMIT: &str = r"
 local out = {}
-local i = 3
+local i = 4
 while i <= #ARGV do
   local id, unique, bucket, result, watch = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local keep, refresh, due = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
@@ -610,7 +617,12 @@ while i <= #ARGV do
       if e then
         redis.call('SADD', watch, ARGV[1])
         redis.call('PEXPIRE', watch, keep)
-        reply = {'exists', e}
+        local held = 0
+        if string.sub(e, 1, 2) ~= 's:' then
+          local p = redis.pcall('XPENDING', KEYS[1], ARGV[3], e, e, 1)
+          if type(p) == 'table' and not p.err and #p > 0 then held = 1 end
+        end
+        reply = {'exists', e, held}
       end
     end
   end
@@ -697,10 +709,56 @@ end
 return n
 ";
 
-/// Attaches a client to a task by id: the task's record if it finished (`done`), else the
-/// client joins its watchers and gets the entry id (`waiting`), or `unknown`.
+/// Marks tasks started, any number in one call (a worker's whole read): each task id goes
+/// into the worker's running hash with the start time (for `status`), and the submitting
+/// client's reply stream and the stream of every client attached to the task get a
+/// `started` entry listing it (one entry per stream per call, `s` = `started`, `ids` = the
+/// task ids separated by spaces), so that `running()` of their futures turns true. Streams
+/// of clients that left are not made again (`NOMKSTREAM`).
 ///
-/// KEYS: result record, ids bucket, watchers. ARGV: task id, client id, watchers' TTL ms.
+/// KEYS: the worker's running hash.
+/// ARGV: the hash's TTL ms, reply key prefix (`{ns}:reply:`), then for each task: task id,
+///       the submitting client's id, the task's watchers key, when it started (ms).
+/// Returns how many `started` entries were appended.
+const START: &str = r"
+local streams, order = {}, {}
+local function note(client, id)
+  if #client > 96 or not string.match(client, '^[%w_.-]+$') then return end
+  local key = ARGV[2] .. client
+  local l = streams[key]
+  if l == nil then
+    l = {}
+    streams[key] = l
+    order[#order + 1] = key
+  end
+  l[#l + 1] = id
+end
+local fields = {}
+for i = 3, #ARGV - 3, 4 do
+  local id = ARGV[i]
+  fields[#fields + 1] = id
+  fields[#fields + 1] = ARGV[i + 3]
+  note(ARGV[i + 1], id)
+  if redis.call('EXISTS', ARGV[i + 2]) == 1 then
+    for _, c in ipairs(redis.call('SMEMBERS', ARGV[i + 2])) do note(c, id) end
+  end
+end
+for i = 1, #fields, 512 do
+  redis.call('HSET', KEYS[1], unpack(fields, i, math.min(i + 511, #fields)))
+end
+if #fields > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+for _, key in ipairs(order) do
+  redis.pcall('XADD', key, 'NOMKSTREAM', '*', 's', 'started', 'ids', table.concat(streams[key], ' '))
+end
+return #order
+";
+
+/// Attaches a client to a task by id: the task's record if it finished (`done`), else the
+/// client joins its watchers and gets the entry id and whether a worker holds it
+/// (`waiting`; from then on the worker's `START` tells this client too), or `unknown`.
+///
+/// KEYS: result record, ids bucket, watchers, queue.
+/// ARGV: task id, client id, watchers' TTL ms, group.
 const ATTACH: &str = r"
 local r = redis.call('GET', KEYS[1])
 if r then return {'done', r} end
@@ -708,7 +766,12 @@ local e = redis.call('HGET', KEYS[2], ARGV[1])
 if not e then return {'unknown'} end
 redis.call('SADD', KEYS[3], ARGV[2])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
-return {'waiting', e}
+local held = 0
+if string.sub(e, 1, 2) ~= 's:' then
+  local p = redis.pcall('XPENDING', KEYS[4], ARGV[4], e, e, 1)
+  if type(p) == 'table' and not p.err and #p > 0 then held = 1 end
+end
+return {'waiting', e, held}
 ";
 
 /// Where a task stands: `{'done', record}`, `{'scheduled', due ms}`, `{'running', entry, worker, ms since the

@@ -1,0 +1,173 @@
+//! The cancel protocol: a future's `cancel` first withdraws its task (the `CANCEL` script
+//! removes a queued or scheduled entry only if no worker took it), and [`RedisExecutor::cancel`]
+//! does the same by id from any process.
+
+use super::book::{Remote, Slot, SlotState};
+use super::{RedisExecutor, Shared};
+use crate::error::TaskError;
+use crate::future::core::{self, Handle};
+use crate::future::Future;
+use crate::redis::id::TaskId;
+use crate::redis::wire::{self, GROUP};
+use crate::redis::SetupError;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl<T: Send + 'static> Remote<T> {
+    /// Withdraws the queue entry, then cancels the future; `fut` is the handle that its
+    /// callbacks are given.
+    pub(super) fn cancel_with(&self, fut: &Future<T>) -> bool {
+        match core::state_of(self.task.word()) {
+            crate::State::Cancelled => return true,
+            crate::State::Running | crate::State::Finished => return false,
+            crate::State::Pending => {}
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            return false;
+        };
+        match shared.withdraw(&self.slot) {
+            Some(true) => {
+                // This client's other futures of the same task end too (Redis tells only
+                // the other clients).
+                let taken = shared.book.lock().remove_task(&self.slot.task);
+                shared.notify_if_drained();
+                let cancelled = self.task.cancel(fut);
+                for w in taken {
+                    if w.slot.task == self.slot.task && !Arc::ptr_eq(&w.slot, &self.slot) {
+                        (w.complete)(Err(TaskError::Cancelled));
+                    }
+                }
+                cancelled
+            }
+            Some(false) => {
+                // A worker holds it: from now on it reads as running.
+                self.task.set_running();
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+impl Shared {
+    /// Removes a task's entry from the queue if no worker has taken it. `Some(true)` if it
+    /// will never run, `Some(false)` if a worker holds it or it finished, `None` if Redis
+    /// could not be asked within `command_timeout`.
+    pub(super) fn withdraw(&self, slot: &Slot) -> Option<bool> {
+        let deadline = Instant::now() + self.cfg.command_timeout;
+        // An idle client's task may be on the control link with its reply unread.
+        if let Some(mut control) = self.control.try_lock_until(deadline) {
+            self.settle(&mut control);
+        }
+        {
+            let mut st = slot.state.lock();
+            loop {
+                match &*st {
+                    SlotState::Local => {
+                        slot.set(&mut st, SlotState::Dropped);
+                        return Some(true);
+                    }
+                    SlotState::Dropped => return Some(true),
+                    // In a pipeline the writer is trying to send (Redis may be away).
+                    SlotState::Sending => {
+                        if slot.sent.wait_until(&mut st, deadline).timed_out() {
+                            return None;
+                        }
+                    }
+                    SlotState::Sent => break,
+                }
+            }
+        }
+        if self.outage.lock().is_some() {
+            // Known to be out of reach: asking would only wait out `command_timeout` (and
+            // `shutdown(cancel_futures)` would wait it out for every task).
+            return None;
+        }
+        let mut control = self.control.try_lock_until(deadline)?;
+        self.settle(&mut control);
+        let late = || {
+            let late = Instant::now() >= deadline;
+            if late {
+                self.unreachable(); // the next cancels do not wait it out again
+            }
+            late
+        };
+        control
+            .link
+            .retry(&self.scripts, &late, |con| {
+                self.cancel_cmd(&slot.task).query::<i64>(con)
+            })
+            .map(|removed| removed == 1)
+    }
+
+    /// The `CANCEL` script for task `id`.
+    pub(super) fn cancel_cmd(&self, id: &TaskId) -> ::redis::Cmd {
+        let task = id.as_str();
+        let mut cmd = wire::evalsha(
+            &self.scripts.cancel,
+            &[
+                &self.keys.ids(task),
+                &self.keys.queue,
+                &self.keys.result(task),
+                &self.keys.watch(task),
+                &self.keys.scheduled,
+                &self.keys.payloads,
+            ],
+        );
+        cmd.arg(GROUP)
+            .arg(task)
+            .arg(wire::millis(self.cfg.result_ttl))
+            .arg(self.keys.reply(""))
+            .arg(&self.client_id)
+            .arg(wire::now_ms());
+        cmd
+    }
+}
+
+impl RedisExecutor {
+    /// Cancels the task with this id, submitted by any process, if no worker has taken it
+    /// yet: a queued task leaves the queue, a scheduled one the schedule, and it never
+    /// runs (RQ's `Job.fetch(id).cancel()`, Celery's `AsyncResult(id).revoke()` for a task
+    /// not started). `true` if it was cancelled now; `false` if a worker holds it, it
+    /// ended, or there is no such task. Every future attached to it, in any process,
+    /// completes as cancelled.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::Connect`] if Redis cannot be asked within `command_timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, TaskId, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+    /// let id: TaskId = "report-2026-12".parse()?;
+    /// if ex.cancel(&id)? {
+    ///     println!("{id} will not run");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cancel(&self, id: &TaskId) -> Result<bool, SetupError> {
+        let shared = &self.shared;
+        let started = Instant::now();
+        let cancelled = {
+            let mut control = shared.control_for_command(started)?;
+            shared
+                .run_script(&mut control.link, |con| {
+                    shared.cancel_cmd(id).query::<i64>(con)
+                })
+                .map_err(SetupError::connect(&shared.address, started))?
+                == 1
+        };
+        if cancelled {
+            // This client's own futures of the task (Redis tells only the other clients).
+            let taken = shared.book.lock().remove_task(id);
+            shared.notify_if_drained();
+            for w in taken {
+                w.slot.end_send(None);
+                (w.complete)(Err(TaskError::Cancelled));
+            }
+        }
+        Ok(cancelled)
+    }
+}

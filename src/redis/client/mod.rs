@@ -1,0 +1,788 @@
+//! [`RedisExecutor`]: queues tasks on a Redis stream and completes their futures from the
+//! replies that workers append to this client's own reply stream.
+//!
+//! Three threads per executor: the *writer* sends queued tasks in pipelined batches (one
+//! round trip for everything submitted meanwhile), the *reader* blocks on the reply stream
+//! (`XREAD BLOCK`, its own connection) and completes futures as replies arrive, and the
+//! callback pool runs done-callbacks so that a callback that waits on another task of this
+//! executor never stalls the reader.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::conn::Link;
+use super::id::TaskId;
+use super::info::{self, QueueInfo};
+use super::tasks::Tasks;
+use super::wire::{Keys, Scripts};
+use super::SetupError;
+use crate::error::{panic_message, SubmitError, TaskError};
+use crate::future::core::{self, Handle, Promised, Task};
+use crate::future::Future;
+use crate::map::{self, Map, MapUnordered, Source, Submitted};
+use crate::PlainFn;
+use crate::ThreadPoolExecutor;
+
+mod book;
+mod builder;
+mod cancel;
+mod durable;
+mod reader;
+mod writer;
+
+pub use self::builder::{RedisExecutorBuilder, TaskOptions};
+
+use self::book::{Book, Cancel, Complete, Remote, Slot, SlotState, UnsentCount, Waiting};
+use self::builder::Config;
+use self::reader::{decode_chunk, decode_one};
+use self::writer::{Control, Outgoing};
+
+/// How long the reader's `XREAD BLOCK` waits server-side before it looks around.
+const BLOCK: Duration = Duration::from_secs(5);
+
+/// How much later than its `BLOCK` an `XREAD` may come back before the reader counts Redis
+/// as silent (frozen or cut off) and reconnects: a silent Redis is noticed within
+/// `BLOCK + READ_GRACE`, 8 s.
+const READ_GRACE: Duration = Duration::from_secs(3);
+
+/// How long the writer waits for Redis to answer a pipeline of up to `BATCH` tasks.
+const WRITER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the reader looks for tasks Redis lost, and how long a task's queue entry must
+/// have been gone, without an answer, before the task counts as lost: two reads of the
+/// reply stream at least, so an answer on its way is never mistaken for a loss.
+const LOST_AFTER: Duration = Duration::from_secs(10);
+
+/// The most tasks sent in one pipeline, and replies read in one `XREAD`.
+const BATCH: usize = 512;
+
+/// How many map chunks may be queued at once by default.
+const MAP_BUFFER: usize = 256;
+
+/// The longest error message kept from a reply.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// An executor whose tasks run on [`RedisWorker`](super::RedisWorker)s, on this machine or
+/// any other that reaches the same Redis: Python's `concurrent.futures` API over a queue,
+/// where RQ and Celery give up the `Future`.
+///
+/// Tasks are plain functions registered by name in a [`Tasks`] list that the client and
+/// the workers share. `submit` returns an ordinary [`Future`]: `result`,
+/// `result_timeout` (a client-side wait that never cancels the task), `cancel`,
+/// `add_done_callback`, `.await`, [`as_completed`](crate::as_completed) and
+/// [`wait`](crate::wait) work as they do on the local pools. The [`Executor`](crate::Executor)
+/// trait makes generic code run unchanged on threads, processes and Redis.
+///
+/// Delivery is at least once: a task whose worker dies is run again by another worker
+/// after its lease expires, up to [`max_deliveries`](RedisExecutorBuilder::max_deliveries),
+/// and its future completes exactly once. See the crate's README ("Many machines") for the
+/// guarantees and the Redis settings they need.
+///
+/// `running()` is told by the worker: it turns true once a worker has run the task for
+/// 5 ms (one round trip later, in every process that follows the task), so a task shorter
+/// than that goes from pending to done as a local one does between two polls; a
+/// `cancel()` that finds the task taken turns it true at once. `done()`, results,
+/// callbacks and waits are exact.
+///
+/// Tasks are durable: each has a [`TaskId`] (`fut.task_id()`), its outcome is kept in Redis
+/// for `result_ttl`, and any process can [`attach`](Self::attach) to it or read its
+/// [`status`](Self::status). Dropping the executor sends every task submitted, then returns
+/// without waiting for results (enqueue and exit); futures still held complete as usual.
+/// [`shutdown`](Self::shutdown) waits for every result, as Python's does.
+///
+/// # Examples
+///
+/// ```no_run
+/// use concurrent_futures::redis::{RedisExecutor, Tasks};
+/// use concurrent_futures::as_completed;
+///
+/// fn square(x: u64) -> u64 { x * x }
+/// fn tasks() -> Tasks { Tasks::new().add("square/v1", square) }
+///
+/// let ex = RedisExecutor::builder("redis://127.0.0.1/", tasks()).build()?;
+/// let futs: Vec<_> = (0..10).map(|x| ex.submit(square, x)).collect::<Result<_, _>>()?;
+/// for fut in as_completed(futs) {
+///     println!("{}", fut.result()?);
+/// }
+/// let squares: Vec<u64> = ex.map(square, 0..100).collect::<Result<_, _>>()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RedisExecutor {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Where Redis is (`host:port` or a socket path), for error messages.
+    address: String,
+    /// When Redis last answered the writer or the reader.
+    contact: Mutex<Instant>,
+    /// When the current outage began (the last contact), while one lasts.
+    outage: Mutex<Option<Instant>>,
+    cfg: Config,
+    tasks: Tasks,
+    keys: Keys,
+    client_id: String,
+    reply_key: String,
+    scripts: Scripts,
+    redis: ::redis::Client,
+    seq: AtomicU64,
+    /// When the queue's TTL was last refreshed (ms since the epoch).
+    refreshed: AtomicU64,
+    /// When this client last refreshed the TTL of each bucket of the id index.
+    bucket_refreshed: Vec<AtomicU64>,
+    book: Mutex<Book>,
+    /// Signalled when `book.waiting` becomes empty.
+    drained: Condvar,
+    outbox: Sender<Outgoing>,
+    /// For an idle client's task, cancels and the reader's wake-up.
+    control: Mutex<Control>,
+    /// Tasks submitted that Redis has not taken (or refused) yet: at most `max_unsent`.
+    unsent: Arc<UnsentCount>,
+    callbacks: ThreadPoolExecutor,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Shared {
+    /// Redis answered: an outage, if one was under way, is over.
+    fn reached(&self) {
+        *self.contact.lock() = Instant::now();
+        if let Some(since) = self.outage.lock().take() {
+            log::info!(target: "concurrent_futures::redis", "Redis at {} is reachable again after {:.1} s", self.address, since.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Redis could not be reached just now: starts an outage, or, once it has lasted past
+    /// `outage_limit`, fails every task still waiting (their fate is unknown).
+    fn unreachable(&self) {
+        let since = *self.contact.lock();
+        {
+            let mut outage = self.outage.lock();
+            if outage.is_none() {
+                log::warn!(target: "concurrent_futures::redis", "Redis at {} cannot be reached; futures fail if this lasts over {:?}", self.address, self.cfg.outage_limit);
+                *outage = Some(since);
+            }
+        }
+        let lasted = since.elapsed();
+        if lasted <= self.cfg.outage_limit {
+            return;
+        }
+        let failed: Vec<Waiting> = self.book.lock().drain();
+        if failed.is_empty() {
+            return;
+        }
+        let why: Arc<str> = format!(
+            "Redis at {} could not be reached for {:.1} s (outage_limit {:?}); the task may \
+             still run if Redis comes back",
+            self.address,
+            lasted.as_secs_f64(),
+            self.cfg.outage_limit
+        )
+        .into();
+        log::error!(target: "concurrent_futures::redis", "{why}: failing {} waiting tasks", failed.len());
+        for w in failed {
+            (w.complete)(Err(TaskError::Unreachable(why.clone())));
+        }
+        self.drained.notify_all();
+    }
+
+    /// After the executor was dropped: stops following the tasks whose futures nobody
+    /// holds any more (they are in Redis; their records can be attached to later), so
+    /// that the reader ends once the futures still held are done. Tasks not sent yet
+    /// stay: the writer sends them first.
+    fn forget_unheld(&self) {
+        let mut book = self.book.lock();
+        let gone: Vec<u64> = book
+            .waiting
+            .iter()
+            .filter(|(_, w)| {
+                matches!(&*w.slot.state.lock(), SlotState::Sent | SlotState::Dropped)
+                    && !w.cancel.clone().held()
+            })
+            .map(|(seq, _)| *seq)
+            .collect();
+        let forgotten: Vec<Waiting> = gone
+            .into_iter()
+            .filter_map(|seq| book.remove(seq))
+            .collect();
+        let empty = book.waiting.is_empty();
+        drop(book);
+        drop(forgotten);
+        if empty {
+            self.drained.notify_all();
+        }
+    }
+
+    /// Whether this client still waits for task `seq`.
+    fn waits_for(&self, seq: u64) -> bool {
+        self.book.lock().waiting.contains_key(&seq)
+    }
+
+    fn notify_if_drained(&self) {
+        if self.book.lock().waiting.is_empty() {
+            self.drained.notify_all();
+        }
+    }
+
+    /// A future for the task in `slot`, and how its reply completes it (decoded by
+    /// `decode`).
+    fn remote<T: Send + 'static>(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        decode: impl for<'b> FnOnce(Result<&'b [u8], TaskError>) -> Result<T, TaskError>
+            + Send
+            + 'static,
+    ) -> (Arc<Remote<T>>, Complete) {
+        let remote = Arc::new(Remote {
+            task: Task::new(Promised, 0),
+            slot: slot.clone(),
+            shared: Arc::downgrade(self),
+        });
+        let r = remote.clone();
+        let complete: Complete = Box::new(move |reply| {
+            let outcome = decode(reply);
+            let fut = r.future();
+            let _ = r.finish(outcome, &fut);
+        });
+        (remote, complete)
+    }
+
+    /// Records a future that follows task `id` without sending anything (`attach`); `None`
+    /// after shutdown.
+    fn follow<T: Send + 'static>(
+        self: &Arc<Self>,
+        id: TaskId,
+        decode: impl for<'b> FnOnce(Result<&'b [u8], TaskError>) -> Result<T, TaskError>
+            + Send
+            + 'static,
+    ) -> Option<(u64, Arc<Remote<T>>)> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            task: id.clone(),
+            unique: true,
+            idempotent: std::sync::atomic::AtomicBool::new(false),
+            due: None,
+            // Not a send: nothing for `max_unsent` or `flush` to count.
+            state: Mutex::new(SlotState::Sending),
+            sent: Condvar::new(),
+            unsent: Arc::new(UnsentCount::default()),
+        });
+        slot.unsent.add();
+        let (remote, complete) = self.remote(&slot, decode);
+        let mut book = self.book.lock();
+        if book.closed {
+            return None;
+        }
+        book.insert(
+            seq,
+            Waiting {
+                task: id,
+                complete,
+                cancel: remote.clone(),
+                slot,
+            },
+        );
+        Some((seq, remote))
+    }
+
+    /// Runs one script call on `link`, loading the scripts first if Redis lost them.
+    fn run_script<T>(
+        &self,
+        link: &mut Link,
+        mut f: impl FnMut(&mut ::redis::Connection) -> ::redis::RedisResult<T>,
+    ) -> ::redis::RedisResult<T> {
+        match link.once(&mut f) {
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                link.once(|con| self.scripts.load(con))?;
+                link.once(f)
+            }
+            other => other,
+        }
+    }
+
+    /// The control link for one command of the public API (`attach`, `status`,
+    /// `cancel`, `schedule`), with any reply owed on it read first; waits at most
+    /// `command_timeout` for another such command to end.
+    fn control_for_command(
+        &self,
+        started: Instant,
+    ) -> Result<parking_lot::MutexGuard<'_, Control>, SetupError> {
+        let mut control = self
+            .control
+            .try_lock_for(self.cfg.command_timeout)
+            .ok_or_else(|| self.busy(started))?;
+        self.settle(&mut control);
+        Ok(control)
+    }
+
+    /// The control link stayed busy (another cancel, attach or status waiting on Redis).
+    fn busy(&self, started: Instant) -> SetupError {
+        SetupError::Connect {
+            address: self.address.clone(),
+            reason: format!(
+                "timed out after {:.1} s waiting for the client's control connection (Redis is \
+                 slow to answer)",
+                started.elapsed().as_secs_f64()
+            ),
+            source: Arc::new(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        }
+    }
+
+    fn callback_sink(self: &Arc<Self>) -> core::CallbackSink {
+        let shared = Arc::downgrade(self);
+        Arc::new(move |callbacks: Box<dyn FnOnce() + Send>| {
+            let refused = match shared.upgrade() {
+                Some(shared) => shared
+                    .callbacks
+                    .submit(callbacks)
+                    .err()
+                    .map(SubmitError::into_inner),
+                None => Some(callbacks),
+            };
+            if let Some(callbacks) = refused {
+                callbacks();
+            }
+        })
+    }
+}
+
+impl RedisExecutor {
+    /// Starts building an executor that talks to the Redis at `url`
+    /// (`redis://[user:password@]host[:port][/db]`, `rediss://` with the `redis-tls`
+    /// feature, `redis+unix:///path`) and sends the functions in `tasks`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// fn f(x: u8) -> u8 { x }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("f/v1", f)).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder(url: &str, tasks: Tasks) -> RedisExecutorBuilder {
+        RedisExecutorBuilder {
+            url: url.to_owned(),
+            tasks,
+            tls: super::Tls::default(),
+            cfg: Config::default(),
+        }
+    }
+
+    /// Queues `f(arg)` for a worker; `f` must be in the executor's [`Tasks`].
+    ///
+    /// The argument is encoded as JSON here; the task is sent by the writer thread (with
+    /// everything else submitted meanwhile, in one round trip). The one task of an
+    /// otherwise idle client is sent from here instead, saving the writer's wake-up, under a
+    /// 1 s timeout (2 s when the queue's TTL is refreshed with it, once a minute): past that
+    /// it goes to the writer, so `submit` never waits longer on a frozen or cut-off Redis.
+    /// If Redis is unreachable the writer retries until it is back, or until
+    /// [`outage_limit`](RedisExecutorBuilder::outage_limit) fails the task.
+    ///
+    /// # Errors
+    ///
+    /// With `(f, arg)` handed back: [`SubmitError::Unregistered`] if `f` is not in the
+    /// list, [`SubmitError::Rejected`] if `arg` does not serialize or is larger than
+    /// [`max_payload_bytes`](RedisExecutorBuilder::max_payload_bytes),
+    /// [`SubmitError::Shutdown`] after [`shutdown`](Self::shutdown).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// fn add_one(x: i64) -> i64 { x + 1 }
+    /// fn unknown(x: i64) -> i64 { x }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("add_one/v1", add_one)).build()?;
+    /// assert_eq!(ex.submit(add_one, 41)?.result()?, 42);
+    /// let (f, arg) = ex.submit(unknown, 1).unwrap_err().into_inner(); // not registered
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        self.submit_with(f, arg, TaskOptions::new())
+    }
+
+    /// [`submit`](Self::submit) with per-task settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, TaskOptions, Tasks};
+    /// # use std::time::Duration;
+    /// fn fetch(url: String) -> usize { url.len() }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("fetch/v1", fetch)).build()?;
+    /// let opts = TaskOptions::new().time_limit(Duration::from_secs(10)).retries(2, Duration::from_secs(1));
+    /// let n = ex.submit_with(fetch, "https://example.com".into(), opts)?.result()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit_with<F, A, R>(
+        &self,
+        f: F,
+        arg: A,
+        opts: TaskOptions,
+    ) -> Result<Future<R>, SubmitError<(F, A)>>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let Some(name) = self.shared.tasks.name_of(f) else {
+            return Err(SubmitError::Unregistered((f, arg)));
+        };
+        let args = match self.encode(&arg) {
+            Ok(args) => args,
+            Err(reason) => {
+                return Err(SubmitError::Rejected {
+                    task: (f, arg),
+                    reason,
+                })
+            }
+        };
+        self.shared
+            .send(name, false, args, opts, |reply| reply.and_then(decode_one))
+            .map_err(|e| e.map_task(|()| (f, arg)))
+    }
+
+    /// Same as [`submit`](Self::submit) (Python's `Pool.apply_async`).
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// fn neg(x: i8) -> i8 { -x }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("neg", neg)).build()?;
+    /// assert_eq!(ex.apply(neg, 1)?.result()?, -1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        self.submit(f, arg)
+    }
+
+    fn encode<A: Serialize>(&self, arg: &A) -> Result<String, Arc<str>> {
+        let json =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serde_json::to_string(arg)));
+        match json {
+            Ok(Ok(json)) if json.len() <= self.shared.cfg.max_payload => Ok(json),
+            Ok(Ok(json)) => Err(format!(
+                "the argument is {} bytes as JSON, above the limit of {} (max_payload_bytes)",
+                json.len(),
+                self.shared.cfg.max_payload
+            )
+            .into()),
+            Ok(Err(e)) => Err(format!("the argument does not serialize: {e}").into()),
+            Err(p) => {
+                Err(format!("the argument's Serialize panicked: {}", panic_message(&*p)).into())
+            }
+        }
+    }
+
+    fn source<'a, F, A, R, I>(&self, f: F, items: I) -> Source<'a, R>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + Send + 'a,
+        R: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        let shared = self.shared.clone();
+        let name = self.shared.tasks.name_of(f).map(str::to_owned);
+        let max = self.shared.cfg.max_payload;
+        map::source(
+            items.into_iter(),
+            move |batch: map::Few<A>| -> Submitted<R> {
+                let Some(name) = &name else {
+                    return Err("the function is not registered in the executor's Tasks".into());
+                };
+                let n = batch.len();
+                let args = match serde_json::to_string(&*batch) {
+                    Ok(json) if json.len() <= max => json,
+                    Ok(json) => {
+                        return Err(format!(
+                            "the chunk is {} bytes as JSON, above the limit of {max}",
+                            json.len()
+                        )
+                        .into())
+                    }
+                    Err(e) => return Err(format!("an item does not serialize: {e}").into()),
+                };
+                shared
+                    .send(name, true, args, TaskOptions::new(), move |reply| {
+                        Ok(decode_chunk(reply, n))
+                    })
+                    .map_err(|e| e.to_string().into())
+            },
+        )
+    }
+
+    /// Applies `f` to every item on the workers, results in input order: Python's
+    /// `executor.map`. Lazy and bounded like the local pools' `map` (256 tasks queued at a
+    /// time by default); [`chunk_size`](Map::chunk_size) sends several items per queue
+    /// entry, which is what makes cheap functions worth sending to another machine, and
+    /// [`timeout`](Map::timeout) counts from this call.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// # use std::time::Duration;
+    /// fn len(s: String) -> usize { s.len() }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("len/v1", len)).build()?;
+    /// let words = vec!["a".to_string(), "bb".into()];
+    /// for n in ex.map(len, words).timeout(Duration::from_secs(60)) {
+    ///     println!("{}", n?);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + Send + 'a,
+        R: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        Map::new(self.source(f, items), MAP_BUFFER)
+    }
+
+    /// Like [`map`](Self::map), in completion order (Python's `imap_unordered`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// fn sq(x: u32) -> u32 { x * x }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("sq", sq)).build()?;
+    /// let mut all: Vec<u32> = ex.map_unordered(sq, 0..4).collect::<Result<_, _>>()?;
+    /// all.sort();
+    /// assert_eq!(all, [0, 1, 4, 9]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map_unordered<'a, F, A, R, I>(&self, f: F, items: I) -> MapUnordered<'a, R>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + Send + 'a,
+        R: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        MapUnordered::new(self.source(f, items), MAP_BUFFER)
+    }
+
+    /// Stops accepting tasks and waits until every task this client queued has completed
+    /// (Python's `shutdown(wait=True)`). Tasks queued by other clients are not waited for.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// # use concurrent_futures::SubmitError;
+    /// fn id(x: u8) -> u8 { x }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("id", id)).build()?;
+    /// let fut = ex.submit(id, 1)?;
+    /// ex.shutdown();
+    /// assert!(fut.done());
+    /// assert!(matches!(ex.submit(id, 2), Err(SubmitError::Shutdown(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shutdown(&self) {
+        self.shutdown_with(true, false);
+    }
+
+    /// Python's `shutdown(wait, cancel_futures)`: with `cancel_futures`, every task this
+    /// client queued that no worker has taken yet is removed from the queue and its future
+    /// cancelled; with `wait`, returns once the others have completed. Without `wait` the
+    /// reader thread still completes the futures still held as replies arrive, then exits;
+    /// tasks not sent yet are still sent (call [`flush`](Self::flush) to wait for that).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// fn id(x: u8) -> u8 { x }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("id", id)).build()?;
+    /// let fut = ex.submit(id, 1)?;
+    /// ex.shutdown_with(true, true); // no worker running: cancelled, not waited for
+    /// assert!(fut.cancelled());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shutdown_with(&self, wait: bool, cancel_futures: bool) {
+        let shared = &self.shared;
+        let cancels: Vec<Arc<dyn Cancel>> = {
+            let mut book = shared.book.lock();
+            let first = !book.closed;
+            book.closed = true;
+            if first {
+                let _ = shared.outbox.send(Outgoing::Stop);
+            }
+            if cancel_futures {
+                book.waiting.values().map(|w| w.cancel.clone()).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        for c in cancels {
+            c.cancel_now();
+        }
+        if wait {
+            let mut book = shared.book.lock();
+            while !book.waiting.is_empty() {
+                shared.drained.wait(&mut book);
+            }
+            drop(book);
+            let _ = shared.outbox.send(Outgoing::Stop);
+            shared.wake_reader();
+            let threads = std::mem::take(&mut *shared.threads.lock());
+            for t in threads {
+                if t.thread().id() != thread::current().id() {
+                    let _ = t.join();
+                }
+            }
+        } else {
+            shared.wake_reader();
+        }
+    }
+
+    /// Waits until every task submitted so far is in Redis (`submit` itself never waits on
+    /// Redis): once it returns `Ok`, this process may exit and the tasks still run, and
+    /// any process can [`attach`](Self::attach) to them by id. Dropping the executor
+    /// flushes too.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::Connect`] if Redis stayed out of reach for `outage_limit`: the tasks
+    /// not sent failed with [`TaskError::Unreachable`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// fn resize(path: String) -> bool { true }
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("resize", resize)).build()?;
+    /// for path in ["a.png", "b.png"] {
+    ///     let id = ex.submit(resize, path.to_string())?.task_id().unwrap();
+    ///     println!("{path}: {id}");
+    /// }
+    /// ex.flush()?; // in Redis: safe to exit (RQ's enqueue, Celery's delay)
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn flush(&self) -> Result<(), SetupError> {
+        let shared = &self.shared;
+        let started = Instant::now();
+        while !shared.unsent.wait_zero(Duration::from_millis(100)) {}
+        match *shared.outage.lock() {
+            Some(since) => Err(SetupError::Connect {
+                address: shared.address.clone(),
+                reason: format!(
+                    "could not be reached for {:.1} s (outage_limit {:?}); the tasks not sent \
+                     failed",
+                    since.elapsed().as_secs_f64(),
+                    shared.cfg.outage_limit
+                ),
+                source: Arc::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "flush gave up after {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    ),
+                )),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// How many of this client's tasks have not completed yet.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+    /// assert_eq!(ex.pending(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pending(&self) -> usize {
+        self.shared.book.lock().waiting.len()
+    }
+
+    /// This client's id: its reply stream is `{namespace}:reply:<id>`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+    /// println!("{}", ex.client_id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn client_id(&self) -> &str {
+        &self.shared.client_id
+    }
+
+    /// What the queue holds now: queued and running tasks, live workers, dead letters
+    /// (like `rq info`).
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::Connect`] if Redis cannot be asked.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+    /// let info = ex.info()?;
+    /// println!("{} queued, {} running", info.queued, info.running.len());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn info(&self) -> Result<QueueInfo, SetupError> {
+        // A connection of its own, bounded by `SETUP_TIMEOUT`: never the submitters' one.
+        let shared = &self.shared;
+        let (mut con, started) =
+            super::setup_connection(&shared.redis, &shared.address, shared.cfg.setup_timeout)?;
+        info::read(&mut con, &shared.keys).map_err(SetupError::connect(&shared.address, started))
+    }
+}
+
+impl Drop for RedisExecutor {
+    /// Sends every task submitted (waiting at most about `outage_limit` for an
+    /// unreachable Redis), then returns without waiting for results: the tasks are in
+    /// Redis and run whether or not this process is there. Futures still held complete as
+    /// usual; tasks whose futures were dropped keep their records for `result_ttl`.
+    fn drop(&mut self) {
+        let _ = self.flush();
+        self.shutdown_with(false, false);
+    }
+}
+
+impl fmt::Debug for RedisExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisExecutor")
+            .field("client_id", &self.shared.client_id)
+            .field("namespace", &self.shared.cfg.namespace)
+            .field("pending", &self.pending())
+            .finish_non_exhaustive()
+    }
+}
