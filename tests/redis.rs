@@ -828,6 +828,17 @@ fn everything_runs_under_the_documented_least_privilege_user() {
     assert!(queued.cancel(), "cancel works under the ACL");
     let info = ex.info().unwrap();
     assert_eq!(info.queued, 0);
+    // Attach, status and schedules too.
+    let id = queued.task_id().unwrap();
+    assert_eq!(
+        ex.status(&id).unwrap(),
+        concurrent_futures::redis::TaskStatus::Cancelled
+    );
+    assert!(ex.attach::<u64>(&id).unwrap().cancelled());
+    let every = concurrent_futures::redis::Schedule::every(Duration::from_secs(3600));
+    ex.schedule("acl-hourly", every, double, 1).unwrap();
+    assert_eq!(ex.schedules().unwrap()[0].name, "acl-hourly");
+    assert!(ex.unschedule("acl-hourly").unwrap());
     // And the user can do nothing else.
     let mut con = redis::Client::open(url.as_str())
         .unwrap()
@@ -2093,8 +2104,30 @@ fn a_periodic_task_fires_each_tick_once_with_three_workers_until_unscheduled() {
     )
     .unwrap();
     let t = Instant::now();
+    // Read back: its name, function, schedule and next tick, from any process.
+    let set_at = std::time::SystemTime::now();
+    let listed = server.executor().schedules().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].name, "every-second");
+    assert_eq!(listed[0].task, "tick/v1");
+    assert_eq!(listed[0].schedule, Schedule::every(Duration::from_secs(1)));
+    assert_eq!(listed[0].schedule.to_string(), "every 1 s");
+    let ahead = listed[0]
+        .next
+        .duration_since(set_at - Duration::from_secs(1));
+    assert!(
+        ahead.is_ok_and(|d| d <= Duration::from_secs(2)),
+        "the next tick is within a period: {:?}",
+        listed[0].next
+    );
     std::thread::sleep(Duration::from_millis(10_500));
+    let moved_on = ex.schedules().unwrap();
+    assert!(
+        moved_on[0].next > listed[0].next,
+        "the ticks fired move it on"
+    );
     assert!(ex.unschedule("every-second").unwrap());
+    assert!(ex.schedules().unwrap().is_empty(), "removed from the list");
     let scheduled_for = t.elapsed();
     assert!(!ex.unschedule("every-second").unwrap(), "removed once");
     // The last tick's task may still be running: wait for it, then look.
@@ -2145,6 +2178,17 @@ fn a_cron_schedule_fires_on_its_seconds_in_its_time_zone() {
     let schedule = Schedule::cron("*/2 * * * * *", "Asia/Kolkata").unwrap(); // every 2 s
     ex.schedule("cron-2s", schedule, tick, runs.display().to_string())
         .unwrap();
+    let listed = ex.schedules().unwrap();
+    let next_ms = listed[0]
+        .next
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    assert_eq!(next_ms % 2_000, 0, "the next tick is on an even second");
+    assert_eq!(
+        listed[0].schedule.to_string(),
+        r#"cron "*/2 * * * * *" in Asia/Kolkata"#
+    );
     eventually("two cron ticks", || lines(&runs).len() >= 2);
     ex.unschedule("cron-2s").unwrap();
     let mut con = server.con();

@@ -9,8 +9,9 @@
 //! compare-and-set): of several workers that saw the same tick due, exactly one queues its
 //! task. The task's id is `<name>@<tick ms>`, so its status and result can be looked up.
 
+use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -211,6 +212,61 @@ fn parse_tz(tz: &str) -> Result<chrono_tz::Tz, InvalidSchedule> {
     })
 }
 
+/// A periodic task set in Redis, as [`RedisExecutor::schedules`](super::RedisExecutor::schedules)
+/// reads it back.
+///
+/// # Examples
+///
+/// ```no_run
+/// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+/// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+/// for p in ex.schedules()? {
+///     println!("{}: {} ({}), next at {:?}", p.name, p.task, p.schedule, p.next);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeriodicTask {
+    /// The name it was scheduled under.
+    pub name: String,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// The name its function is registered under in [`Tasks`](super::Tasks).
+    pub task: String,
+    /// Its next tick: the first one to come, or a past one no worker has fired yet
+    /// (while no worker runs).
+    pub next: SystemTime,
+}
+
+/// `every 60 s`, `every 250 ms`, or `cron "0 3 * * *" in Europe/Paris`, followed by
+/// `, missed ticks skipped` for [`Missed::Skip`].
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::redis::{Missed, Schedule};
+/// use std::time::Duration;
+/// assert_eq!(Schedule::every(Duration::from_secs(60)).to_string(), "every 60 s");
+/// let nightly = Schedule::cron("0 3 * * *", "Europe/Paris")?.missed(Missed::Skip);
+/// assert_eq!(nightly.to_string(), r#"cron "0 3 * * *" in Europe/Paris, missed ticks skipped"#);
+/// # Ok::<(), concurrent_futures::redis::InvalidSchedule>(())
+/// ```
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.every, &self.cron, &self.tz) {
+            (Some(ms), _, _) if ms % 1000 == 0 => write!(f, "every {} s", ms / 1000)?,
+            (Some(ms), _, _) => write!(f, "every {ms} ms")?,
+            (None, Some(expr), Some(tz)) => write!(f, "cron {expr:?} in {tz}")?,
+            _ => f.write_str("no schedule")?,
+        }
+        if self.missed == Missed::Skip {
+            f.write_str(", missed ticks skipped")?;
+        }
+        Ok(())
+    }
+}
+
 /// A periodic task as stored in `{ns}:periodic`: its schedule and its entry's fields
 /// (without `id`, which each tick gets).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -225,6 +281,14 @@ impl Spec {
         let spec: Spec = serde_json::from_slice(json).ok()?;
         spec.schedule.check().ok()?;
         (spec.fields.len() <= 32).then_some(spec)
+    }
+
+    /// The name of the task's function (its entry's `fn`).
+    pub(super) fn task(&self) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == "fn")
+            .map(|(_, v)| v.as_str())
     }
 }
 

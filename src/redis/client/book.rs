@@ -2,17 +2,19 @@
 //! (where its queue entry stands: local, being sent, sent, dropped), and the count of tasks
 //! not sent yet that `max_unsent` bounds and `flush` waits on.
 
-use super::Shared;
-use crate::error::TaskError;
-use crate::future::core::{Handle, Promised, RunCtx, Task, Waiter};
-use crate::future::Future;
-use crate::redis::id::TaskId;
-use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::Waker;
 use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::Shared;
+use crate::error::TaskError;
+use crate::future::core::{Handle, Promised, RunCtx, Task, Waiter};
+use crate::future::Future;
+use crate::redis::id::TaskId;
 
 /// The tasks this client waits for, by number (one per future), and by task id (several
 /// futures of one client may follow one task: a repeated idempotent submit, an attach).

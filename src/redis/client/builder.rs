@@ -1,6 +1,14 @@
 //! Settings: [`TaskOptions`] per task, [`RedisExecutorBuilder`] per executor, checked and
 //! connected by `build`.
 
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::thread::{self};
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::{Condvar, Mutex};
+
 use super::book::{Book, UnsentCount};
 use super::reader::reader;
 use super::writer::{writer, Control};
@@ -11,12 +19,6 @@ use crate::redis::tasks::Tasks;
 use crate::redis::wire::{self, Keys, Scripts};
 use crate::redis::SetupError;
 use crate::ThreadPoolExecutor;
-use parking_lot::{Condvar, Mutex};
-use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
-use std::thread::{self};
-use std::time::{Duration, Instant, SystemTime};
 
 /// Per-task settings: a time limit the worker enforces, and retries on failure.
 ///
@@ -100,10 +102,10 @@ impl TaskOptions {
     /// ```no_run
     /// # use concurrent_futures::redis::{RedisExecutor, TaskId, TaskOptions, Tasks};
     /// fn charge(order: u64) -> bool { true }
-    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("charge",
-    /// charge)).build()?; let id: TaskId = "charge:order-42".parse()?; let first =
-    /// ex.submit_with(charge, 42, TaskOptions::new().id(id.clone()))?; let again =
-    /// ex.submit_with(charge, 42, TaskOptions::new().id(id))?; // a retried request
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("charge", charge)).build()?;
+    /// let id: TaskId = "charge:order-42".parse()?;
+    /// let first = ex.submit_with(charge, 42, TaskOptions::new().id(id.clone()))?;
+    /// let again = ex.submit_with(charge, 42, TaskOptions::new().id(id))?; // a retried request
     /// assert_eq!(first.result()?, again.result()?); // charged once
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -123,9 +125,8 @@ impl TaskOptions {
     /// # use concurrent_futures::redis::{RedisExecutor, TaskOptions, Tasks};
     /// # use std::time::Duration;
     /// fn remind(user: u64) -> bool { true }
-    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("remind",
-    /// remind)).build()?; let fut = ex.submit_with(remind, 7,
-    /// TaskOptions::new().delay(Duration::from_secs(3600)))?;
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("remind", remind)).build()?;
+    /// let fut = ex.submit_with(remind, 7, TaskOptions::new().delay(Duration::from_secs(3600)))?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn delay(mut self, delay: Duration) -> TaskOptions {
@@ -143,9 +144,9 @@ impl TaskOptions {
     /// # use concurrent_futures::redis::{RedisExecutor, TaskOptions, Tasks};
     /// # use std::time::{Duration, SystemTime, UNIX_EPOCH};
     /// fn report(day: u32) -> u32 { day }
-    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("report",
-    /// report)).build()?; let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000); // 2027-01-15
-    /// 08:00 UTC ex.submit_with(report, 15, TaskOptions::new().at(at))?;
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("report", report)).build()?;
+    /// let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000); // 2027-01-15 08:00 UTC
+    /// ex.submit_with(report, 15, TaskOptions::new().at(at))?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn at(mut self, when: SystemTime) -> TaskOptions {
@@ -219,8 +220,7 @@ impl RedisExecutorBuilder {
     ///
     /// ```no_run
     /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
-    /// let ex = RedisExecutor::builder("redis://127.0.0.1/",
-    /// Tasks::new()).namespace("thumbs").build()?;
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).namespace("thumbs").build()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn namespace(mut self, namespace: &str) -> Self {
@@ -285,8 +285,7 @@ impl RedisExecutorBuilder {
     ///
     /// ```no_run
     /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
-    /// let ex = RedisExecutor::builder("redis://127.0.0.1/",
-    /// Tasks::new()).max_unsent(1_000).build()?;
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).max_unsent(1_000).build()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn max_unsent(mut self, n: usize) -> Self {
@@ -341,8 +340,7 @@ impl RedisExecutorBuilder {
     ///
     /// ```no_run
     /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
-    /// let ex = RedisExecutor::builder("redis://127.0.0.1/",
-    /// Tasks::new()).max_deliveries(5).build()?;
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).max_deliveries(5).build()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn max_deliveries(mut self, n: u32) -> Self {

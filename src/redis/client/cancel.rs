@@ -2,6 +2,9 @@
 //! removes a queued or scheduled entry only if no worker took it), and [`RedisExecutor::cancel`]
 //! does the same by id from any process.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use super::book::{Remote, Slot, SlotState};
 use super::{RedisExecutor, Shared};
 use crate::error::TaskError;
@@ -10,8 +13,6 @@ use crate::future::Future;
 use crate::redis::id::TaskId;
 use crate::redis::wire::{self, GROUP};
 use crate::redis::SetupError;
-use std::sync::Arc;
-use std::time::Instant;
 
 impl<T: Send + 'static> Remote<T> {
     /// Withdraws the queue entry, then cancels the future; `fut` is the handle that its

@@ -1,20 +1,22 @@
 //! What any process can do with only the URL, the namespace and the `Tasks` list: attach to
 //! a task by id, read its status, and set or remove a periodic schedule.
 
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use ::redis::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use super::reader::decode_one;
 use super::RedisExecutor;
 use crate::future::core::Handle;
 use crate::future::Future;
 use crate::redis::id::TaskId;
-use crate::redis::periodic::Schedule;
+use crate::redis::periodic::{self, PeriodicTask, Schedule};
 use crate::redis::status::TaskStatus;
 use crate::redis::wire::{self, FORMAT, GROUP};
 use crate::redis::{LookupError, SetupError};
 use crate::PlainFn;
-use ::redis::Value;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use std::time::Instant;
 
 impl RedisExecutor {
     /// A future for the task with this id, submitted by any process (RQ's
@@ -35,9 +37,10 @@ impl RedisExecutor {
     /// ```no_run
     /// # use concurrent_futures::redis::{RedisExecutor, TaskId, Tasks};
     /// fn double(x: u32) -> u32 { x * 2 }
-    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("double",
-    /// double)).build()?; let id: TaskId = std::env::args().nth(1).unwrap().parse()?; // printed by
-    /// the producer let fut = ex.attach::<u32>(&id)?; println!("{}", fut.result()?);
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("double", double)).build()?;
+    /// let id: TaskId = std::env::args().nth(1).unwrap().parse()?; // printed by the producer
+    /// let fut = ex.attach::<u32>(&id)?;
+    /// println!("{}", fut.result()?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn attach<R>(&self, id: &TaskId) -> Result<Future<R>, LookupError>
@@ -165,10 +168,9 @@ impl RedisExecutor {
     /// # use concurrent_futures::redis::{RedisExecutor, Schedule, Tasks};
     /// # use std::time::Duration;
     /// fn cleanup(days: u32) -> usize { 0 }
-    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("cleanup",
-    /// cleanup)).build()?; ex.schedule("nightly-cleanup", Schedule::cron("0 3 * * *",
-    /// "Europe/Paris")?, cleanup, 30)?; ex.schedule("heartbeat",
-    /// Schedule::every(Duration::from_secs(60)), cleanup, 0)?;
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new().add("cleanup", cleanup)).build()?;
+    /// ex.schedule("nightly-cleanup", Schedule::cron("0 3 * * *", "Europe/Paris")?, cleanup, 30)?;
+    /// ex.schedule("heartbeat", Schedule::every(Duration::from_secs(60)), cleanup, 0)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn schedule<F, A, R>(
@@ -284,4 +286,114 @@ impl RedisExecutor {
             .map_err(SetupError::connect(&shared.address, started))?;
         Ok(removed == 1)
     }
+
+    /// The periodic tasks set in this namespace, soonest tick first, each with its name,
+    /// schedule, function and next tick (Celery beat's schedule, rq-scheduler's
+    /// `get_jobs(with_times=True)`). At most the first 10,000; an entry that does not
+    /// read as a schedule (written by something else) is left out.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::Connect`] if Redis cannot be asked within `command_timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+    /// for p in ex.schedules()? {
+    ///     println!("{}\t{}\t{}\tnext {:?}", p.name, p.task, p.schedule, p.next);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn schedules(&self) -> Result<Vec<PeriodicTask>, SetupError> {
+        const MAX_LISTED: usize = 10_000;
+        let shared = &self.shared;
+        let started = Instant::now();
+        let mut control = shared.control_for_command(started)?;
+        let longest = periodic::MAX_SPEC.min(shared.cfg.max_payload as u64 + 64 * 1024);
+        control
+            .link
+            .once(|con| {
+                let due: Value = ::redis::cmd("ZRANGE")
+                    .arg(&shared.keys.periodic_due)
+                    .arg(0)
+                    .arg(MAX_LISTED - 1)
+                    .arg("WITHSCORES")
+                    .query(con)?;
+                let due = ticks(&due);
+                // The size of each spec first: one written by anyone with access to the
+                // namespace is read only when it is small enough to be one of ours.
+                let mut sizes = ::redis::pipe();
+                for (name, _) in &due {
+                    sizes.cmd("HSTRLEN").arg(&shared.keys.periodic).arg(name);
+                }
+                let sizes: Vec<u64> = if due.is_empty() {
+                    Vec::new()
+                } else {
+                    sizes.query(con)?
+                };
+                let wanted: Vec<&(String, u64)> = due
+                    .iter()
+                    .zip(sizes)
+                    .filter(|(_, n)| (1..=longest).contains(n))
+                    .map(|(d, _)| d)
+                    .collect();
+                let mut specs = ::redis::pipe();
+                for (name, _) in &wanted {
+                    specs.cmd("HGET").arg(&shared.keys.periodic).arg(name);
+                }
+                let specs: Vec<Value> = if wanted.is_empty() {
+                    Vec::new()
+                } else {
+                    specs.query(con)?
+                };
+                Ok(wanted
+                    .into_iter()
+                    .zip(specs)
+                    .filter_map(|((name, next), spec)| {
+                        let spec = periodic::Spec::read(wire::bytes(&spec)?)?;
+                        Some(PeriodicTask {
+                            name: name.clone(),
+                            task: spec.task()?.to_owned(),
+                            schedule: spec.schedule,
+                            next: UNIX_EPOCH + Duration::from_millis(*next),
+                        })
+                    })
+                    .collect())
+            })
+            .map_err(SetupError::connect(&shared.address, started))
+    }
+}
+
+/// The names and next ticks (ms) of a `ZRANGE ... WITHSCORES` reply, RESP2 (flat) or RESP3
+/// (pairs) shaped; a name that is not a valid schedule name, or a tick that is not a time,
+/// is left out.
+fn ticks(v: &Value) -> Vec<(String, u64)> {
+    let items = wire::array(v).unwrap_or_default();
+    let pairs: Vec<(&Value, &Value)> = if items.first().is_some_and(|i| wire::array(i).is_some()) {
+        items
+            .iter()
+            .filter_map(|p| match wire::array(p)? {
+                [name, score] => Some((name, score)),
+                _ => None,
+            })
+            .collect()
+    } else {
+        items.chunks_exact(2).map(|p| (&p[0], &p[1])).collect()
+    };
+    pairs
+        .into_iter()
+        .filter_map(|(name, score)| {
+            let name = wire::text(name)?;
+            periodic::check_name(name).ok()?;
+            let ms = match score {
+                Value::Double(d) => *d,
+                other => wire::text(other)?.parse::<f64>().ok()?,
+            };
+            (0.0..1e15)
+                .contains(&ms)
+                .then(|| (name.to_owned(), ms as u64))
+        })
+        .collect()
 }

@@ -249,6 +249,10 @@ impl Shared {
         let complete: Complete = Box::new(move |reply| {
             let outcome = decode(reply);
             let fut = r.future();
+            // Cancelled by another future or process: `cancelled()` here too, as in Python.
+            if matches!(outcome, Err(TaskError::Cancelled)) && r.task.cancel(&fut) {
+                return;
+            }
             let _ = r.finish(outcome, &fut);
         });
         (remote, complete)

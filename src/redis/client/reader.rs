@@ -2,6 +2,13 @@
 //! completes futures as answers arrive, marks them running when a worker says it started
 //! them, and looks for the tasks Redis lost.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::redis::Value;
+use serde::de::DeserializeOwned;
+
 use super::book::{Cancel, SlotState, Waiting};
 use super::{Shared, BATCH, BLOCK, LOST_AFTER, MAX_MESSAGE, READ_GRACE};
 use crate::error::TaskError;
@@ -11,11 +18,6 @@ use crate::redis::conn::Link;
 use crate::redis::id::TaskId;
 use crate::redis::tasks::Outcome;
 use crate::redis::wire::{self};
-use ::redis::Value;
-use serde::de::DeserializeOwned;
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 impl Shared {
     /// Looks for the tasks this client waits for: a task is in the index while queued or

@@ -2,6 +2,14 @@
 //! round trip for everything submitted meanwhile), and an idle client's task inline on the
 //! control link, whose reply is then *owed* and read by whoever uses the link next.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use ::redis::Value;
+use crossbeam_channel::Receiver;
+use parking_lot::{Condvar, Mutex};
+
 use super::book::{Slot, SlotState, Unsent, Waiting};
 use super::builder::TaskOptions;
 use super::{Shared, BATCH, WRITER_TIMEOUT};
@@ -11,12 +19,6 @@ use crate::future::Future;
 use crate::redis::conn::{self, Link, Patience};
 use crate::redis::id::TaskId;
 use crate::redis::wire::{self, FORMAT, GROUP};
-use ::redis::Value;
-use crossbeam_channel::Receiver;
-use parking_lot::{Condvar, Mutex};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// The control connection, and the task `submit` wrote on it whose replies are unread.
 pub(super) struct Control {

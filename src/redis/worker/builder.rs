@@ -1,18 +1,20 @@
 //! Settings of a worker ([`RedisWorkerBuilder`]), checked and connected by `spawn` and
 //! `run`, which start its three threads; and the SIGINT/SIGTERM handlers of `run`.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self};
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
 use super::{Exec, RedisWorker, Worker, SIGNALLED};
 use crate::redis::conn::Link;
 use crate::redis::tasks::Tasks;
 use crate::redis::wire::{self, Keys, Scripts};
 use crate::redis::SetupError;
 use crate::ThreadPoolExecutor;
-use parking_lot::{Condvar, Mutex};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::{self};
-use std::time::Duration;
 
 /// Builds a worker; from [`RedisWorker::builder`].
 ///
@@ -116,8 +118,7 @@ impl RedisWorkerBuilder {
     ///
     /// ```no_run
     /// # use concurrent_futures::redis::{RedisWorker, Tasks};
-    /// RedisWorker::builder("redis://127.0.0.1/",
-    /// Tasks::new()).lease(std::time::Duration::from_secs(5)).run()?;
+    /// RedisWorker::builder("redis://127.0.0.1/", Tasks::new()).lease(std::time::Duration::from_secs(5)).run()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn lease(mut self, lease: Duration) -> Self {

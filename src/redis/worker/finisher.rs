@@ -2,15 +2,17 @@
 //! pipelined batches through the `FINISH` script, which applies an answer only if this
 //! worker still holds the entry on the same delivery (the fence).
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::redis::Value;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
 use super::{Final, Msg, Worker, ANSWERED, DEAD_MAX};
 use crate::redis::conn::{self, Link, Patience};
 use crate::redis::tasks::Outcome;
 use crate::redis::wire::{self, GROUP};
-use ::redis::Value;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 impl Worker {
     /// Collects outcomes, applies time limits and retries, and answers, until stopped and

@@ -2,15 +2,17 @@
 //! sends a heartbeat, reclaims the entries of silent workers, prunes the running hash; and
 //! every 250 ms promotes due scheduled tasks and fires due periodic ones.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::redis::Value;
+
 use super::reader::Mark;
 use super::{Exec, Worker, ANSWERED, PROMOTE_BATCH, PROMOTE_EVERY};
 use crate::redis::conn::Link;
 use crate::redis::periodic;
 use crate::redis::wire::{self, GROUP};
-use ::redis::Value;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 impl Worker {
     /// Renews leases, sends heartbeats and reclaims abandoned entries, every third of a

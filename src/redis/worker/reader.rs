@@ -2,15 +2,17 @@
 //! starts them, and tells Redis which ones run (the `START` script, for `status` and for
 //! `running()` of the clients' futures).
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::redis::Value;
+
 use super::{Exec, Final, Msg, Running, Worker, ANSWERED, BLOCK, DEAD_PREVIEW, START_NOTICE};
 use crate::redis::conn::Link;
 use crate::redis::id::TaskId;
 use crate::redis::tasks::{Done, Outcome};
 use crate::redis::wire::{self, RawEntry, TaskEntry, GROUP};
-use ::redis::Value;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 impl Worker {
     /// Takes new entries while there are free slots, until stopped.
