@@ -114,6 +114,7 @@ fn an_endless_input_is_read_lazily() {
     let first: Vec<u64> = pool
         .map(|x| x + 1, input)
         .buffer_size(8)
+        .chunk_size(1)
         .take(100)
         .map(Result::unwrap)
         .collect();

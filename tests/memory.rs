@@ -34,3 +34,27 @@ fn map_unordered_memory_stays_flat_over_ten_million_items() {
         "RSS grew by {growth} bytes over 9 M items: {samples:?}"
     );
 }
+
+#[test]
+fn ordered_map_memory_stays_flat_under_the_adaptive_chunk_size() {
+    let Some(_) = rss() else { return };
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
+    let mut samples = Vec::new();
+    let mut count = 0u64;
+    for r in pool.map(|x: u64| x ^ 1, 0..10_000_000u64) {
+        assert_eq!(r, Ok(count ^ 1));
+        count += 1;
+        if count % 1_000_000 == 0 {
+            samples.push(rss().unwrap());
+        }
+    }
+    assert_eq!(count, 10_000_000);
+    let growth = samples.last().unwrap().saturating_sub(samples[0]);
+    assert!(
+        growth < 24 << 20,
+        "RSS grew by {growth} bytes over 9 M items: {samples:?}"
+    );
+}

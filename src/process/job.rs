@@ -58,7 +58,7 @@ fn decode_chunk<R: DeserializeOwned>(bytes: &[u8]) -> Result<Chunk<R>, TaskError
         .map_err(|e| TaskError::Transport(format!("cannot decode the results: {e}").into()))?;
     Ok(items
         .into_iter()
-        .map(|r| r.map_err(|report| super::worker::panic_error(*report)))
+        .map(|r| r.map_err(|report| Box::new(super::worker::panic_error(*report))))
         .collect())
 }
 
@@ -118,9 +118,9 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Many<R> {
                 let mut one = decode_chunk::<R>(&outcome?)?.into_iter();
                 match (one.next(), one.next()) {
                     (Some(item), None) => item,
-                    _ => Err(TaskError::Transport(
+                    _ => Err(Box::new(TaskError::Transport(
                         "expected the result of one item".into(),
-                    )),
+                    ))),
                 }
             })
             .collect();

@@ -271,9 +271,11 @@ impl ProcessPoolExecutor {
 
     /// Applies `f` to every item in worker processes, results in input order: Python's
     /// `executor.map` / `Pool.imap`. Lazy and bounded like
-    /// [`ThreadPoolExecutor::map`](crate::ThreadPoolExecutor::map);
-    /// [`chunk_size`](Map::chunk_size) sends several items per message (Python's
-    /// `chunksize`), which is what makes cheap functions worth sending to processes.
+    /// [`ThreadPoolExecutor::map`](crate::ThreadPoolExecutor::map). Several items go per
+    /// message, as many as the measured cost per item makes worth about 2 ms of the
+    /// workers' time (one per message for slow items), which is what makes cheap functions
+    /// worth sending to processes; [`chunk_size`](Map::chunk_size) pins a size (Python's
+    /// `chunksize`).
     ///
     /// # Examples
     ///
@@ -330,7 +332,10 @@ impl ProcessPoolExecutor {
     {
         let shared = self.shared.clone();
         let call = shipping::ship(f, shipping::chunk_trampoline::<A, R> as Trampoline);
-        crate::map::source(items.into_iter(), move |batch: crate::map::Few<A>| {
+        // The frame also carries the call and the results; half the limit for the items.
+        let limit = Arc::new(crate::map::Limit::new(shared.config.frame_limit / 2));
+        let sizes = limit.clone();
+        let chunk = move |batch: crate::map::Few<A>| {
             let len = batch.len();
             let (promise, future) = Promise::new();
             // The encoding of a `Vec<A>`, item by item, so that each item can be sent again
@@ -346,6 +351,7 @@ impl ProcessPoolExecutor {
                 }
             };
             drop(batch);
+            sizes.saw(len, args.len());
             let job = Job {
                 call,
                 args,
@@ -357,7 +363,8 @@ impl ProcessPoolExecutor {
                 .push(job)
                 .map(|()| future)
                 .map_err(|refusal| Arc::from(refusal.into_error(()).to_string()))
-        })
+        };
+        crate::map::source_limited(items.into_iter(), chunk, limit)
     }
 
     /// Kills the worker running `future`'s task, which Python's `cancel()` cannot do: the

@@ -250,8 +250,10 @@ impl ThreadPoolExecutor {
     ///   flight (default: twice `max_workers`), so an endless iterator works (Python 3.14's
     ///   `buffersize`). Tasks are submitted from the first `next()` on, so the settings apply
     ///   to all of them (Python submits at the call).
-    /// - [`chunk_size`](Map::chunk_size) batches items per task (Python's `chunksize`, which
-    ///   its thread pool ignores) for cheap functions over long inputs.
+    /// - Items are batched per task by size measured as results come back: cheap items in
+    ///   growing chunks, slow ones one per task (Python picks `len / (4 * workers)` for its
+    ///   process pool and ignores `chunksize` on threads). [`chunk_size`](Map::chunk_size)
+    ///   pins a size.
     /// - Each item is a `Result`: a panic fails that item only, the rest still run
     ///   (CPython's map stops at the first error, python/cpython#108518).
     /// - [`Map::timeout`] sets a deadline measured from this call; when it passes, the tasks

@@ -306,7 +306,7 @@ pub(super) fn decode_chunk<R: DeserializeOwned>(
     reply: Result<&[u8], TaskError>,
     n: usize,
 ) -> Chunk<R> {
-    let all_fail = |e: TaskError| (0..n).map(|_| Err(e.clone())).collect();
+    let all_fail = |e: TaskError| (0..n).map(|_| Err(Box::new(e.clone()))).collect();
     let body = match reply {
         Ok(body) => body,
         Err(e) => return all_fail(e),
@@ -329,14 +329,16 @@ pub(super) fn decode_chunk<R: DeserializeOwned>(
         .map(|mut item| {
             if let Some(value) = item.get_mut("ok") {
                 return serde_json::from_value(value.take()).map_err(|e| {
-                    TaskError::Transport(format!("cannot decode the result: {e}").into())
+                    Box::new(TaskError::Transport(
+                        format!("cannot decode the result: {e}").into(),
+                    ))
                 });
             }
             let status = item.get("err").and_then(|s| s.as_str()).unwrap_or("?");
             let msg = item.get("msg").and_then(|s| s.as_str()).unwrap_or("");
-            Err(Outcome::error(status, msg).unwrap_or_else(|| {
+            Err(Box::new(Outcome::error(status, msg).unwrap_or_else(|| {
                 TaskError::Transport("a chunk item has neither ok nor err".into())
-            }))
+            })))
         })
         .collect()
 }
@@ -349,7 +351,9 @@ mod tests {
     fn chunks_always_have_one_result_per_item() {
         let ok: Chunk<u32> = decode_chunk(Ok(br#"[{"ok":1},{"err":"panic","msg":"x"}]"#), 2);
         assert_eq!(ok[0].as_ref().unwrap(), &1);
-        assert!(matches!(&ok[1], Err(TaskError::Panicked(m)) if &**m == "x"));
+        assert!(
+            matches!(ok[1].as_ref().map_err(|e| &**e), Err(TaskError::Panicked(m)) if &**m == "x")
+        );
         for bad in [
             &b"[{\"ok\":1}]"[..],
             b"{}",

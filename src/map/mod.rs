@@ -5,7 +5,9 @@
 //! `buffer` chunks are in flight; each chunk taken from the front is replaced before the
 //! iterator blocks on it, so the workers stay busy while the caller consumes. Nothing is
 //! submitted before the first `next()`, so `buffer_size` and `chunk_size` apply to every
-//! task; the deadline counts from the call that made the map.
+//! task; the deadline counts from the call that made the map. Without `chunk_size`, each
+//! chunk's size is chosen by the [`sizer`] from the pool time per item measured on the
+//! chunks that came back.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -13,13 +15,20 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod sizer;
+
+pub(crate) use self::sizer::Limit;
+use self::sizer::{Sizer, MAX_IN_FLIGHT};
+
 use crate::error::{MapError, TaskError};
 use crate::future::{deadline_after, Future};
 use crate::wait::{as_completed, AsCompleted};
 use crate::ResultTimeoutError;
 
-/// The results of one chunk, one per item: a panic fails its own item only.
-pub(crate) type Chunk<T> = Few<Result<T, TaskError>>;
+/// The results of one chunk, one per item: a panic fails its own item only. The error is
+/// boxed: an item's slot is then as small as its value (16 bytes for a `u64`, not 32), and
+/// the results of a chunk of tiny items move half the bytes on their way to the caller.
+pub(crate) type Chunk<T> = Few<Result<T, Box<TaskError>>>;
 
 /// The items of a chunk, or their results. One is held inline, not in a vector: a map of one
 /// item per task (the default, as in Python) allocates nothing beyond the task itself.
@@ -106,6 +115,11 @@ pub(crate) type Submitted<T> = Result<Future<Chunk<T>>, Arc<str>>;
 pub(crate) trait Feeder<T>: Send {
     fn next_chunk(&mut self, n: usize) -> Option<(usize, Submitted<T>)>;
     fn size_hint(&self) -> (usize, Option<usize>);
+    /// The most items the executor can take in one chunk (its message limit), and the
+    /// most that keep a chunk's items and results small in memory.
+    fn limit(&self) -> usize;
+    /// The pool time the adaptive default sizes a chunk to.
+    fn target(&self) -> Duration;
 }
 
 /// A map's input, boxed.
@@ -115,6 +129,7 @@ pub(crate) type Source<'a, T> = Box<dyn Feeder<T> + 'a>;
 pub(crate) struct Input<I, S> {
     items: I,
     submit: S,
+    limit: Option<Arc<Limit>>,
 }
 
 /// A map's input over `items`, each chunk submitted by `submit`.
@@ -124,7 +139,28 @@ where
     S: FnMut(Few<I::Item>) -> Submitted<T> + Send + 'a,
     T: Send + 'static,
 {
-    Box::new(Input { items, submit })
+    Box::new(Input {
+        items,
+        submit,
+        limit: None,
+    })
+}
+
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
+/// As [`source`], for an executor whose messages have a size limit: `limit` is fed the
+/// encoded size of each chunk by `submit`, and bounds the size of the chunks the map makes
+/// when the user did not choose one.
+pub(crate) fn source_limited<'a, I, S, T>(items: I, submit: S, limit: Arc<Limit>) -> Source<'a, T>
+where
+    I: Iterator + Send + 'a,
+    S: FnMut(Few<I::Item>) -> Submitted<T> + Send + 'a,
+    T: Send + 'static,
+{
+    Box::new(Input {
+        items,
+        submit,
+        limit: Some(limit),
+    })
 }
 
 impl<I, S, T> Feeder<T> for Input<I, S>
@@ -150,6 +186,20 @@ where
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.items.size_hint()
     }
+
+    fn target(&self) -> Duration {
+        self.limit.as_ref().map_or(sizer::TARGET, |l| l.target)
+    }
+
+    fn limit(&self) -> usize {
+        let bytes = std::mem::size_of::<I::Item>()
+            .max(std::mem::size_of::<Result<T, Box<TaskError>>>())
+            .max(1);
+        let in_memory = (sizer::CHUNK_BYTES / bytes).max(1);
+        self.limit
+            .as_ref()
+            .map_or(in_memory, |l| l.items().min(in_memory))
+    }
 }
 
 /// A map's input whose every item fails with [`TaskError::Rejected`]`(reason)` (an executor
@@ -165,7 +215,7 @@ where
         let (promise, fut) = crate::Promise::new();
         let errors = batch
             .iter()
-            .map(|_| Err(TaskError::Rejected(reason.into())))
+            .map(|_| Err(Box::new(TaskError::Rejected(reason.into()))))
             .collect();
         let _ = promise.set_result(errors);
         Ok(fut)
@@ -174,7 +224,10 @@ where
 
 /// Applies `f` to every item of a chunk, catching each item's panic separately.
 pub(crate) fn run_chunk<A, T>(f: &(impl Fn(A) -> T + ?Sized), items: Few<A>) -> Chunk<T> {
-    items.map(|x| panic::catch_unwind(AssertUnwindSafe(|| f(x))).map_err(TaskError::from_panic))
+    items.map(|x| {
+        panic::catch_unwind(AssertUnwindSafe(|| f(x)))
+            .map_err(|p| Box::new(TaskError::from_panic(p)))
+    })
 }
 
 /// Which input items a chunk holds: `len` items from index `first`.
@@ -192,7 +245,13 @@ struct Feed<'a, T> {
     source: Source<'a, T>,
     exhausted: bool,
     buffer: usize,
-    chunk: usize,
+    /// The executor's buffer for a map of fixed chunks, if it differs, and whether the user
+    /// chose the buffer (which then holds whatever the chunks).
+    fixed_buffer: Option<usize>,
+    buffer_chosen: bool,
+    /// The chunk size the user chose; `None` for the adaptive default.
+    chunk: Option<usize>,
+    sizer: Sizer,
     /// The index of the next input item.
     read: usize,
     start: Instant,
@@ -206,12 +265,28 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
             source,
             exhausted: false,
             buffer: buffer.max(1),
-            chunk: 1,
+            fixed_buffer: None,
+            buffer_chosen: false,
+            chunk: None,
+            sizer: Sizer::new(),
             read: 0,
             start: Instant::now(),
             deadline: None,
             finished: false,
         }
+    }
+
+    /// How many chunks may be in flight.
+    fn window(&self) -> usize {
+        match (self.chunk, self.fixed_buffer) {
+            (Some(_), Some(fixed)) if !self.buffer_chosen => fixed,
+            _ => self.buffer,
+        }
+    }
+
+    fn set_buffer(&mut self, tasks: usize) {
+        self.buffer = tasks.max(1);
+        self.buffer_chosen = true;
     }
 
     fn expired(&self) -> bool {
@@ -222,8 +297,19 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
     /// deadline passes (no input is read after it).
     fn fill(&mut self, in_flight: usize, mut push: impl FnMut(Pending<T>)) {
         let mut in_flight = in_flight;
-        while !self.exhausted && in_flight < self.buffer && !self.expired() {
-            match self.source.next_chunk(self.chunk) {
+        let buffer = self.window();
+        if !self.exhausted && in_flight < buffer {
+            self.sizer.start(Instant::now());
+        }
+        while !self.exhausted && in_flight < buffer && !self.expired() {
+            let n = match self.chunk {
+                Some(n) => n,
+                None => self.sizer.next_size(
+                    self.source.limit().min(MAX_IN_FLIGHT / buffer),
+                    self.source.target(),
+                ),
+            };
+            match self.source.next_chunk(n) {
                 None => self.exhausted = true,
                 Some((len, outcome)) => {
                     let span = Span {
@@ -276,7 +362,7 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
 /// failed as a whole. Each item's index comes along.
 struct Ready<T> {
     next: usize,
-    items: FewIter<Result<T, TaskError>>,
+    items: FewIter<Result<T, Box<TaskError>>>,
     /// An error for the next `n` items.
     repeat: Option<(MapError, usize)>,
 }
@@ -314,14 +400,14 @@ impl<T> Ready<T> {
     #[inline]
     fn pop_value(&mut self) -> Option<Result<T, MapError>> {
         match self.items.next() {
-            Some(item) => Some(item.map_err(MapError::Task)),
+            Some(item) => Some(item.map_err(|e| MapError::Task(*e))),
             None => self.pop().map(|(_, item)| item),
         }
     }
 
     fn pop(&mut self) -> Option<(usize, Result<T, MapError>)> {
         let item = match self.items.next() {
-            Some(item) => item.map_err(MapError::Task),
+            Some(item) => item.map_err(|e| MapError::Task(*e)),
             None => {
                 let (err, n) = self.repeat.as_mut()?;
                 *n -= 1;
@@ -374,6 +460,14 @@ impl<'a, T: Send + 'static> Map<'a, T> {
         }
     }
 
+    /// A map whose executor keeps `buffer` chunks in flight for fixed chunk sizes, and the
+    /// buffer given to `new` for the adaptive default.
+    #[cfg(feature = "redis")]
+    pub(crate) fn with_fixed_buffer(mut self, buffer: usize) -> Self {
+        self.feed.fixed_buffer = Some(buffer.max(1));
+        self
+    }
+
     /// Refills the window; `waiting` counts a task already taken off the front but not yet
     /// yielded, which still counts against the buffer (as Python's `buffersize` does).
     fn fill(&mut self, waiting: usize) {
@@ -417,12 +511,17 @@ impl<'a, T: Send + 'static> Map<'a, T> {
     /// assert_eq!(n, 1000);
     /// ```
     pub fn buffer_size(mut self, tasks: usize) -> Self {
-        self.feed.buffer = tasks.max(1);
+        self.feed.set_buffer(tasks);
         self
     }
 
-    /// How many items each task takes, at least 1 (Python's `chunksize`). Default 1. Larger
-    /// chunks spread the per-task cost over many items, for cheap functions over long inputs.
+    /// How many items each task takes, at least 1 (Python's `chunksize`); exactly that many
+    /// (the last chunk may be shorter). By default the size adapts: the first tasks take one
+    /// item each, so the first result comes as early as it can; then, while items are cheap
+    /// next to the per-task overhead, chunks grow (at most doubling) until each is worth
+    /// about 2 ms of the workers' time (5 ms on Redis), and they stay at one item while
+    /// items are slow. Set it by hand to pin a size, for instance when items vary so much
+    /// that the recent ones say little about the next ones.
     /// A panic still fails only its own item; a chunk that fails as a whole (cancelled, or a
     /// broken executor) yields its error once for each of its items, so the output always
     /// has one result per input item, in order.
@@ -436,7 +535,7 @@ impl<'a, T: Send + 'static> Map<'a, T> {
     /// assert_eq!(sum, 99_999 * 100_000);
     /// ```
     pub fn chunk_size(mut self, items: usize) -> Self {
-        self.feed.chunk = items.max(1);
+        self.feed.chunk = Some(items.max(1));
         self
     }
 
@@ -496,6 +595,7 @@ impl<T: Send + 'static> Iterator for Map<'_, T> {
                     }
                 },
             };
+            self.feed.sizer.done(span.len, Instant::now());
             self.ready = match chunk {
                 Ok(chunk) => Ready::chunk(span, chunk),
                 Err(err) => Ready::failed(span, MapError::Task(err)),
@@ -522,7 +622,7 @@ impl<T: Send + 'static> fmt::Debug for Map<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Map")
             .field("in_flight", &self.in_flight.len())
-            .field("buffer", &self.feed.buffer)
+            .field("buffer", &self.feed.window())
             .field("chunk", &self.feed.chunk)
             .field("deadline", &self.feed.deadline)
             .finish_non_exhaustive()
@@ -569,6 +669,13 @@ impl<'a, T: Send + 'static> MapUnordered<'a, T> {
         }
     }
 
+    /// As [`Map::with_fixed_buffer`].
+    #[cfg(feature = "redis")]
+    pub(crate) fn with_fixed_buffer(mut self, buffer: usize) -> Self {
+        self.feed.fixed_buffer = Some(buffer.max(1));
+        self
+    }
+
     fn fill(&mut self) {
         let (in_flight, items, refused) = (
             &mut self.in_flight,
@@ -613,7 +720,7 @@ impl<'a, T: Send + 'static> MapUnordered<'a, T> {
     /// assert_eq!(pool.map_unordered(|x: u8| x, 0..10).buffer_size(1).count(), 10);
     /// ```
     pub fn buffer_size(mut self, tasks: usize) -> Self {
-        self.feed.buffer = tasks.max(1);
+        self.feed.set_buffer(tasks);
         self
     }
 
@@ -627,7 +734,7 @@ impl<'a, T: Send + 'static> MapUnordered<'a, T> {
     /// assert_eq!(pool.map_unordered(|x: u32| x, 0..1000).chunk_size(100).count(), 1000);
     /// ```
     pub fn chunk_size(mut self, items: usize) -> Self {
-        self.feed.chunk = items.max(1);
+        self.feed.chunk = Some(items.max(1));
         self
     }
 
@@ -687,6 +794,7 @@ impl<'a, T: Send + 'static> MapUnordered<'a, T> {
             match key {
                 Some((span, fut)) => {
                     self.in_flight_items -= span.len;
+                    self.feed.sizer.done(span.len, Instant::now());
                     self.fill();
                     self.ready = match fut.result() {
                         Ok(chunk) => Ready::chunk(span, chunk),
@@ -768,7 +876,7 @@ impl<T: Send + 'static> fmt::Debug for MapUnordered<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MapUnordered")
             .field("in_flight", &self.in_flight.remaining())
-            .field("buffer", &self.feed.buffer)
+            .field("buffer", &self.feed.window())
             .field("chunk", &self.feed.chunk)
             .field("deadline", &self.feed.deadline)
             .finish_non_exhaustive()
