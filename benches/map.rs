@@ -92,8 +92,10 @@ fn median(mut s: Vec<f64>) -> f64 {
 fn ms(secs: f64) -> String {
     if secs >= 1.0 {
         format!("{:.0}", secs * 1e3)
-    } else {
+    } else if secs >= 0.01 {
         format!("{:.1}", secs * 1e3)
+    } else {
+        format!("{:.3}", secs * 1e3)
     }
 }
 
@@ -187,21 +189,21 @@ fn threads(n_rounds: usize, cores: usize) {
     ] {
         let vs = variants(&FIXED, &["rayon par_iter"]);
         let row = rounds(title, &vs, n_rounds, |v| {
+            // Both collect the results into a vector, in input order.
             let t = Instant::now();
-            let sum: u64 = if vs[v] == "rayon par_iter" {
+            let out: Vec<u64> = if vs[v] == "rayon par_iter" {
                 use rayon::prelude::*;
-                let out: Vec<u64> = rayon.install(|| (0..n).into_par_iter().map(f).collect());
-                out.iter().sum()
+                rayon.install(|| (0..n).into_par_iter().map(f).collect())
             } else {
                 let m = pool.map(f, 0..n);
                 let m = match chunk_of(&vs[v]) {
                     Some(c) => m.chunk_size(c),
                     None => m,
                 };
-                m.map(Result::unwrap).sum()
+                m.collect::<Result<_, _>>().unwrap()
             };
             let d = t.elapsed();
-            assert_eq!(sum, (0..n).map(f).sum::<u64>());
+            assert!(out.iter().copied().eq((0..n).map(f)));
             d
         });
         report(&row, &["rayon par_iter"]);

@@ -276,6 +276,14 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
         }
     }
 
+    /// A chunk of `items` came back: the adaptive size measures it (a fixed size reads no
+    /// clock).
+    fn done(&mut self, items: usize) {
+        if self.chunk.is_none() {
+            self.sizer.done(items, Instant::now());
+        }
+    }
+
     /// How many chunks may be in flight.
     fn window(&self) -> usize {
         match (self.chunk, self.fixed_buffer) {
@@ -298,8 +306,8 @@ impl<'a, T: Send + 'static> Feed<'a, T> {
     fn fill(&mut self, in_flight: usize, mut push: impl FnMut(Pending<T>)) {
         let mut in_flight = in_flight;
         let buffer = self.window();
-        if !self.exhausted && in_flight < buffer {
-            self.sizer.start(Instant::now());
+        if self.chunk.is_none() && !self.exhausted && in_flight < buffer {
+            self.sizer.start();
         }
         while !self.exhausted && in_flight < buffer && !self.expired() {
             let n = match self.chunk {
@@ -595,7 +603,7 @@ impl<T: Send + 'static> Iterator for Map<'_, T> {
                     }
                 },
             };
-            self.feed.sizer.done(span.len, Instant::now());
+            self.feed.done(span.len);
             self.ready = match chunk {
                 Ok(chunk) => Ready::chunk(span, chunk),
                 Err(err) => Ready::failed(span, MapError::Task(err)),
@@ -794,7 +802,7 @@ impl<'a, T: Send + 'static> MapUnordered<'a, T> {
             match key {
                 Some((span, fut)) => {
                     self.in_flight_items -= span.len;
-                    self.feed.sizer.done(span.len, Instant::now());
+                    self.feed.done(span.len);
                     self.fill();
                     self.ready = match fut.result() {
                         Ok(chunk) => Ready::chunk(span, chunk),
