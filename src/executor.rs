@@ -3,12 +3,10 @@
 #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::error::SubmitError;
 use crate::future::Future;
 #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 use crate::map::{Map, MapUnordered};
-use crate::SubmitError;
-#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
-use crate::ThreadPoolExecutor;
 
 /// What submitting a `fn(A) -> R` with its argument returns: the future, or the refusal with
 /// the function and argument handed back.
@@ -133,133 +131,4 @@ pub(crate) fn fn_ptr<F: PlainFn<A, R>, A, R>(_f: &F) -> Option<fn(A) -> R> {
         f(arg)
     }
     Some(trampoline::<F, A, R>)
-}
-
-#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
-impl Executor for ThreadPoolExecutor {
-    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
-    where
-        F: PlainFn<A, R>,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        self.call(f, arg)
-    }
-
-    fn map_fn<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>
-    where
-        F: PlainFn<A, R>,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'a,
-    {
-        self.map(f, items)
-    }
-
-    fn map_unordered_fn<'a, F, A, R, I>(&self, f: F, items: I) -> MapUnordered<'a, R>
-    where
-        F: PlainFn<A, R>,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'a,
-    {
-        self.map_unordered(f, items)
-    }
-
-    fn shutdown(&self) {
-        ThreadPoolExecutor::shutdown(self);
-    }
-}
-
-#[cfg(all(unix, feature = "process"))]
-const CAPTURES: &str = "a process pool runs plain functions; this closure captures data";
-
-#[cfg(all(unix, feature = "process"))]
-impl Executor for crate::ProcessPoolExecutor {
-    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
-    where
-        F: PlainFn<A, R>,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        match fn_ptr(&f) {
-            Some(p) => self.submit(p, arg).map_err(|e| e.map_task(|(_, a)| (f, a))),
-            None => Err(SubmitError::Rejected {
-                task: (f, arg),
-                reason: CAPTURES.into(),
-            }),
-        }
-    }
-
-    fn map_fn<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>
-    where
-        F: PlainFn<A, R>,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'a,
-    {
-        match fn_ptr(&f) {
-            Some(p) => self.map(p, items),
-            None => Map::new(crate::map::refuse(items, CAPTURES), 1),
-        }
-    }
-
-    fn map_unordered_fn<'a, F, A, R, I>(&self, f: F, items: I) -> MapUnordered<'a, R>
-    where
-        F: PlainFn<A, R>,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'a,
-    {
-        match fn_ptr(&f) {
-            Some(p) => self.map_unordered(p, items),
-            None => MapUnordered::new(crate::map::refuse(items, CAPTURES), 1),
-        }
-    }
-
-    fn shutdown(&self) {
-        crate::ProcessPoolExecutor::shutdown(self);
-    }
-}
-
-#[cfg(feature = "redis")]
-impl Executor for crate::redis::RedisExecutor {
-    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
-    where
-        F: PlainFn<A, R>,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        self.submit(f, arg)
-    }
-
-    fn map_fn<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>
-    where
-        F: PlainFn<A, R>,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'a,
-    {
-        self.map(f, items)
-    }
-
-    fn map_unordered_fn<'a, F, A, R, I>(&self, f: F, items: I) -> MapUnordered<'a, R>
-    where
-        F: PlainFn<A, R>,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'a,
-    {
-        self.map_unordered(f, items)
-    }
-
-    fn shutdown(&self) {
-        crate::redis::RedisExecutor::shutdown(self);
-    }
 }

@@ -133,7 +133,7 @@ pub mod __loom {
 
     use crate::error::TaskError;
     use crate::future::core::{RunCtx, Runnable, Task, WorkerCounters};
-    use crate::Future;
+    use crate::future::Future;
 
     /// A queued pool task: what a worker receives.
     #[derive(Clone)]
@@ -176,14 +176,13 @@ pub mod __loom {
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-pub use crate::error::{
-    BuildError, InvalidStateError, MapError, Panic, ResultTimeoutError, SubmitError, TaskError,
-    TimeoutError, TryResultError,
-};
+pub use crate::error::{BuildError, MapError, Panic, SubmitError, TaskError, TimeoutError};
 #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 pub use crate::executor::Executor;
 pub use crate::executor::{FnSubmit, PlainFn};
-pub use crate::future::{Future, Promise, SharedFuture, State};
+pub use crate::future::{
+    Future, InvalidStateError, Promise, ResultTimeoutError, SharedFuture, State, TryResultError,
+};
 pub use crate::map::{Map, MapUnordered, MapUnorderedIndexed};
 #[cfg(all(unix, feature = "process"))]
 pub use crate::process::{init, ProcessPoolBuilder, ProcessPoolExecutor, MIN_FRAME_BYTES};

@@ -2,6 +2,7 @@
 
 mod collector;
 pub(crate) mod core;
+mod errors;
 mod promise;
 mod shared;
 
@@ -13,9 +14,10 @@ use std::time::{Duration, Instant};
 
 pub(crate) use self::collector::Collector;
 use self::core::{Handle, Waiter};
+pub use self::errors::{InvalidStateError, ResultTimeoutError, TryResultError};
 pub use self::promise::Promise;
 pub use self::shared::SharedFuture;
-use crate::error::{ResultTimeoutError, TaskError, TryResultError};
+use crate::error::TaskError;
 use std::sync::Arc;
 
 /// Where a [`Future`] is in its life.
@@ -398,11 +400,11 @@ impl<T: Send + 'static> Future<T> {
     pub fn exception_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<Option<TaskError>, crate::TimeoutError> {
+    ) -> Result<Option<TaskError>, crate::error::TimeoutError> {
         if self.wait_timeout(timeout) {
             Ok(self.task.error())
         } else {
-            Err(crate::TimeoutError)
+            Err(crate::error::TimeoutError)
         }
     }
 

@@ -4,8 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::core::{Handle, Promised, Task};
+use super::InvalidStateError;
 use super::{Future, State};
-use crate::error::{InvalidStateError, TaskError};
+use crate::error::TaskError;
 
 /// The writing end of a [`Future`] that no executor runs: Python's bare `Future()` with
 /// `set_result`, `set_exception` and `set_running_or_notify_cancel`.

@@ -21,9 +21,8 @@ pub(crate) use self::sizer::Limit;
 use self::sizer::{Sizer, MAX_IN_FLIGHT};
 
 use crate::error::{MapError, TaskError};
-use crate::future::{deadline_after, Future};
+use crate::future::{deadline_after, Future, ResultTimeoutError};
 use crate::wait::{as_completed, AsCompleted};
-use crate::ResultTimeoutError;
 
 /// The results of one chunk, one per item: a panic fails its own item only. The error is
 /// boxed: an item's slot is then as small as its value (16 bytes for a `u64`, not 32), and
@@ -212,7 +211,7 @@ where
     T: Send + 'static,
 {
     source(items.into_iter(), move |batch| {
-        let (promise, fut) = crate::Promise::new();
+        let (promise, fut) = crate::future::Promise::new();
         let errors = batch
             .iter()
             .map(|_| Err(Box::new(TaskError::Rejected(reason.into()))))

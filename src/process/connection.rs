@@ -528,8 +528,8 @@ impl Connection {
         match kind {
             frame::DONE => Ok(Reply::Done(payload)),
             frame::PANICKED => Ok(Reply::Panicked(
-                match super::codec::decode::<worker::PanicReport>(&payload) {
-                    Ok(report) => worker::panic_error(report),
+                match super::codec::decode::<super::report::PanicReport>(&payload) {
+                    Ok(report) => super::report::panic_error(report),
                     Err(e) => TaskError::Transport(format!("cannot decode a panic: {e}").into()),
                 },
             )),

@@ -54,11 +54,11 @@ fn decode_result<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, TaskError> {
 fn decode_chunk<R: DeserializeOwned>(bytes: &[u8]) -> Result<Chunk<R>, TaskError> {
     // Boxed, as the worker encodes them (the same bytes): a chunk's results stay as small
     // as the values, where an inline report would make every slot 80 bytes.
-    let items: Vec<Result<R, Box<super::worker::PanicReport>>> = codec::decode(bytes)
+    let items: Vec<Result<R, Box<super::report::PanicReport>>> = codec::decode(bytes)
         .map_err(|e| TaskError::Transport(format!("cannot decode the results: {e}").into()))?;
     Ok(items
         .into_iter()
-        .map(|r| r.map_err(|report| Box::new(super::worker::panic_error(*report))))
+        .map(|r| r.map_err(|report| Box::new(super::report::panic_error(*report))))
         .collect())
 }
 

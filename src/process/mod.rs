@@ -14,8 +14,9 @@
 //! one job at a time, time limits, chunk retries), `connection.rs` (starting a worker over
 //! a private socket pair, the handshake, and every byte read from it: the trust boundary),
 //! `frame.rs` (framing), `codec.rs` (bounded decoding), `shipping.rs` (functions as code
-//! offsets, checked before any call), `worker.rs` (the worker's side), `job.rs` (what the
-//! queue carries).
+//! offsets, checked before any call), `worker.rs` (the worker's side), `report.rs` (a
+//! task's panic as the worker reports it, and the error the parent makes of it), `job.rs`
+//! (what the queue carries).
 //!
 //! A worker is a re-execution of this program that [`init`] turns into a task server. Its
 //! connection to the parent is one end of a socket pair that becomes its standard input:
@@ -46,6 +47,7 @@ mod frame;
 mod job;
 mod manager;
 mod pool;
+mod report;
 mod shipping;
 mod worker;
 
@@ -61,9 +63,9 @@ use self::job::Job;
 use self::pool::Shared;
 use self::shipping::Trampoline;
 pub use self::worker::init;
-use crate::error::{BuildError, TaskError};
+use crate::error::{BuildError, SubmitError, TaskError};
 use crate::executor::FnSubmit;
-use crate::future::Promise;
+use crate::future::{Future, Promise};
 use crate::map::{Map, MapUnordered, Source};
 
 /// A pool of worker processes that runs plain functions over serializable data and hands back
@@ -396,7 +398,7 @@ impl ProcessPoolExecutor {
     /// assert_eq!(fut.result(), Err(TaskError::Cancelled));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn kill_task<T: Send + 'static>(&self, future: &crate::Future<T>) -> bool {
+    pub fn kill_task<T: Send + 'static>(&self, future: &crate::future::Future<T>) -> bool {
         self.shared.kill_task(future.id()) || future.cancel()
     }
 
@@ -519,5 +521,59 @@ impl fmt::Debug for ProcessPoolExecutor {
             .field("workers", &self.worker_pids().len())
             .field("broken", &self.is_broken())
             .finish()
+    }
+}
+
+/// Why the [`Executor`](crate::executor::Executor) trait refuses a capturing closure here.
+const CAPTURES: &str = "a process pool runs plain functions; this closure captures data";
+
+/// Generic code over threads, processes and Redis (see [`Executor`](crate::executor::Executor)):
+/// a function that captures data is refused (a process runs plain functions).
+impl crate::executor::Executor for ProcessPoolExecutor {
+    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
+    where
+        F: crate::executor::PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        match crate::executor::fn_ptr(&f) {
+            Some(p) => self.submit(p, arg).map_err(|e| e.map_task(|(_, a)| (f, a))),
+            None => Err(SubmitError::Rejected {
+                task: (f, arg),
+                reason: CAPTURES.into(),
+            }),
+        }
+    }
+
+    fn map_fn<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>
+    where
+        F: crate::executor::PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        match crate::executor::fn_ptr(&f) {
+            Some(p) => self.map(p, items),
+            None => Map::new(crate::map::refuse(items, CAPTURES), 1),
+        }
+    }
+
+    fn map_unordered_fn<'a, F, A, R, I>(&self, f: F, items: I) -> MapUnordered<'a, R>
+    where
+        F: crate::executor::PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        match crate::executor::fn_ptr(&f) {
+            Some(p) => self.map_unordered(p, items),
+            None => MapUnordered::new(crate::map::refuse(items, CAPTURES), 1),
+        }
+    }
+
+    fn shutdown(&self) {
+        ProcessPoolExecutor::shutdown(self);
     }
 }

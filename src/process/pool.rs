@@ -25,7 +25,7 @@ use super::job::Job;
 use super::manager;
 use crate::error::{SubmitError, TaskError};
 use crate::future::core::CallbackSink;
-use crate::ThreadPoolExecutor;
+use crate::thread::ThreadPoolExecutor;
 
 static NEXT_POOL: AtomicU32 = AtomicU32::new(1);
 

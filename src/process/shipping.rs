@@ -43,7 +43,7 @@ pub(crate) type Trampoline = fn(usize, &[u8]) -> Outcome;
 /// What a trampoline returns: the encoded result, a panic message, or a codec failure.
 pub(crate) enum Outcome {
     Done(Vec<u8>),
-    Panicked(super::worker::PanicReport),
+    Panicked(super::report::PanicReport),
     Broken(String),
 }
 
@@ -59,9 +59,9 @@ pub(crate) fn trampoline<A: DeserializeOwned, R: Serialize>(f: usize, arg: &[u8]
             Ok(bytes) => Outcome::Done(bytes),
             Err(e) => Outcome::Broken(format!("cannot encode the result: {e}")),
         },
-        Err(p) => Outcome::Panicked(super::worker::panic_report(
+        Err(p) => Outcome::Panicked(super::report::panic_report(
             &*p,
-            super::worker::frame_limit(),
+            super::report::frame_limit(),
         )),
     }
 }
@@ -77,13 +77,13 @@ pub(crate) fn chunk_trampoline<A: DeserializeOwned, R: Serialize>(
         Ok(a) => a,
         Err(e) => return Outcome::Broken(format!("cannot decode the arguments: {e}")),
     };
-    let results: Vec<Result<R, Box<super::worker::PanicReport>>> = args
+    let results: Vec<Result<R, Box<super::report::PanicReport>>> = args
         .into_iter()
         .map(|a| {
             panic::catch_unwind(AssertUnwindSafe(|| f(a))).map_err(|p| {
-                Box::new(super::worker::panic_report(
+                Box::new(super::report::panic_report(
                     &*p,
-                    super::worker::frame_limit(),
+                    super::report::frame_limit(),
                 ))
             })
         })

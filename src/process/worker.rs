@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::frame::{self, FrameError, Link};
+use super::report::{self, panic_report, truncate};
 use super::shipping::{self, Outcome};
 
 /// Marks a process started by a pool. Useless without the inherited connection, and removed
@@ -277,13 +278,13 @@ fn serve(socket: UnixStream) -> i32 {
         }
         _ => return NOT_A_WORKER, // the parent went away, or is not a pool
     };
-    LIMIT.store(limit, Ordering::Relaxed);
+    report::set_frame_limit(limit);
     restore_stdout(relay);
     if initializer != 0 {
         let outcome = shipping::initializer_at(initializer).and_then(|init| {
             std::panic::catch_unwind(init).map_err(|p| {
                 let (message, pid, thread, location) = panic_report(&*p, limit);
-                let panic = crate::Panic::in_process(&message, pid, &thread, &location);
+                let panic = crate::error::Panic::in_process(&message, pid, &thread, &location);
                 format!("panicked: {panic}")
             })
         });
@@ -336,17 +337,6 @@ fn serve(socket: UnixStream) -> i32 {
     }
 }
 
-/// A task's panic as a worker reports it: the message, the worker's pid, the thread's name
-/// and the source location (`file:line:col`, empty when unknown). Sent as postcard; the
-/// parent builds a [`Panic`](crate::Panic) from it.
-pub(crate) type PanicReport = (String, u32, String, String);
-
-thread_local! {
-    /// Where the last panic on this thread happened (thread name, location), for the task's
-    /// error.
-    static PANIC_CONTEXT: std::cell::RefCell<Option<(String, String)>> = const { std::cell::RefCell::new(None) };
-}
-
 /// A task's panic is its future's error in the parent, so the worker does not print it as
 /// `thread 'main' panicked at ...` on the parent's stderr (where it would read as if the
 /// parent had crashed). It records where the panic happened, for the error message, and
@@ -358,54 +348,11 @@ fn quiet_panics() {
         let thread = std::thread::current();
         let at = info.location().map(|l| l.to_string()).unwrap_or_default();
         let context = (thread.name().unwrap_or("<unnamed>").to_owned(), at);
-        let _ = PANIC_CONTEXT.try_with(|c| *c.borrow_mut() = Some(context));
+        report::record_context(context);
         if report {
             standard(info);
         }
     }));
-}
-
-/// A panic caught on this thread, with where it happened. Each part is cut to a quarter of
-/// `limit` (at least 64 bytes), so that the report always fits a frame.
-pub(crate) fn panic_report(payload: &(dyn std::any::Any + Send), limit: usize) -> PanicReport {
-    let part = (limit / 4).max(64);
-    let message = truncate(crate::error::panic_message(payload).to_owned(), part);
-    let (thread, location) = PANIC_CONTEXT
-        .try_with(|c| c.borrow_mut().take())
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    (
-        message,
-        std::process::id(),
-        truncate(thread, part),
-        truncate(location, part),
-    )
-}
-
-/// The frame limit this worker was given, for the trampolines' panic reports.
-static LIMIT: std::sync::atomic::AtomicUsize =
-    std::sync::atomic::AtomicUsize::new(super::MIN_FRAME_BYTES);
-
-pub(crate) fn frame_limit() -> usize {
-    LIMIT.load(Ordering::Relaxed)
-}
-
-/// The error of a task whose worker reported `report`.
-pub(crate) fn panic_error((message, pid, thread, location): PanicReport) -> crate::TaskError {
-    crate::TaskError::Panicked(crate::Panic::in_process(&message, pid, &thread, &location))
-}
-
-/// Cuts a message to fit a frame, on a character boundary.
-fn truncate(mut msg: String, limit: usize) -> String {
-    if msg.len() > limit {
-        let mut end = limit;
-        while !msg.is_char_boundary(end) {
-            end -= 1;
-        }
-        msg.truncate(end);
-    }
-    msg
 }
 
 /// Ends this worker if its parent dies (no orphans): a task may run for a long time without

@@ -100,9 +100,9 @@ impl TaskId {
     /// assert_eq!(a.as_str().len(), 26);
     /// ```
     pub fn generate() -> TaskId {
-        let ms = u128::from(super::wire::now_ms()) & ((1 << 48) - 1);
+        let ms = u128::from(super::host::now_ms()) & ((1 << 48) - 1);
         let random =
-            (u128::from(super::wire::random()) << 16) ^ u128::from(super::wire::random() & 0xffff);
+            (u128::from(super::host::random()) << 16) ^ u128::from(super::host::random() & 0xffff);
         let mut n = (ms << 80) | (random & ((1 << 80) - 1));
         let mut out = [0u8; 26];
         for c in out.iter_mut().rev() {
@@ -138,7 +138,7 @@ impl TaskId {
 }
 
 /// Defined here, not in `future/`, so that the task cell knows nothing of Redis.
-impl<T> crate::Future<T> {
+impl<T> crate::future::Future<T> {
     /// The id of a Redis task ([`TaskId`](crate::redis::TaskId)), the same in every
     /// process: another process can [`attach`](crate::redis::RedisExecutor::attach) to it or
     /// read its [`status`](crate::redis::RedisExecutor::status). `None` for a task of a

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use ::redis::{Connection, RedisResult, Value};
 
+use super::host;
 use super::wire::{self, Keys, GROUP};
 
 /// The most running tasks and dead letters listed.
@@ -210,7 +211,7 @@ pub(super) fn read(con: &mut Connection, keys: &Keys) -> RedisResult<QueueInfo> 
             })
         })
         .collect();
-    let now = wire::now_ms();
+    let now = host::now_ms();
     let heartbeats: Vec<(String, String)> = pairs(&get(3));
     let dead_total = wire::int(&get(4)).unwrap_or(0).max(0) as u64;
     let dead = wire::entries(&get(5))

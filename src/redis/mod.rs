@@ -58,6 +58,7 @@
 // `periodic.rs`, `info.rs`, `tasks.rs`.
 mod client;
 mod conn;
+mod host;
 mod id;
 mod info;
 mod periodic;

@@ -6,7 +6,7 @@ use ::redis::Value;
 
 use super::tasks::Outcome;
 use super::wire;
-use crate::TaskError;
+use crate::error::TaskError;
 
 /// Where a Redis task stands, read by id from any process with
 /// [`RedisExecutor::status`](super::RedisExecutor::status) (RQ's `job.get_status()`,

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{panic_message, TaskError};
-use crate::PlainFn;
+use crate::executor::PlainFn;
 
 /// The longest task name, in bytes.
 pub(super) const MAX_NAME: usize = 128;
@@ -308,7 +308,7 @@ pub(super) trait Entry: Send + Sync {
     #[cfg(all(unix, feature = "process"))]
     fn submit(
         &self,
-        pool: &crate::ProcessPoolExecutor,
+        pool: &crate::process::ProcessPoolExecutor,
         args: &[u8],
         chunk: bool,
         limit: Option<std::time::Duration>,
@@ -408,7 +408,7 @@ where
     #[cfg(all(unix, feature = "process"))]
     fn submit(
         &self,
-        pool: &crate::ProcessPoolExecutor,
+        pool: &crate::process::ProcessPoolExecutor,
         args: &[u8],
         chunk: bool,
         limit: Option<std::time::Duration>,

@@ -222,7 +222,7 @@ impl ThreadPoolExecutor {
     /// assert_eq!(pool.apply(double, 21)?.result()?, 42);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> crate::FnSubmit<A, R>
+    pub fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> crate::executor::FnSubmit<A, R>
     where
         A: Send + 'static,
         R: Send + 'static,
@@ -778,5 +778,44 @@ impl fmt::Debug for ThreadPoolExecutor {
             .field("running", &self.running())
             .field("completed", &self.completed())
             .finish()
+    }
+}
+
+/// Generic code over threads, processes and Redis (see [`Executor`](crate::executor::Executor)).
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
+impl crate::executor::Executor for ThreadPoolExecutor {
+    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
+    where
+        F: crate::executor::PlainFn<A, R>,
+        A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+        R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.call(f, arg)
+    }
+
+    fn map_fn<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>
+    where
+        F: crate::executor::PlainFn<A, R>,
+        A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+        R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        self.map(f, items)
+    }
+
+    fn map_unordered_fn<'a, F, A, R, I>(&self, f: F, items: I) -> MapUnordered<'a, R>
+    where
+        F: crate::executor::PlainFn<A, R>,
+        A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+        R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        self.map_unordered(f, items)
+    }
+
+    fn shutdown(&self) {
+        ThreadPoolExecutor::shutdown(self);
     }
 }

@@ -10,6 +10,7 @@ use super::{RedisExecutor, Shared};
 use crate::error::TaskError;
 use crate::future::core::{self, Handle};
 use crate::future::Future;
+use crate::redis::host;
 use crate::redis::id::TaskId;
 use crate::redis::wire::{self, GROUP};
 use crate::redis::SetupError;
@@ -19,9 +20,9 @@ impl<T: Send + 'static> Remote<T> {
     /// callbacks are given.
     pub(super) fn cancel_with(&self, fut: &Future<T>) -> bool {
         match core::state_of(self.task.word()) {
-            crate::State::Cancelled => return true,
-            crate::State::Running | crate::State::Finished => return false,
-            crate::State::Pending => {}
+            crate::future::State::Cancelled => return true,
+            crate::future::State::Running | crate::future::State::Finished => return false,
+            crate::future::State::Pending => {}
         }
         let Some(shared) = self.shared.upgrade() else {
             return false;
@@ -120,7 +121,7 @@ impl Shared {
             .arg(wire::millis(self.cfg.result_ttl))
             .arg(self.keys.reply(""))
             .arg(&self.client_id)
-            .arg(wire::now_ms());
+            .arg(host::now_ms());
         cmd
     }
 }

@@ -9,14 +9,15 @@ use serde::Serialize;
 
 use super::reader::decode_one;
 use super::RedisExecutor;
+use crate::executor::PlainFn;
 use crate::future::core::Handle;
 use crate::future::Future;
+use crate::redis::host;
 use crate::redis::id::TaskId;
 use crate::redis::periodic::{self, PeriodicTask, Schedule};
 use crate::redis::status::TaskStatus;
 use crate::redis::wire::{self, FORMAT, GROUP};
 use crate::redis::{LookupError, SetupError};
-use crate::PlainFn;
 
 impl RedisExecutor {
     /// A future for the task with this id, submitted by any process (RQ's
@@ -214,7 +215,7 @@ impl RedisExecutor {
         if let Some(limit) = shared.cfg.defaults.time_limit {
             fields.push(("limit".into(), wire::millis(limit).to_string()));
         }
-        let now = wire::now_ms();
+        let now = host::now_ms();
         let first = schedule
             .next_after(now, now)
             .ok_or_else(|| SetupError::Config("the schedule has no tick to come".into()))?;

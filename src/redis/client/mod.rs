@@ -25,20 +25,22 @@ use super::tasks::Tasks;
 use super::wire::{Keys, Scripts};
 use super::SetupError;
 use crate::error::{panic_message, SubmitError, TaskError};
+use crate::executor::{Executor, PlainFn};
 use crate::future::core::{self, Handle, Promised, Task};
 use crate::future::Future;
 use crate::map::{self, Map, MapUnordered, Source, Submitted};
-use crate::PlainFn;
-use crate::ThreadPoolExecutor;
+use crate::thread::ThreadPoolExecutor;
 
 mod book;
 mod builder;
 mod cancel;
 mod durable;
+mod options;
 mod reader;
 mod writer;
 
-pub use self::builder::{RedisExecutorBuilder, TaskOptions};
+pub use self::builder::RedisExecutorBuilder;
+pub use self::options::TaskOptions;
 
 use self::book::{Book, Cancel, Complete, Remote, Slot, SlotState, UnsentCount, Waiting};
 use self::builder::Config;
@@ -815,5 +817,43 @@ impl fmt::Debug for RedisExecutor {
             .field("namespace", &self.shared.cfg.namespace)
             .field("pending", &self.pending())
             .finish_non_exhaustive()
+    }
+}
+
+/// The same API as the local pools, for generic code (see [`Executor`](crate::Executor)).
+impl Executor for RedisExecutor {
+    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.submit(f, arg)
+    }
+
+    fn map_fn<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        self.map(f, items)
+    }
+
+    fn map_unordered_fn<'a, F, A, R, I>(&self, f: F, items: I) -> MapUnordered<'a, R>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        self.map_unordered(f, items)
+    }
+
+    fn shutdown(&self) {
+        RedisExecutor::shutdown(self);
     }
 }

@@ -11,12 +11,13 @@ use crossbeam_channel::Receiver;
 use parking_lot::{Condvar, Mutex};
 
 use super::book::{Slot, SlotState, Unsent, Waiting};
-use super::builder::TaskOptions;
+use super::options::TaskOptions;
 use super::{Shared, BATCH, WRITER_TIMEOUT};
 use crate::error::{SubmitError, TaskError};
 use crate::future::core;
 use crate::future::Future;
 use crate::redis::conn::{self, Link, Patience};
+use crate::redis::host;
 use crate::redis::id::TaskId;
 use crate::redis::wire::{self, FORMAT, GROUP};
 
@@ -173,7 +174,7 @@ impl Shared {
         }
         // The queue's TTL is a week: refreshing it once a minute is plenty, and keeps the
         // command off most round trips.
-        let now = wire::now_ms();
+        let now = host::now_ms();
         let refresh = now.saturating_sub(self.refreshed.load(Ordering::Relaxed)) > 60_000;
         // Its reply may never come (Redis froze right after the write), and then the
         // writer sends it again: both copies go by id, so whichever Redis takes first wins.
@@ -202,7 +203,7 @@ impl Shared {
             &self.scripts.submit,
             &[&self.keys.queue, &self.keys.scheduled, &self.keys.payloads],
         );
-        let now = wire::now_ms();
+        let now = host::now_ms();
         let ttl = wire::millis(self.cfg.queue_ttl);
         cmd.arg(&self.client_id)
             .arg(if refresh { ttl } else { 0 })

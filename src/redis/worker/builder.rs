@@ -11,10 +11,11 @@ use parking_lot::{Condvar, Mutex};
 
 use super::{Exec, RedisWorker, Worker, SIGNALLED};
 use crate::redis::conn::Link;
+use crate::redis::host;
 use crate::redis::tasks::Tasks;
-use crate::redis::wire::{self, Keys, Scripts};
+use crate::redis::wire::{Keys, Scripts};
 use crate::redis::SetupError;
-use crate::ThreadPoolExecutor;
+use crate::thread::ThreadPoolExecutor;
 
 /// Builds a worker; from [`RedisWorker::builder`].
 ///
@@ -271,11 +272,11 @@ impl RedisWorkerBuilder {
         scripts.load(&mut setup).map_err(&failed)?;
         drop(setup);
         let exec = self.executor()?;
-        let host = wire::hostname();
+        let host = host::hostname();
         let name = format!(
             "{host}-{}-{:08x}",
             std::process::id(),
-            wire::random() as u32
+            host::random() as u32
         );
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut answers = Link::new(
@@ -337,7 +338,7 @@ impl RedisWorkerBuilder {
     fn executor(&self) -> Result<Exec, SetupError> {
         #[cfg(all(unix, feature = "process"))]
         if self.cfg.processes {
-            return crate::ProcessPoolExecutor::builder()
+            return crate::process::ProcessPoolExecutor::builder()
                 .max_workers(self.cfg.concurrency)
                 .build()
                 .map(Exec::Processes)

@@ -11,6 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::{Final, Msg, Worker, ANSWERED, DEAD_MAX};
 use crate::redis::conn::{self, Link, Patience};
+use crate::redis::host;
 use crate::redis::tasks::Outcome;
 use crate::redis::wire::{self, GROUP};
 
@@ -131,7 +132,7 @@ impl Worker {
                 ("why".to_owned(), "rejected".to_owned()),
                 ("msg".to_owned(), outcome.body().to_owned()),
                 ("w".to_owned(), self.name.clone()),
-                ("at".to_owned(), wire::now_ms().to_string()),
+                ("at".to_owned(), host::now_ms().to_string()),
             ]
         });
         Some(Final {
@@ -235,7 +236,7 @@ impl Worker {
             .arg(wire::millis(self.cfg.dead_ttl))
             .arg(DEAD_MAX)
             .arg(self.keys.reply(""))
-            .arg(wire::now_ms());
+            .arg(host::now_ms());
         for f in finals {
             let reply_key = f
                 .route

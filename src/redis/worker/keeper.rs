@@ -11,6 +11,7 @@ use ::redis::Value;
 use super::reader::Mark;
 use super::{Exec, Worker, ANSWERED, PROMOTE_BATCH, PROMOTE_EVERY};
 use crate::redis::conn::Link;
+use crate::redis::host;
 use crate::redis::periodic;
 use crate::redis::wire::{self, GROUP};
 
@@ -91,7 +92,7 @@ impl Worker {
                     .key(&self.keys.scheduled)
                     .key(&self.keys.payloads)
                     .key(&self.keys.queue)
-                    .arg(wire::now_ms())
+                    .arg(host::now_ms())
                     .arg(PROMOTE_BATCH)
                     .arg(self.keys.ids_prefix())
                     .invoke::<u64>(con)
@@ -110,7 +111,7 @@ impl Worker {
     /// Fires the ticks of periodic tasks that are due (every worker does, every
     /// `PROMOTE_EVERY`; the `FIRE` script lets exactly one fire each tick).
     pub(super) fn fire_periodic(&self, link: &mut Link) {
-        let now = wire::now_ms();
+        let now = host::now_ms();
         let due = link.once(|con| {
             ::redis::cmd("ZRANGEBYSCORE")
                 .arg(&self.keys.periodic_due)
@@ -168,7 +169,7 @@ impl Worker {
                 });
                 continue;
             };
-            let now = wire::now_ms();
+            let now = host::now_ms();
             let Some(next) = spec.schedule.next_after(tick, now.max(tick)) else {
                 continue;
             };
@@ -266,7 +267,7 @@ impl Worker {
     }
 
     pub(super) fn heartbeat(&self, link: &mut Link) {
-        let now = wire::now_ms();
+        let now = host::now_ms();
         let keep = wire::millis(
             self.cfg
                 .lease

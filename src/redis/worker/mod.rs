@@ -25,7 +25,7 @@ use parking_lot::{Condvar, Mutex};
 use super::conn::Link;
 use super::tasks::{Outcome, Tasks};
 use super::wire::{self, Keys, Route, Scripts, TaskEntry};
-use crate::ThreadPoolExecutor;
+use crate::thread::ThreadPoolExecutor;
 
 mod builder;
 mod finisher;
@@ -134,7 +134,7 @@ impl fmt::Debug for Worker {
 enum Exec {
     Threads(ThreadPoolExecutor),
     #[cfg(all(unix, feature = "process"))]
-    Processes(crate::ProcessPoolExecutor),
+    Processes(crate::process::ProcessPoolExecutor),
 }
 
 /// A task this worker holds.

@@ -10,6 +10,7 @@ use ::redis::Value;
 
 use super::{Exec, Final, Msg, Running, Worker, ANSWERED, BLOCK, DEAD_PREVIEW, START_NOTICE};
 use crate::redis::conn::Link;
+use crate::redis::host;
 use crate::redis::id::TaskId;
 use crate::redis::tasks::{Done, Outcome};
 use crate::redis::wire::{self, RawEntry, TaskEntry, GROUP};
@@ -323,7 +324,7 @@ impl Mark {
             task: task.to_owned(),
             client: client.to_owned(),
             at: Instant::now(),
-            at_ms: wire::now_ms(),
+            at_ms: host::now_ms(),
         })
     }
 }
@@ -341,7 +342,7 @@ pub(super) fn dead_fields(
         ("why".to_owned(), why.to_owned()),
         ("msg".to_owned(), msg.chars().take(DEAD_PREVIEW).collect()),
         ("w".to_owned(), worker.to_owned()),
-        ("at".to_owned(), wire::now_ms().to_string()),
+        ("at".to_owned(), host::now_ms().to_string()),
     ];
     for (k, v) in raw.fields.iter().flatten().take(16) {
         if k.len() <= 16 && !out.iter().any(|(o, _)| o == k) {
