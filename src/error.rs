@@ -565,7 +565,7 @@ impl<F> fmt::Debug for SubmitError<F> {
 /// let err = ThreadPoolExecutor::builder().max_workers(0).build().unwrap_err();
 /// assert!(matches!(err, BuildError::ZeroWorkers));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// `max_workers` was 0 (Python raises `ValueError`).
@@ -590,6 +590,30 @@ pub enum BuildError {
         /// The smallest accepted.
         minimum: usize,
     },
+}
+
+/// The variant's name, then what to do: a `main` that returns `Result<(), Box<dyn Error>>`
+/// prints an error with `Debug`, and `Error: NotInitialized` alone does not say that
+/// `init()` is missing.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::BuildError;
+/// let shown = format!("{:?}", BuildError::NotInitialized);
+/// assert!(shown.starts_with("NotInitialized: call concurrent_futures::init()"));
+/// ```
+impl fmt::Debug for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            BuildError::ZeroWorkers => "ZeroWorkers",
+            BuildError::NotInitialized => "NotInitialized",
+            BuildError::WorkerStart(_) => "WorkerStart",
+            BuildError::InvalidThreadName => "InvalidThreadName",
+            BuildError::FrameLimit { .. } => "FrameLimit",
+        };
+        write!(f, "{name}: {self}")
+    }
 }
 
 /// A deadline passed: returned by timed iterators ([`map`](crate::ThreadPoolExecutor::map),

@@ -49,6 +49,31 @@ pub type FnSubmit<A, R> = Result<Future<R>, SubmitError<(fn(A) -> R, A)>>;
 /// // With processes: word_lengths(&ProcessPoolExecutor::new()?, ...) — the same call;
 /// // with Redis: word_lengths(&RedisExecutor::builder(url, tasks).build()?, ...).
 /// ```
+///
+/// A closure that captures data does not compile through the trait, on any executor, so a
+/// call that compiles on threads compiles on processes too (a worker process receives the
+/// argument, never the closure's captures). The error says "the Executor trait takes plain
+/// functions: pass a fn item, or a closure that captures nothing, and send the data as the
+/// argument":
+///
+/// ```compile_fail,E0080
+/// use concurrent_futures::{Executor, ThreadPoolExecutor};
+///
+/// let threads = ThreadPoolExecutor::new();
+/// let k = 5u32;
+/// let fut = Executor::apply(&threads, move |x: u32| x + k, 1); // captures `k`
+/// ```
+///
+/// Pass the data as the argument instead:
+///
+/// ```
+/// use concurrent_futures::{Executor, ThreadPoolExecutor};
+///
+/// let threads = ThreadPoolExecutor::new();
+/// let k = 5u32;
+/// let fut = Executor::apply(&threads, |(x, k): (u32, u32)| x + k, (1, k)).unwrap();
+/// assert_eq!(fut.result(), Ok(6));
+/// ```
 #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 #[cfg_attr(
     docsrs,
@@ -60,8 +85,9 @@ pub trait Executor {
     /// # Errors
     ///
     /// [`SubmitError`] with `(f, arg)` handed back if the executor refuses the task: after
-    /// shutdown, or, for a process pool, a closure that captures something (only code
-    /// crosses to a worker process), or, for Redis, a function its `Tasks` list lacks.
+    /// shutdown, or, for Redis, a function its `Tasks` list lacks. (A closure that captures
+    /// data is refused earlier, at compile time, on every executor: see the trait's
+    /// examples.)
     fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
     where
         F: PlainFn<A, R>,
@@ -115,20 +141,47 @@ impl<F: Fn(A) -> R + Copy + Send + Sync + 'static, A, R> PlainFn<A, R> for F {}
 
 /// A function pointer that calls `F`: for a function item or a closure that captures
 /// nothing (a zero-sized `F`); `None` for anything else.
-#[cfg(all(unix, feature = "process"))]
+#[cfg(all(unix, feature = "process", feature = "redis"))]
 pub(crate) fn fn_ptr<F: PlainFn<A, R>, A, R>(_f: &F) -> Option<fn(A) -> R> {
-    if std::mem::size_of::<F>() != 0 {
-        return None;
+    (std::mem::size_of::<F>() == 0).then_some(trampoline::<F, A, R> as fn(A) -> R)
+}
+
+/// What the [`Executor`] trait says to a closure that captures data.
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
+const CAPTURES: &str = "the Executor trait takes plain functions: pass a fn item, or a \
+    closure that captures nothing, and send the data as the argument (a worker process or a \
+    Redis worker receives the argument, never the closure's captures)";
+
+/// Refuses at compile time, where it is called with a closure that captures data: through
+/// the [`Executor`] trait the same call compiles on every executor or on none, so switching
+/// from threads to processes is one line (a capturing closure would run on threads and
+/// could not on processes). The error names [`CAPTURES`]' advice.
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
+#[inline(always)]
+pub(crate) fn require_plain<F>() {
+    const {
+        assert!(std::mem::size_of::<F>() == 0, "{}", CAPTURES);
     }
-    #[allow(unsafe_code)]
-    fn trampoline<F: PlainFn<A, R>, A, R>(arg: A) -> R {
-        // SAFETY: `fn_ptr` hands this trampoline out only for a zero-sized `F`, after it was
-        // given a value of `F`. A zero-sized type has one representation, the empty one, so
-        // `zeroed` produces exactly that value's bytes; and `F: Copy`, so making another
-        // value of it from those bytes is a copy, which has no safety condition. Function
-        // items and capture-free closures have no other invariant.
-        let f: F = unsafe { std::mem::zeroed() };
-        f(arg)
-    }
-    Some(trampoline::<F, A, R>)
+}
+
+/// The function pointer of a plain function; a closure that captures data does not
+/// compile here (see [`require_plain`]).
+#[cfg(all(unix, feature = "process"))]
+pub(crate) fn plain_fn_ptr<F: PlainFn<A, R>, A, R>(_f: &F) -> fn(A) -> R {
+    require_plain::<F>();
+    trampoline::<F, A, R>
+}
+
+/// Calls the zero-sized `F`; handed out by `fn_ptr` and `plain_fn_ptr` only.
+#[cfg(all(unix, feature = "process"))]
+#[allow(unsafe_code)]
+fn trampoline<F: PlainFn<A, R>, A, R>(arg: A) -> R {
+    // SAFETY: `fn_ptr` and `plain_fn_ptr` hand this trampoline out only for a zero-sized
+    // `F` (checked at run time by the first, at compile time by the second), after each
+    // was given a value of `F`. A zero-sized type has one representation, the empty one,
+    // so `zeroed` produces exactly that value's bytes; and `F: Copy`, so making another
+    // value of it from those bytes is a copy, which has no safety condition. Function items
+    // and capture-free closures have no other invariant.
+    let f: F = unsafe { std::mem::zeroed() };
+    f(arg)
 }

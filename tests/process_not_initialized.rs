@@ -8,4 +8,10 @@ fn building_without_init_is_refused() {
     let err = ProcessPoolExecutor::new().unwrap_err();
     assert_eq!(err, BuildError::NotInitialized);
     assert!(err.to_string().contains("concurrent_futures::init()"));
+    // What `main() -> Result<(), Box<dyn Error>>` prints is the Debug form: it says too.
+    let boxed: Box<dyn std::error::Error> = Box::new(err);
+    assert!(
+        format!("Error: {boxed:?}").contains("call concurrent_futures::init()"),
+        "{boxed:?}"
+    );
 }

@@ -201,26 +201,6 @@ where
     }
 }
 
-/// A map's input whose every item fails with [`TaskError::Rejected`]`(reason)` (an executor
-/// that cannot run the function at all): one error per item, the input read lazily.
-#[cfg(all(unix, feature = "process"))]
-pub(crate) fn refuse<'a, I, T>(items: I, reason: &'static str) -> Source<'a, T>
-where
-    I: IntoIterator,
-    I::IntoIter: Send + 'a,
-    T: Send + 'static,
-{
-    source(items.into_iter(), move |batch| {
-        let (promise, fut) = crate::future::Promise::new();
-        let errors = batch
-            .iter()
-            .map(|_| Err(Box::new(TaskError::Rejected(reason.into()))))
-            .collect();
-        let _ = promise.set_result(errors);
-        Ok(fut)
-    })
-}
-
 /// Applies `f` to every item of a chunk, catching each item's panic separately.
 pub(crate) fn run_chunk<A, T>(f: &(impl Fn(A) -> T + ?Sized), items: Few<A>) -> Chunk<T> {
     items.map(|x| {

@@ -524,11 +524,8 @@ impl fmt::Debug for ProcessPoolExecutor {
     }
 }
 
-/// Why the [`Executor`](crate::executor::Executor) trait refuses a capturing closure here.
-const CAPTURES: &str = "a process pool runs plain functions; this closure captures data";
-
 /// Generic code over threads, processes and Redis (see [`Executor`](crate::executor::Executor)):
-/// a function that captures data is refused (a process runs plain functions).
+/// a closure that captures data does not compile (a process runs plain functions).
 impl crate::executor::Executor for ProcessPoolExecutor {
     fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
     where
@@ -536,13 +533,8 @@ impl crate::executor::Executor for ProcessPoolExecutor {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        match crate::executor::fn_ptr(&f) {
-            Some(p) => self.submit(p, arg).map_err(|e| e.map_task(|(_, a)| (f, a))),
-            None => Err(SubmitError::Rejected {
-                task: (f, arg),
-                reason: CAPTURES.into(),
-            }),
-        }
+        self.submit(crate::executor::plain_fn_ptr(&f), arg)
+            .map_err(|e| e.map_task(|(_, a)| (f, a)))
     }
 
     fn map_fn<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>
@@ -553,10 +545,7 @@ impl crate::executor::Executor for ProcessPoolExecutor {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
-        match crate::executor::fn_ptr(&f) {
-            Some(p) => self.map(p, items),
-            None => Map::new(crate::map::refuse(items, CAPTURES), 1),
-        }
+        self.map(crate::executor::plain_fn_ptr(&f), items)
     }
 
     fn map_unordered_fn<'a, F, A, R, I>(&self, f: F, items: I) -> MapUnordered<'a, R>
@@ -567,10 +556,7 @@ impl crate::executor::Executor for ProcessPoolExecutor {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
-        match crate::executor::fn_ptr(&f) {
-            Some(p) => self.map_unordered(p, items),
-            None => MapUnordered::new(crate::map::refuse(items, CAPTURES), 1),
-        }
+        self.map_unordered(crate::executor::plain_fn_ptr(&f), items)
     }
 
     fn shutdown(&self) {

@@ -790,6 +790,7 @@ impl crate::executor::Executor for ThreadPoolExecutor {
         A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
         R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
+        crate::executor::require_plain::<F>();
         self.call(f, arg)
     }
 
@@ -801,6 +802,7 @@ impl crate::executor::Executor for ThreadPoolExecutor {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
+        crate::executor::require_plain::<F>();
         self.map(f, items)
     }
 
@@ -812,6 +814,7 @@ impl crate::executor::Executor for ThreadPoolExecutor {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
+        crate::executor::require_plain::<F>();
         self.map_unordered(f, items)
     }
 

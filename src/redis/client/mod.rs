@@ -828,6 +828,7 @@ impl Executor for RedisExecutor {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        crate::executor::require_plain::<F>();
         self.submit(f, arg)
     }
 
@@ -839,6 +840,7 @@ impl Executor for RedisExecutor {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
+        crate::executor::require_plain::<F>();
         self.map(f, items)
     }
 
@@ -850,6 +852,7 @@ impl Executor for RedisExecutor {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
+        crate::executor::require_plain::<F>();
         self.map_unordered(f, items)
     }
 
