@@ -41,3 +41,20 @@ fn public_types_cross_threads() {
 fn future_of_a_cell_is_sync() {
     send_sync::<Future<std::cell::Cell<u8>>>();
 }
+
+/// A closure that uses a future can go to `catch_unwind`, as one that uses tokio's
+/// `JoinHandle` can.
+#[test]
+fn futures_are_unwind_safe() {
+    fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+    unwind_safe::<Future<Vec<u8>>>();
+    unwind_safe::<Future<std::cell::Cell<u8>>>();
+    let pool = ThreadPoolExecutor::new();
+    let fut = pool.submit(|| 7u8).unwrap();
+    let caught = std::panic::catch_unwind(|| {
+        fut.wait();
+        panic!("after the wait");
+    });
+    assert!(caught.is_err());
+    assert_eq!(fut.result(), Ok(7), "the future is whole after the panic");
+}

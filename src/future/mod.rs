@@ -133,6 +133,14 @@ pub struct Future<T> {
     pub(crate) task: Arc<dyn Handle<T>>,
 }
 
+// A panic while a `Future` is held or borrowed cannot leave its task half-changed: every
+// change is one atomic transition of the state word, or done under a lock (parking_lot's,
+// which a panic releases) that runs no user code; callbacks run after it, each caught, and
+// the value moves out once. So `catch_unwind` may take a closure that uses one, as it may
+// with tokio's `JoinHandle`, which makes the same promise.
+impl<T> std::panic::UnwindSafe for Future<T> {}
+impl<T> std::panic::RefUnwindSafe for Future<T> {}
+
 impl<T: Send + 'static> Future<T> {
     pub(crate) fn from_task(task: Arc<impl Handle<T> + 'static>) -> Future<T> {
         Future { task }

@@ -146,9 +146,11 @@ impl Process {
     /// (the system reaped it: SIGCHLD is ignored).
     #[allow(unsafe_code)]
     fn peek(&self, states: libc::c_int) -> Option<bool> {
+        // SAFETY: `siginfo_t` is a plain C struct of integers and unions of them, for which
+        // all-zero bytes are a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: `waitid` writes only into `info`, which is valid for writes; WNOWAIT
         // leaves the child waitable, so this reaps nothing.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         let rc = unsafe {
             libc::waitid(
                 libc::P_PID,

@@ -93,7 +93,7 @@ pub use self::worker::{RedisWorker, RedisWorkerBuilder};
 /// assert!(matches!(err, SetupError::Url(_)));
 /// assert!(err.to_string().contains("redis://localhost:6379"), "{err}");
 /// ```
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SetupError {
     /// The connection URL is not a Redis URL; the text says which part is wrong and shows
@@ -132,7 +132,7 @@ pub enum SetupError {
 /// assert!(matches!(ex.attach::<u32>(&id), Err(LookupError::Unknown(_))));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum LookupError {
     /// Redis has no task with this id: it was never submitted, its record expired
@@ -145,6 +145,47 @@ pub enum LookupError {
     /// The executor was shut down.
     #[error("cannot attach to a task after shutdown")]
     Shutdown,
+}
+
+/// The variant's name, then the message that says what to do (a `main` that returns
+/// `Result<(), Box<dyn Error>>` prints `Debug`). The Redis client's own error, for a
+/// connection, follows as its `source`.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::redis::{RedisExecutor, Tasks};
+/// let err = RedisExecutor::builder("http://localhost/", Tasks::new()).build().unwrap_err();
+/// assert!(format!("{err:?}").starts_with("Url: invalid Redis URL"), "{err:?}");
+/// ```
+impl std::fmt::Debug for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::Url(_) => write!(f, "Url: {self}"),
+            SetupError::Config(_) => write!(f, "Config: {self}"),
+            SetupError::Connect { source, .. } => {
+                write!(f, "Connect: {self} (Redis client: {source:?})")
+            }
+        }
+    }
+}
+
+/// The variant's name, then the message (as [`SetupError`]'s).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::redis::LookupError;
+/// assert_eq!(format!("{:?}", LookupError::Shutdown), "Shutdown: cannot attach to a task after shutdown");
+/// ```
+impl std::fmt::Debug for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LookupError::Unknown(_) => write!(f, "Unknown: {self}"),
+            LookupError::Redis(e) => write!(f, "Redis({e:?})"),
+            LookupError::Shutdown => write!(f, "Shutdown: {self}"),
+        }
+    }
 }
 
 impl SetupError {
