@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{pool, Gate, HANG};
-use concurrent_futures::{MapError, ProcessPoolExecutor, TaskError, ThreadPoolExecutor};
+use concurrent_futures::{Executor, MapError, ProcessPoolExecutor, TaskError, ThreadPoolExecutor};
 use proptest::prelude::*;
 
 concurrent_futures::worker_test!();
@@ -198,6 +198,25 @@ fn outcome(r: Result<u32, MapError>, item: u32) -> Result<u32, ()> {
     }
 }
 
+/// `map` and `map_unordered` through the `Executor` trait equal the sequential results.
+fn same_as_sequential(ex: &impl Executor, items: &[(u32, bool)]) -> Result<(), TestCaseError> {
+    let want = expected(items);
+    let got: Vec<_> = ex
+        .map_fn(maybe_fail, items.to_vec())
+        .zip(items)
+        .map(|(r, &(x, _))| outcome(r, x))
+        .collect();
+    prop_assert_eq!(&got, &want);
+    let mut un: Vec<(usize, Result<u32, ()>)> = ex
+        .map_unordered_fn(maybe_fail, items.to_vec())
+        .with_index()
+        .map(|(i, r)| (i, outcome(r, items[i].0)))
+        .collect();
+    un.sort_by_key(|(i, _)| *i);
+    prop_assert_eq!(un.into_iter().map(|(_, r)| r).collect::<Vec<_>>(), want);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -205,39 +224,13 @@ proptest! {
     fn map_equals_the_sequential_results_on_the_thread_pool(
         items in proptest::collection::vec((any::<u32>(), proptest::bool::weighted(0.02)), 0..4_000)
     ) {
-        let want = expected(&items);
-        let got: Vec<_> = threads()
-            .map(maybe_fail, items.clone())
-            .zip(&items)
-            .map(|(r, &(x, _))| outcome(r, x))
-            .collect();
-        prop_assert_eq!(got, want.clone());
-        let mut un: Vec<(usize, Result<u32, ()>)> = threads()
-            .map_unordered(maybe_fail, items.clone())
-            .with_index()
-            .map(|(i, r)| (i, outcome(r, items[i].0)))
-            .collect();
-        un.sort_by_key(|(i, _)| *i);
-        prop_assert_eq!(un.into_iter().map(|(_, r)| r).collect::<Vec<_>>(), want);
+        same_as_sequential(threads(), &items)?;
     }
 
     #[test]
     fn map_equals_the_sequential_results_on_the_process_pool(
         items in proptest::collection::vec((any::<u32>(), proptest::bool::weighted(0.02)), 0..4_000)
     ) {
-        let want = expected(&items);
-        let got: Vec<_> = processes()
-            .map(maybe_fail, items.clone())
-            .zip(&items)
-            .map(|(r, &(x, _))| outcome(r, x))
-            .collect();
-        prop_assert_eq!(got, want.clone());
-        let mut un: Vec<(usize, Result<u32, ()>)> = processes()
-            .map_unordered(maybe_fail, items.clone())
-            .with_index()
-            .map(|(i, r)| (i, outcome(r, items[i].0)))
-            .collect();
-        un.sort_by_key(|(i, _)| *i);
-        prop_assert_eq!(un.into_iter().map(|(_, r)| r).collect::<Vec<_>>(), want);
+        same_as_sequential(processes(), &items)?;
     }
 }
