@@ -89,6 +89,7 @@ impl Refusal {
 
 impl Shared {
     pub(super) fn new(config: Config) -> Arc<Shared> {
+        // ORDERING: a unique number, nothing published with it: Relaxed.
         let id = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let callbacks = ThreadPoolExecutor::builder()
@@ -133,6 +134,10 @@ impl Shared {
         }
         // Under the state lock, so no shutdown's stop messages can be queued ahead of it.
         let _ = self.jobs_tx.send(Some(job));
+        // ORDERING: the `surplus` rule (as in the thread pool) rests on every change being a
+        // read-modify-write of this one atomic, so that none is lost: an idle mark happens
+        // without the lock, a push and a retirement under it. AcqRel is more than that needs,
+        // at the cost of Relaxed on x86 (a locked instruction either way).
         if self.surplus.fetch_sub(1, Ordering::AcqRel) < 1
             && state.managers < self.config.max_workers
         {
@@ -212,6 +217,8 @@ impl Shared {
                 Err(RecvTimeoutError::Timeout) => {
                     let mut state = self.state.lock();
                     // Retire unless that leaves a queued job without a manager.
+                    // ORDERING: as in `push`; the state lock orders it against a push's
+                    // check of `managers`.
                     if self.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
                         self.surplus.fetch_add(1, Ordering::AcqRel);
                         continue;
@@ -235,6 +242,7 @@ impl Shared {
 
     /// A manager is idle: it counts against the queue.
     pub(super) fn mark_idle(&self) {
+        // ORDERING: as in `push`.
         self.surplus.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -267,6 +275,8 @@ impl Shared {
     pub(super) fn start_worker(self: &Arc<Self>, for_job: bool) -> Result<Connection, TaskError> {
         match Connection::start(self) {
             Ok(conn) => {
+                // ORDERING: a count of consecutive failures that decides when to break the
+                // pool; no other memory is read on its strength, so Relaxed.
                 self.start_failures.store(0, Ordering::Relaxed);
                 Ok(conn)
             }
@@ -277,6 +287,7 @@ impl Shared {
                 if !for_job {
                     return Err(TaskError::WorkerDied(why.into()));
                 }
+                // ORDERING: as above.
                 let failures = self.start_failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if failures >= self.config.max_start_failures {
                     let reason =
@@ -341,6 +352,8 @@ impl Shared {
     }
 
     pub(super) fn broken(&self) -> Option<Arc<str>> {
+        // ORDERING: pairs with the Release store in `break_pool`; the reason itself is read
+        // under the state lock.
         if !self.is_broken.load(Ordering::Acquire) {
             return None; // the common case, without the state lock
         }
@@ -356,6 +369,7 @@ impl Shared {
         let reason: Arc<str> = reason.into();
         log::error!(target: "concurrent_futures", "process pool broken: {reason}");
         self.state.lock().broken.get_or_insert(reason.clone());
+        // ORDERING: Release, after the reason is set under the state lock (see `broken`).
         self.is_broken.store(true, Ordering::Release);
         // Pushes now fail; what was queued before fails here. Completions (and the callbacks
         // they may run on this thread) happen outside the lock.

@@ -154,6 +154,7 @@ impl ThreadPoolExecutor {
         let (tx, rx) = crossbeam_channel::unbounded();
         ThreadPoolExecutor {
             shared: Arc::new(Shared {
+                // ORDERING: a unique number, nothing published with it: Relaxed.
                 id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
                 tx,
                 rx,
@@ -403,6 +404,8 @@ impl ThreadPoolExecutor {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn queued(&self) -> usize {
+        // ORDERING: a statistic, a snapshot whatever the ordering; Acquire pairs with the
+        // AcqRel updates for a figure no older than the last stop seen.
         let stops = self.shared.stops.load(Ordering::Acquire);
         self.shared.rx.len().saturating_sub(stops)
     }
@@ -476,6 +479,8 @@ impl ThreadPoolExecutor {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_broken(&self) -> bool {
+        // ORDERING: pairs with the SeqCst store in `break_pool` (a Release at least): who sees
+        // BROKEN sees the reason set before it under `control`.
         self.shared.status.load(Ordering::Acquire) == BROKEN
     }
 }
@@ -485,6 +490,8 @@ impl Shared {
     fn counts(&self) -> (usize, usize) {
         let control = self.control.lock();
         // Completed first: a task moving along is then never counted completed but not started.
+        // ORDERING: Acquire pairs with the workers' Release increments (`future::core`), so
+        // the `started` read after a `completed` is at least as new as it.
         control.workers.iter().fold(control.retired, |(s, c), w| {
             let done = w.completed.load(Ordering::Acquire);
             (s + w.started.load(Ordering::Acquire), c + done)
@@ -493,12 +500,21 @@ impl Shared {
 
     /// A worker is idle (rule 1's other half), unless `surplus` is no longer kept.
     fn mark_idle(&self) {
+        // ORDERING: `saturated` only ever goes from false to true, once, under `control`; a
+        // stale false costs an update of a count that is no longer read, so Relaxed. Rules 1
+        // and 2 rest on every change of `surplus` being a read-modify-write of this one
+        // atomic (one modification order), and on this mark happening before the task's
+        // result is published (Release there, Acquire in the caller who then submits again),
+        // so the caller's decrement comes after it. Relaxed would do for that; AcqRel costs
+        // the same locked instruction on x86 and spares the reader that argument.
         if !self.saturated.load(Ordering::Relaxed) {
             self.surplus.fetch_add(1, Ordering::AcqRel);
         }
     }
 
     fn send_stop(&self) {
+        // ORDERING: `stops` only feeds `queued()`; counted before the message is sent, so
+        // the statistic never counts a stop message as a queued task.
         self.stops.fetch_add(1, Ordering::AcqRel);
         let _ = self.tx.send(None);
     }
@@ -519,6 +535,7 @@ impl Shared {
         J: Job<T>,
         T: Send + 'static,
     {
+        // ORDERING: a fast refusal only; the check that decides is the SeqCst re-read below.
         if self.status.load(Ordering::Acquire) != RUNNING {
             return Err(self.refusal(func));
         }
@@ -527,11 +544,15 @@ impl Shared {
         let _ = self.tx.send(Some(task.clone()));
         // Rule 3: re-read the status after the push; a concurrent shutdown's stop messages
         // may be ahead of our task.
+        // ORDERING: SeqCst, with the SeqCst stores of `shutdown` and `break_pool`: if this
+        // read does not see their store, it comes first in the single total order, so our
+        // push (before this read) precedes their stop messages (sent after the store) in the
+        // channel, and a worker takes our task before it stops.
         if self.status.load(Ordering::SeqCst) != RUNNING {
             if let Some(func) = task.reclaim() {
                 return Err(self.refusal(func));
             }
-        } else if !self.saturated.load(Ordering::Relaxed)
+        } else if !self.saturated.load(Ordering::Relaxed) // ORDERING: as in `mark_idle`
             && self.surplus.fetch_sub(1, Ordering::AcqRel) < 1
         {
             // Rule 1: no idle worker to count on.
@@ -583,6 +604,8 @@ impl Shared {
         control.threads += 1;
         control.spawned += 1;
         if control.threads == self.config.max_workers && self.config.keep_alive.is_none() {
+            // ORDERING: set once, under `control`; every reader tolerates a stale false (see
+            // `mark_idle`), so Relaxed.
             self.saturated.store(true, Ordering::Relaxed);
         }
         if control.shutdown {
@@ -623,6 +646,9 @@ impl Shared {
                         // so a submit that finds no idle worker never finds this one still
                         // counted either.
                         let control = self.control.lock();
+                        // ORDERING: rule 2 needs only that this decrement and a submit's
+                        // are read-modify-writes of the one atomic, so that exactly one of
+                        // them sees the other; the lock orders it against `spawn_worker`.
                         if self.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
                             self.surplus.fetch_add(1, Ordering::AcqRel);
                             continue;
@@ -642,6 +668,8 @@ impl Shared {
                     }
                 }
                 None => {
+                    // ORDERING: as in `send_stop` and `mark_idle`: a stopping worker is no
+                    // longer idle, and the statistic no longer counts its message.
                     self.stops.fetch_sub(1, Ordering::AcqRel);
                     if !self.saturated.load(Ordering::Relaxed) {
                         self.surplus.fetch_sub(1, Ordering::AcqRel);
@@ -658,6 +686,8 @@ impl Shared {
     }
 
     fn exit_locked(&self, counters: &Arc<WorkerCounters>, mut control: MutexGuard<'_, Control>) {
+        // ORDERING: runs on the worker thread that made the increments: program order is
+        // enough, and Acquire is more than it needs.
         control.retired.0 += counters.started.load(Ordering::Acquire);
         control.retired.1 += counters.completed.load(Ordering::Acquire);
         control.workers.retain(|w| !Arc::ptr_eq(w, counters));
@@ -675,6 +705,7 @@ impl Shared {
             if control.broken.is_none() {
                 control.broken = Some(reason.clone());
             }
+            // ORDERING: SeqCst, the store side of rule 3 (see `submit`).
             self.status.store(BROKEN, Ordering::SeqCst);
         }
         let mut stops = 0;
@@ -697,6 +728,8 @@ impl Shared {
         if !control.shutdown {
             control.shutdown = true;
             if control.broken.is_none() {
+                // ORDERING: SeqCst, the store side of rule 3 (see `submit`); the stop
+                // messages are sent after it.
                 self.status.store(SHUTDOWN, Ordering::SeqCst);
             }
             if cancel_futures {
