@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use concurrent_futures::redis::{RedisExecutor, RedisWorker, TaskOptions, Tasks};
-use concurrent_futures::{as_completed, wait, Executor, ReturnWhen, SubmitError, TaskError};
+use concurrent_futures::{
+    as_completed, wait, Executor, MapError, ReturnWhen, SubmitError, TaskError,
+};
 
 // Worker processes of the process-mode test start as this binary's worker entry point.
 #[cfg(feature = "process")]
@@ -351,7 +353,11 @@ fn task_errors_unknown_names_and_wrong_types_are_typed() {
         .build()
         .unwrap();
     match ex.submit(boom, 7).unwrap().result() {
-        Err(TaskError::Panicked(m)) => assert_eq!(&*m, "boom 7"),
+        // With where it panicked, as the process pool says it.
+        Err(TaskError::Panicked(m)) => {
+            assert!(m.starts_with("boom 7 (at tests/redis.rs:"), "{m}");
+            assert!(m.contains("thread '"), "{m}");
+        }
         other => panic!("{other:?}"),
     }
     match ex.submit(newer, 1).unwrap().result() {
@@ -375,7 +381,89 @@ fn task_errors_unknown_names_and_wrong_types_are_typed() {
     // A chunk's items fail one by one.
     let out: Vec<_> = ex.map(boom, [1, 2]).chunk_size(2).collect();
     assert_eq!(out.len(), 2);
-    assert!(out.iter().all(|r| r.is_err()));
+    for (r, x) in out.iter().zip([1, 2]) {
+        match r {
+            Err(MapError::Task(TaskError::Panicked(m))) => {
+                assert!(
+                    m.starts_with(&format!("boom {x} (at tests/redis.rs:")),
+                    "{m}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Every log record of this test binary (the logger is process-wide).
+static LOGGED: std::sync::Mutex<Vec<(log::Level, String)>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if record.target().starts_with("concurrent_futures") {
+            let line = record.args().to_string();
+            LOGGED.lock().unwrap().push((record.level(), line));
+        }
+    }
+    fn flush(&self) {}
+}
+
+#[test]
+fn a_worker_logs_each_task_its_failures_and_its_shutdown() {
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    static LOGGER: Capture = Capture;
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Debug);
+    let worker = server.worker();
+    let ex = server.executor();
+    let ok = ex.submit(double, 5).unwrap();
+    let ok_id = ok.task_id().unwrap();
+    assert_eq!(ok.result(), Ok(10));
+    let bad = ex.submit(boom, 3).unwrap();
+    let bad_id = bad.task_id().unwrap();
+    assert!(bad.result().is_err());
+    worker.stop();
+    worker.join();
+    let logged = LOGGED.lock().unwrap().clone();
+    let has = |level: log::Level, needles: &[&str]| {
+        logged
+            .iter()
+            .any(|(l, line)| *l == level && needles.iter().all(|n| line.contains(n)))
+    };
+    let ok_id = ok_id.to_string();
+    let bad_id = bad_id.to_string();
+    assert!(
+        has(log::Level::Debug, &[&ok_id, "double/v1", "started"]),
+        "{logged:?}"
+    );
+    assert!(has(log::Level::Debug, &[&ok_id, "done in"]), "{logged:?}");
+    assert!(
+        has(
+            log::Level::Warn,
+            &[
+                &bad_id,
+                "boom/v1",
+                "failed after",
+                "panic",
+                "boom 3 (at tests/redis.rs:"
+            ]
+        ),
+        "{logged:?}"
+    );
+    assert!(has(log::Level::Info, &["stopping"]), "{logged:?}");
+    assert!(
+        has(
+            log::Level::Info,
+            &["stopped: every task it held is answered"]
+        ),
+        "{logged:?}"
+    );
 }
 
 #[test]

@@ -15,6 +15,50 @@ use crate::executor::PlainFn;
 /// The longest task name, in bytes.
 pub(super) const MAX_NAME: usize = 128;
 
+thread_local! {
+    /// Where the last panic on this thread happened (`file:line:col`), recorded by the hook
+    /// that [`record_panic_locations`] installs.
+    static PANICKED_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes a task's panic error say where it happened, as the process pool's does: installs,
+/// once per process, a panic hook that records the location on the panicking thread and
+/// then calls the hook that was set before (so what a panic prints does not change). Called
+/// when a worker starts; a hook the program sets later replaces it, and the errors then go
+/// without the location.
+pub(super) fn record_panic_locations() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if let Some(at) = info.location() {
+                let _ = PANICKED_AT.try_with(|p| *p.borrow_mut() = Some(at.to_string()));
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// A caught panic's message, with where it happened and on which thread when the hook
+/// recorded it: `boom (at src/jobs.rs:12:5, thread 'RedisWorker-2_0')`.
+fn panic_report(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = panic_message(payload);
+    match PANICKED_AT
+        .try_with(|p| p.borrow_mut().take())
+        .ok()
+        .flatten()
+    {
+        Some(at) => {
+            let thread = std::thread::current();
+            format!(
+                "{message} (at {at}, thread '{}')",
+                thread.name().unwrap_or("<unnamed>")
+            )
+        }
+        None => message.to_owned(),
+    }
+}
+
 /// The list of named functions that a [`RedisExecutor`](super::RedisExecutor) may send and a
 /// [`RedisWorker`](super::RedisWorker) may run: the only code a queue entry can reach.
 ///
@@ -377,7 +421,7 @@ where
     fn run(&self, arg: A) -> Outcome {
         match panic::catch_unwind(AssertUnwindSafe(|| (self.f)(arg))) {
             Ok(value) => encode(&value),
-            Err(p) => Outcome::Panicked(panic_message(&*p).to_string()),
+            Err(p) => Outcome::Panicked(panic_report(&*p)),
         }
     }
 }

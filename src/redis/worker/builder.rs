@@ -262,6 +262,7 @@ impl RedisWorkerBuilder {
     }
 
     fn start(self, signals: bool) -> Result<RedisWorker, SetupError> {
+        crate::redis::tasks::record_panic_locations();
         let (redis, address) = crate::redis::open(&self.url, &self.cfg.namespace, &self.tls)?;
         let keys = Keys::new(&self.cfg.namespace);
         let (mut setup, started) =

@@ -52,6 +52,7 @@ impl Worker {
                 break;
             }
         }
+        log::info!(target: "concurrent_futures::redis", "worker {} stopped: every task it held is answered", self.name);
         self.drained.store(true, Ordering::SeqCst);
     }
 
@@ -125,6 +126,17 @@ impl Worker {
             return None;
         }
         r.run = ANSWERED; // later outcomes of this entry are stale
+        let took = r.taken.elapsed();
+        let (task, name) = (&r.entry.route.task, &r.entry.name);
+        match &outcome {
+            Outcome::Ok(_) => {
+                log::debug!(target: "concurrent_futures::redis", "task {task} ({name}) done in {took:.1?}");
+            }
+            failed => {
+                let why: String = failed.body().chars().take(300).collect();
+                log::warn!(target: "concurrent_futures::redis", "task {task} ({name}) failed after {took:.1?}: {} {why}", failed.status());
+            }
+        }
         let dead = matches!(outcome, Outcome::Rejected(_)).then(|| {
             vec![
                 ("entry".to_owned(), id.to_owned()),

@@ -148,6 +148,8 @@ struct Running {
     deadline: Option<Instant>,
     retry_at: Option<Instant>,
     retries_done: u32,
+    /// When this worker took it (for the log of its end).
+    taken: Instant,
 }
 
 enum Msg {

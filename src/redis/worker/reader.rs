@@ -95,6 +95,8 @@ impl Worker {
             }
             marks.extend(entries.iter().filter_map(Mark::of));
         }
+        let running = self.running.lock().len();
+        log::info!(target: "concurrent_futures::redis", "worker {} stopping: it takes no new tasks, and answers the {running} it runs", self.name);
         self.freed.notify_all();
         let _ = self.tx.send(Msg::Final(Final::wake()));
     }
@@ -202,6 +204,7 @@ impl Worker {
                 attempt - 1,
                 entry.tries
             );
+            log::warn!(target: "concurrent_futures::redis", "dead-lettering task {} ({}): {why}", entry.route.task, entry.name);
             let _ = self.tx.send(Msg::Final(Final {
                 id: raw.id.clone(),
                 attempt,
@@ -231,9 +234,11 @@ impl Worker {
                     run,
                     retry_at: None,
                     retries_done: 0,
+                    taken: Instant::now(),
                 },
             );
         }
+        log::debug!(target: "concurrent_futures::redis", "task {} ({}) started on {}, delivery {attempt}", entry.route.task, entry.name, self.name);
         if deadline.is_some() {
             // The finisher may be asleep until a later timer: it must see this one.
             let _ = self.tx.send(Msg::Final(Final::wake()));
