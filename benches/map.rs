@@ -458,7 +458,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--worker") {
         RedisWorker::builder(&args[1], tasks())
-            .concurrency(args[2].parse().unwrap())
+            .max_workers(args[2].parse().unwrap())
             .run()
             .unwrap();
         return;

@@ -574,7 +574,7 @@ fn ours_once(server: &Server) {
         queued - before
     );
     let worker = RedisWorker::builder(&server.url, tasks())
-        .concurrency(8)
+        .max_workers(8)
         .spawn()
         .unwrap();
     for f in futs {
@@ -665,7 +665,7 @@ fn main() {
             let concurrency = args[2].parse().unwrap();
             let lease = Duration::from_millis(args[3].parse().unwrap());
             RedisWorker::builder(&args[1], tasks())
-                .concurrency(concurrency)
+                .max_workers(concurrency)
                 .lease(lease)
                 .run()
                 .unwrap();

@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.first().map(String::as_str) == Some("--worker") {
         return Ok(RedisWorker::builder(&args[1], tasks())
             .processes(true)
-            .concurrency(4)
+            .max_workers(4)
             .lease(LEASE)
             .run()?);
     }

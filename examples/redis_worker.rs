@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut builder = RedisWorker::builder(&url, shared::tasks()).processes(processes);
     if let Some(n) = concurrency {
-        builder = builder.concurrency(n);
+        builder = builder.max_workers(n);
     }
     eprintln!(
         "worker pid {} on {} ({}), stop with Ctrl-C",

@@ -156,7 +156,7 @@ impl RedisServer {
 
     fn worker(&self) -> RedisWorker {
         RedisWorker::builder(&self.url, tasks())
-            .concurrency(4)
+            .max_workers(4)
             .spawn()
             .unwrap()
     }
@@ -208,7 +208,7 @@ fn worker_process() {
         .unwrap();
     RedisWorker::builder(&url, tasks())
         .lease(Duration::from_millis(lease))
-        .concurrency(n)
+        .max_workers(n)
         .run()
         .unwrap();
 }
@@ -725,7 +725,7 @@ fn garbage_entries_are_dead_lettered_and_workers_survive() {
         return;
     };
     let worker = RedisWorker::builder(&server.url, tasks())
-        .concurrency(2)
+        .max_workers(2)
         .max_payload_bytes(1024)
         .spawn()
         .unwrap();
@@ -896,7 +896,7 @@ fn everything_runs_under_the_documented_least_privilege_user() {
     let _: () = cmd.query(&mut admin).unwrap();
     let url = format!("redis://worker:s3cret@127.0.0.1:{}/", server.port);
     let worker = RedisWorker::builder(&url, tasks())
-        .concurrency(2)
+        .max_workers(2)
         .spawn()
         .unwrap();
     let ex = RedisExecutor::builder(&url, tasks()).build().unwrap();
@@ -972,7 +972,7 @@ fn a_process_mode_worker_survives_crashing_and_hung_tasks() {
     concurrent_futures::init();
     let worker = RedisWorker::builder(&server.url, tasks())
         .processes(true)
-        .concurrency(2)
+        .max_workers(2)
         .spawn()
         .unwrap();
     let ex = server.executor();
@@ -1129,7 +1129,7 @@ fn rediss_with_a_private_ca_and_client_certificates() {
     let worker = RedisWorker::builder(&url, tasks())
         .tls_root_certificate(read("ca.crt"))
         .tls_client_certificate(read("client.crt"), read("client.key"))
-        .concurrency(2)
+        .max_workers(2)
         .spawn()
         .unwrap();
     assert_eq!(ex.submit(double, 21).unwrap().result().unwrap(), 42);
@@ -1761,7 +1761,7 @@ fn a_worker_stopped_while_redis_is_gone_ends_after_its_outage_limit() {
         return;
     };
     let worker = RedisWorker::builder(&server.url, tasks())
-        .concurrency(2)
+        .max_workers(2)
         .outage_limit(Duration::from_secs(1))
         .spawn()
         .unwrap();

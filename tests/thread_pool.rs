@@ -337,7 +337,7 @@ fn a_panicking_initializer_breaks_the_pool() {
 fn idle_threads_retire_after_keep_alive_and_come_back() {
     let pool = ThreadPoolExecutor::builder()
         .max_workers(4)
-        .keep_alive(Duration::from_millis(20))
+        .idle_timeout(Duration::from_millis(20))
         .build()
         .unwrap();
     let futs: Vec<_> = (0..8).map(|i| pool.submit(move || i).unwrap()).collect();
@@ -353,7 +353,7 @@ fn keep_alive_races_with_submit_without_losing_tasks() {
     // A keep-alive of zero makes every idle moment a retirement race with the next submit.
     let pool = ThreadPoolExecutor::builder()
         .max_workers(2)
-        .keep_alive(Duration::ZERO)
+        .idle_timeout(Duration::ZERO)
         .build()
         .unwrap();
     for i in 0..2000 {
@@ -373,7 +373,7 @@ fn a_single_worker_retiring_as_a_task_arrives_leaves_no_task_behind() {
     // still counted), nobody would be left to run the task.
     let pool = ThreadPoolExecutor::builder()
         .max_workers(1)
-        .keep_alive(Duration::ZERO)
+        .idle_timeout(Duration::ZERO)
         .build()
         .unwrap();
     let n: usize = std::env::var("CF_RACE_ROUNDS")

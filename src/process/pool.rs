@@ -94,7 +94,7 @@ impl Shared {
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let callbacks = ThreadPoolExecutor::builder()
             .max_workers(CALLBACK_THREADS)
-            .keep_alive(Duration::from_secs(1))
+            .idle_timeout(Duration::from_secs(1))
             .thread_name_prefix(format!("ProcessPoolExecutor-{id}-callbacks"))
             .build()
             .expect("a valid thread pool configuration");

@@ -120,23 +120,43 @@ impl ThreadPoolBuilder {
     }
 
     /// An idle thread retires after waiting this long for work; the pool starts a new one
-    /// when work comes. Default: threads never retire, as in Python.
+    /// when work comes. Default: threads never retire, as in Python. The same setting as
+    /// [`ProcessPoolBuilder::idle_timeout`](crate::ProcessPoolBuilder::idle_timeout).
     ///
     /// # Examples
     ///
     /// ```
     /// # use concurrent_futures::ThreadPoolExecutor;
     /// # use std::time::Duration;
-    /// let pool = ThreadPoolExecutor::builder().keep_alive(Duration::from_millis(10)).build()?;
+    /// let pool = ThreadPoolExecutor::builder().idle_timeout(Duration::from_millis(10)).build()?;
     /// pool.submit(|| ())?.result()?;
     /// while pool.threads() > 0 {
     ///     std::thread::sleep(Duration::from_millis(5)); // the idle thread retires
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn keep_alive(mut self, idle: Duration) -> Self {
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.keep_alive = Some(idle);
         self
+    }
+
+    /// The former name of [`idle_timeout`](Self::idle_timeout), kept for one release.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// # use std::time::Duration;
+    /// #[allow(deprecated)]
+    /// let pool = ThreadPoolExecutor::builder().keep_alive(Duration::from_secs(30)).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `idle_timeout`, the name the process pool uses for the same setting"
+    )]
+    pub fn keep_alive(self, idle: Duration) -> Self {
+        self.idle_timeout(idle)
     }
 
     /// Runs `init` at the start of every worker thread, before it takes any task.

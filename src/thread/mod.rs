@@ -140,7 +140,7 @@ impl ThreadPoolExecutor {
     /// let pool = ThreadPoolExecutor::builder()
     ///     .max_workers(2)
     ///     .thread_name_prefix("io")
-    ///     .keep_alive(Duration::from_secs(5))
+    ///     .idle_timeout(Duration::from_secs(5))
     ///     .build()?;
     /// let name = pool.submit(|| std::thread::current().name().map(String::from))?.result()?;
     /// assert_eq!(name.as_deref(), Some("io_0"));

@@ -303,7 +303,7 @@ impl RedisExecutorBuilder {
         );
         let callbacks = ThreadPoolExecutor::builder()
             .max_workers(64)
-            .keep_alive(Duration::from_secs(1))
+            .idle_timeout(Duration::from_secs(1))
             .thread_name_prefix("RedisExecutor-callbacks")
             .build()
             .expect("a valid thread pool configuration");

@@ -28,7 +28,7 @@ use crate::thread::ThreadPoolExecutor;
 /// fn double(x: u64) -> u64 { x * 2 }
 ///
 /// RedisWorker::builder("redis://127.0.0.1/", Tasks::new().add("double/v1", double))
-///     .concurrency(8)
+///     .max_workers(8)
 ///     .lease(Duration::from_secs(30))
 ///     .run()?; // until SIGTERM or Ctrl-C
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -95,19 +95,38 @@ impl RedisWorkerBuilder {
         self
     }
 
-    /// How many tasks run at once (default: the number of CPUs). Cheap I/O-bound tasks
-    /// want more; each slot is a thread, or with [`processes`](Self::processes) a process.
+    /// How many tasks run at once (default: the number of CPUs): its task slots, Celery's
+    /// `--concurrency`. The same setting as the local pools' `max_workers`. Cheap I/O-bound
+    /// tasks want more; each slot is a thread, or with [`processes`](Self::processes) a
+    /// process.
     ///
     /// # Examples
     ///
     /// ```no_run
     /// # use concurrent_futures::redis::{RedisWorker, Tasks};
-    /// RedisWorker::builder("redis://127.0.0.1/", Tasks::new()).concurrency(32).run()?;
+    /// RedisWorker::builder("redis://127.0.0.1/", Tasks::new()).max_workers(32).run()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn concurrency(mut self, n: usize) -> Self {
+    pub fn max_workers(mut self, n: usize) -> Self {
         self.cfg.concurrency = n.max(1);
         self
+    }
+
+    /// The former name of [`max_workers`](Self::max_workers), kept for one release.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisWorker, Tasks};
+    /// #[allow(deprecated)]
+    /// let worker = RedisWorker::builder("redis://127.0.0.1/", Tasks::new()).concurrency(4);
+    /// ```
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `max_workers`, the name the thread and process pools use for the same setting"
+    )]
+    pub fn concurrency(self, n: usize) -> Self {
+        self.max_workers(n)
     }
 
     /// How long a task stays with this worker without a renewal (default 30 s, at least
@@ -143,7 +162,7 @@ impl RedisWorkerBuilder {
     }
 
     /// Runs tasks in a [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) of
-    /// `concurrency` processes instead of threads: a task that crashes its process fails
+    /// `max_workers` processes instead of threads: a task that crashes its process fails
     /// with [`TaskError::WorkerDied`](crate::TaskError::WorkerDied) and one past its time
     /// limit is killed, while the worker carries on. The program must call
     /// [`init`](crate::init) first thing in `main`.

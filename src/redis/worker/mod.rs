@@ -63,7 +63,7 @@ const START_NOTICE: Duration = Duration::from_millis(5);
 ///
 /// Each worker is a consumer of the queue's consumer group, named
 /// `<host>-<pid>-<random>` (unique per start). It runs at most
-/// [`concurrency`](RedisWorkerBuilder::concurrency) tasks at once, on threads or, with
+/// [`max_workers`](RedisWorkerBuilder::max_workers) tasks at once, on threads or, with
 /// [`processes`](RedisWorkerBuilder::processes), in a [`ProcessPoolExecutor`](crate::ProcessPoolExecutor)
 /// so that a task that crashes, leaks or hangs past its time limit is killed without
 /// taking the worker down.
@@ -184,7 +184,7 @@ impl RedisWorker {
     /// ```no_run
     /// use concurrent_futures::redis::{RedisWorker, Tasks};
     /// fn f(x: u8) -> u8 { x }
-    /// RedisWorker::builder("redis://10.0.0.5/", Tasks::new().add("f/v1", f)).concurrency(8).run()?;
+    /// RedisWorker::builder("redis://10.0.0.5/", Tasks::new().add("f/v1", f)).max_workers(8).run()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn builder(url: &str, tasks: Tasks) -> RedisWorkerBuilder {
