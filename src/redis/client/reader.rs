@@ -154,7 +154,11 @@ impl Shared {
             let ids = e.text("ids").unwrap_or("");
             let started: Vec<Arc<dyn Cancel>> = {
                 let book = self.book.lock();
+                // A worker lists one read's tasks (at most its slots); anything longer was
+                // not written by a worker, and is read no further than that while the book
+                // is locked.
                 ids.split(' ')
+                    .take(MAX_STARTED)
                     .filter_map(TaskId::checked)
                     .filter_map(|id| book.by_id.get(&id))
                     .flatten()
@@ -300,6 +304,9 @@ pub(super) fn decode_one<R: DeserializeOwned>(body: &[u8]) -> Result<R, TaskErro
         )
     })
 }
+
+/// The most task ids read from one `started` entry.
+const MAX_STARTED: usize = 10_000;
 
 /// A chunk's results: exactly `n` of them, or the same error for each.
 pub(super) fn decode_chunk<R: DeserializeOwned>(
