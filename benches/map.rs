@@ -100,8 +100,8 @@ fn ms(secs: f64) -> String {
 }
 
 /// Prints a row as a table: every variant's median time (min..max), and the default's ratio
-/// to the best fixed chunk size and to each other named variant (`compare`).
-fn report(row: &Row, compare: &[&str]) {
+/// to the best fixed chunk size, and the ratio of each pair of named variants (`compare`).
+fn report(row: &Row, compare: &[(&str, &str)]) {
     println!("\n### {}\n", row.title);
     println!("| variant | median ms (min..max) | default / this, median of the rounds |");
     println!("| --- | ---: | ---: |");
@@ -140,16 +140,17 @@ fn report(row: &Row, compare: &[&str]) {
             ratios.iter().copied().fold(0.0, f64::max)
         );
     }
-    for name in compare {
-        if let Some(v) = row.variants.iter().position(|n| n == name) {
+    let at = |name: &str| row.variants.iter().position(|n| n == name);
+    for (a, b) in compare {
+        if let (Some(x), Some(y)) = (at(a), at(b)) {
             let ratio = median(
-                default
+                row.samples[x]
                     .iter()
-                    .zip(&row.samples[v])
-                    .map(|(d, x)| d / x)
+                    .zip(&row.samples[y])
+                    .map(|(p, q)| p / q)
                     .collect(),
             );
-            println!("default / {name}: {ratio:.2}x (median of the per-round ratios)");
+            println!("{a} / {b}: {ratio:.2}x (median of the per-round ratios)");
         }
     }
 }
@@ -187,13 +188,15 @@ fn threads(n_rounds: usize, cores: usize) {
         ),
         ("Thread pool: `x * x` over 500,000 items", 500_000, square),
     ] {
-        let vs = variants(&FIXED, &["rayon par_iter"]);
+        let vs = variants(&FIXED, &[COLLECT, "rayon par_iter"]);
         let row = rounds(title, &vs, n_rounds, |v| {
-            // Both collect the results into a vector, in input order.
+            // All collect the results into a vector, in input order.
             let t = Instant::now();
             let out: Vec<u64> = if vs[v] == "rayon par_iter" {
                 use rayon::prelude::*;
                 rayon.install(|| (0..n).into_par_iter().map(f).collect())
+            } else if vs[v] == COLLECT {
+                pool.map(f, 0..n).try_collect_vec().unwrap()
             } else {
                 let m = pool.map(f, 0..n);
                 let m = match chunk_of(&vs[v]) {
@@ -206,9 +209,15 @@ fn threads(n_rounds: usize, cores: usize) {
             assert!(out.iter().copied().eq((0..n).map(f)));
             d
         });
-        report(&row, &["rayon par_iter"]);
+        report(
+            &row,
+            &[("default", "rayon par_iter"), (COLLECT, "rayon par_iter")],
+        );
     }
 }
+
+/// The default chunking, collected by `Map::try_collect_vec` instead of `collect`.
+const COLLECT: &str = "default, try_collect_vec";
 
 fn processes(n_rounds: usize) {
     let pool = ProcessPoolExecutor::builder()

@@ -207,6 +207,15 @@ fn same_as_sequential(ex: &impl Executor, items: &[(u32, bool)]) -> Result<(), T
         .map(|(r, &(x, _))| outcome(r, x))
         .collect();
     prop_assert_eq!(&got, &want);
+    // The collecting sink: every value, or the first item's error.
+    let collected = ex.map_fn(maybe_fail, items.to_vec()).try_collect_vec();
+    match want.iter().position(Result::is_err) {
+        None => prop_assert_eq!(
+            collected.unwrap(),
+            want.iter().map(|r| r.unwrap()).collect::<Vec<_>>()
+        ),
+        Some(first) => prop_assert_eq!(outcome(collected.map(|_| 0), items[first].0), Err(())),
+    }
     let mut un: Vec<(usize, Result<u32, ()>)> = ex
         .map_unordered_fn(maybe_fail, items.to_vec())
         .with_index()
@@ -233,4 +242,46 @@ proptest! {
     ) {
         same_as_sequential(processes(), &items)?;
     }
+}
+
+#[test]
+fn try_collect_vec_ends_at_the_deadline_or_the_first_error_and_cancels_the_rest() {
+    // An endless input: only the deadline ends it.
+    let started = Instant::now();
+    let slow = |x: u64| {
+        std::thread::sleep(Duration::from_millis(2));
+        x
+    };
+    let got = threads()
+        .map(slow, 0u64..)
+        .timeout(Duration::from_millis(200))
+        .try_collect_vec();
+    assert_eq!(got, Err(MapError::Timeout));
+    assert!(started.elapsed() < HANG, "the map ended");
+
+    // The first error in input order comes back, and what had not started is cancelled.
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let got = pool
+        .map(
+            move |i: u32| {
+                r.fetch_add(1, Ordering::SeqCst);
+                assert!(i != 3, "item {i} fails");
+                std::thread::sleep(Duration::from_millis(1));
+                i
+            },
+            0..10_000,
+        )
+        .try_collect_vec();
+    assert!(
+        matches!(&got, Err(MapError::Task(TaskError::Panicked(m))) if m.contains("item 3 fails")),
+        "{got:?}"
+    );
+    pool.shutdown();
+    let ran = ran.load(Ordering::SeqCst);
+    assert!(ran < 1_000, "{ran} items ran after the first error");
 }

@@ -56,6 +56,10 @@ fn decode_chunk<R: DeserializeOwned>(bytes: &[u8]) -> Result<Chunk<R>, TaskError
     // as the values, where an inline report would make every slot 80 bytes.
     let items: Vec<Result<R, Box<super::report::PanicReport>>> = codec::decode(bytes)
         .map_err(|e| TaskError::Transport(format!("cannot decode the results: {e}").into()))?;
+    if items.iter().all(Result::is_ok) {
+        // The common case, handed over as bare values (see `Chunk`).
+        return Ok(Chunk::Values(items.into_iter().flatten().collect()));
+    }
     Ok(items
         .into_iter()
         .map(|r| r.map_err(|report| Box::new(super::report::panic_error(*report))))
@@ -115,7 +119,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Many<R> {
         let chunk: Chunk<R> = outcomes
             .into_iter()
             .map(|outcome| {
-                let mut one = decode_chunk::<R>(&outcome?)?.into_iter();
+                let mut one = decode_chunk::<R>(&outcome?)?.into_results().into_iter();
                 match (one.next(), one.next()) {
                     (Some(item), None) => item,
                     _ => Err(Box::new(TaskError::Transport(

@@ -356,7 +356,8 @@ mod tests {
 
     #[test]
     fn chunks_always_have_one_result_per_item() {
-        let ok: Chunk<u32> = decode_chunk(Ok(br#"[{"ok":1},{"err":"panic","msg":"x"}]"#), 2);
+        let ok =
+            decode_chunk::<u32>(Ok(br#"[{"ok":1},{"err":"panic","msg":"x"}]"#), 2).into_results();
         assert_eq!(ok[0].as_ref().unwrap(), &1);
         assert!(
             matches!(ok[1].as_ref().map_err(|e| &**e), Err(TaskError::Panicked(m)) if &**m == "x")
@@ -367,11 +368,11 @@ mod tests {
             b"[1,2]",
             b"[{\"ok\":\"s\"},{}]",
         ] {
-            let got: Chunk<u32> = decode_chunk(Ok(bad), 2);
+            let got = decode_chunk::<u32>(Ok(bad), 2).into_results();
             assert_eq!(got.len(), 2, "{}", String::from_utf8_lossy(bad));
             assert!(got.iter().any(Result::is_err));
         }
-        let lost: Chunk<u32> = decode_chunk(Err(TaskError::WorkerLost("3".into())), 3);
+        let lost = decode_chunk::<u32>(Err(TaskError::WorkerLost("3".into())), 3).into_results();
         assert_eq!(lost.len(), 3);
     }
 
