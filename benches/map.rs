@@ -188,13 +188,20 @@ fn threads(n_rounds: usize, cores: usize) {
         ),
         ("Thread pool: `x * x` over 500,000 items", 500_000, square),
     ] {
-        let vs = variants(&FIXED, &[COLLECT, "rayon par_iter"]);
+        let vs = variants(&FIXED, &[COLLECT, "rayon par_iter", SLICE, RAYON_SLICE]);
+        // The slice both slice variants read, made outside the timing.
+        let input: Vec<u64> = (0..n).collect();
         let row = rounds(title, &vs, n_rounds, |v| {
             // All collect the results into a vector, in input order.
             let t = Instant::now();
             let out: Vec<u64> = if vs[v] == "rayon par_iter" {
                 use rayon::prelude::*;
                 rayon.install(|| (0..n).into_par_iter().map(f).collect())
+            } else if vs[v] == RAYON_SLICE {
+                use rayon::prelude::*;
+                rayon.install(|| input.par_iter().map(|x| f(*x)).collect())
+            } else if vs[v] == SLICE {
+                pool.map_slice(|x| f(*x), &input).unwrap()
             } else if vs[v] == COLLECT {
                 pool.map(f, 0..n).try_collect_vec().unwrap()
             } else {
@@ -211,13 +218,20 @@ fn threads(n_rounds: usize, cores: usize) {
         });
         report(
             &row,
-            &[("default", "rayon par_iter"), (COLLECT, "rayon par_iter")],
+            &[
+                ("default", "rayon par_iter"),
+                (COLLECT, "rayon par_iter"),
+                (SLICE, RAYON_SLICE),
+            ],
         );
     }
 }
 
 /// The default chunking, collected by `Map::try_collect_vec` instead of `collect`.
 const COLLECT: &str = "default, try_collect_vec";
+/// `ThreadPoolExecutor::map_slice` over the input as a slice, and rayon over the same slice.
+const SLICE: &str = "map_slice";
+const RAYON_SLICE: &str = "rayon par_iter over the slice";
 
 fn processes(n_rounds: usize) {
     let pool = ProcessPoolExecutor::builder()
@@ -352,19 +366,26 @@ fn uneven_items(n_rounds: usize) {
         .max_workers(2)
         .build()
         .unwrap();
+    let with_slice = [vs.clone(), vec![SLICE.to_owned()]].concat();
+    let input: Vec<u64> = (0..40).collect();
     let row = rounds(
         "Uneven slow items, thread pool of 2: 40 items of 0-40 ms",
-        &vs,
+        &with_slice,
         n_rounds,
         |v| {
             let t = Instant::now();
+            if v == 2 {
+                let out = threads.map_slice(|&i| uneven(i), &input).unwrap();
+                assert_eq!(out.iter().sum::<u64>(), expected);
+                return t.elapsed();
+            }
             let m = threads.map(uneven, 0..40);
             let m = if v == 1 { m.chunk_size(1) } else { m };
             assert_eq!(m.map(Result::unwrap).sum::<u64>(), expected);
             t.elapsed()
         },
     );
-    report(&row, &[]);
+    report(&row, &[(SLICE, "chunk_size(1)")]);
     let processes = ProcessPoolExecutor::builder()
         .max_workers(2)
         .build()

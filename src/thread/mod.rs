@@ -24,6 +24,7 @@
 
 mod builder;
 mod scope;
+mod slice;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicU8, AtomicUsize, Ordering};
