@@ -110,6 +110,7 @@
     allow(rustdoc::broken_intra_doc_links)
 )]
 
+mod context;
 mod error;
 mod executor;
 mod future;
@@ -131,9 +132,10 @@ mod wait;
 pub mod __loom {
     use std::sync::Arc;
 
+    use crate::context::{RunCtx, WorkerCounters};
     use crate::error::TaskError;
-    use crate::future::core::{RunCtx, Runnable, Task, WorkerCounters};
     use crate::future::Future;
+    use crate::future::{Runnable, Task};
 
     /// A queued pool task: what a worker receives.
     #[derive(Clone)]

@@ -12,13 +12,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::context::is_worker;
 use crate::error::TimeoutError;
-use crate::future::core::{is_done, is_worker, FAILED};
 use crate::future::{deadline_after, Collector, Future, SharedFuture};
 
 impl<T: Send + 'static> Watch for Future<T> {
-    fn word(&self) -> u32 {
-        Future::word(self)
+    fn done(&self) -> bool {
+        Future::done(self)
+    }
+
+    fn failed(&self) -> bool {
+        Future::failed(self)
     }
 
     fn watch(&self, collector: &Arc<Collector>, key: usize) -> bool {
@@ -68,7 +72,9 @@ mod sealed {
     /// The erased view of a future that `wait` and `as_completed` need. Public in name only:
     /// this module is private, which seals [`Waitable`](super::Waitable).
     pub trait Watch {
-        fn word(&self) -> u32;
+        fn done(&self) -> bool;
+        /// Done with an error (not cancelled).
+        fn failed(&self) -> bool;
         /// Registers the collector with `key`; false if already done (nothing registered).
         fn watch(&self, collector: &super::Arc<super::Collector>, key: usize) -> bool;
         fn unwatch(&self, collector: &super::Arc<super::Collector>);
@@ -127,7 +133,7 @@ pub trait Waitable: sealed::Sealed {
     /// assert!(("key", &future).is_done());
     /// ```
     fn is_done(&self) -> bool {
-        is_done(self.handle().word())
+        self.handle().done()
     }
 }
 
@@ -235,15 +241,13 @@ where
     let satisfied = |futures: &[I::Item]| {
         let mut all = true;
         for f in futures {
-            let word = f.handle().word();
-            if is_done(word) {
-                match return_when {
-                    ReturnWhen::FirstCompleted => return true,
-                    ReturnWhen::FirstException if word & FAILED != 0 => return true,
-                    _ => {}
-                }
-            } else {
+            let f = f.handle();
+            if !f.done() {
                 all = false;
+            } else if return_when == ReturnWhen::FirstCompleted
+                || (return_when == ReturnWhen::FirstException && f.failed())
+            {
+                return true;
             }
         }
         all
@@ -537,7 +541,7 @@ impl<F: Waitable> AsCompleted<F> {
         self.remaining -= 1;
         let slot = self.slots[key]
             .take()
-            .expect("each key is delivered once (rule 2 of future::core)");
+            .expect("each key is delivered once (rule 2 of the future's state machine)");
         if !slot.future.unique() {
             self.present.remove(&slot.future.handle().id());
         }

@@ -28,19 +28,17 @@
 //!    once into a [`SharedFuture`](super::SharedFuture)'s cell; errors stay in place so that
 //!    `exception()` keeps working.
 
-use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
 
-use crossbeam_utils::CachePadded;
-
 use super::collector::Collector;
 use super::{Future, State};
+use crate::context::{self, RunCtx};
 use crate::error::TaskError;
-use crate::sync::{self, AtomicU32, AtomicUsize, Mutex, Spun, Thread};
+use crate::sync::{self, AtomicU32, Mutex, Spun, Thread};
 
 pub(crate) const PENDING: u32 = 0;
 pub(crate) const RUNNING: u32 = 1;
@@ -49,7 +47,7 @@ pub(crate) const CANCELLED: u32 = 3;
 const STATE_MASK: u32 = 0b11;
 /// Set with FINISHED when the future holds an error (not for CANCELLED, as in Python's
 /// `FIRST_EXCEPTION`).
-pub(crate) const FAILED: u32 = 0b100;
+const FAILED: u32 = 0b100;
 
 pub(crate) fn state_of(word: u32) -> State {
     match word & STATE_MASK {
@@ -62,6 +60,11 @@ pub(crate) fn state_of(word: u32) -> State {
 
 pub(crate) fn is_done(word: u32) -> bool {
     word & STATE_MASK >= FINISHED
+}
+
+/// Done with an error (never true of a pending or cancelled task).
+pub(crate) fn failed(word: u32) -> bool {
+    word & FAILED != 0
 }
 
 /// What a task runs. Closures are jobs; a [`Promised`] task has none and is completed by hand.
@@ -104,6 +107,24 @@ impl<T> Job<T> for Promised {
     fn call(self) -> T {
         unreachable!("a promise is completed by its owner, never run")
     }
+}
+
+/// What [`Task::claim`] did: the transition PENDING -> RUNNING.
+enum ToRunning<F> {
+    /// Claimed now: the job to run, which only the claimer holds (rule 4).
+    Claimed(F),
+    /// Not pending (running, finished or cancelled): nothing to run.
+    NotPending,
+}
+
+/// What [`Task::cancel_take`] did: the transition PENDING -> CANCELLED.
+enum ToCancelled<F> {
+    /// Cancelled now, with the job if the task had one, to drop outside the lock (rule 4).
+    Now(Option<F>),
+    /// It was cancelled before.
+    Already,
+    /// Running or finished: it will complete.
+    TooLate,
 }
 
 /// A task: one allocation holding the closure, then the outcome, and the waiters.
@@ -210,27 +231,27 @@ impl<T: Send + 'static, F: Job<T>> Task<T, F> {
         })
     }
 
-    /// PENDING -> RUNNING, handing out the job (rule 4). `None` if not pending.
-    fn claim(&self) -> Option<F> {
+    /// PENDING -> RUNNING, handing out the job (rule 4).
+    fn claim(&self) -> ToRunning<F> {
         let mut inner = self.inner.lock();
         if self.word() != PENDING {
-            return None;
+            return ToRunning::NotPending;
         }
         let Stage::Pending(job) = std::mem::replace(&mut inner.stage, Stage::Running) else {
             unreachable!("a PENDING task holds its job (rule 4)")
         };
         self.state.store(RUNNING, Ordering::Release); // rule 1
-        Some(job)
+        ToRunning::Claimed(job)
     }
 
-    /// PENDING -> CANCELLED; the job comes back to be dropped outside the lock, or `None`
-    /// if the task was not pending. `already` reports a task that was cancelled before.
-    fn cancel_take(&self, fut: &Future<T>) -> Result<Option<F>, bool> {
+    /// PENDING -> CANCELLED, notifying the waiters; the job comes back to be dropped
+    /// outside the lock.
+    fn cancel_take(&self, fut: &Future<T>) -> ToCancelled<F> {
         let mut inner = self.inner.lock();
         match self.word() & STATE_MASK {
             PENDING => {}
-            CANCELLED => return Err(true),
-            _ => return Err(false),
+            CANCELLED => return ToCancelled::Already,
+            _ => return ToCancelled::TooLate,
         }
         let job = match std::mem::replace(&mut inner.stage, Stage::Cancelled) {
             Stage::Pending(job) => Some(job),
@@ -240,14 +261,17 @@ impl<T: Send + 'static, F: Job<T>> Task<T, F> {
         let waiters = std::mem::replace(&mut inner.waiters, Waiters::NONE);
         drop(inner);
         notify(waiters, fut);
-        Ok(job)
+        ToCancelled::Now(job)
     }
 
     /// Takes the closure back if the task is still pending, cancelling it: the way a
     /// refused submit returns the closure to the caller after a shutdown race.
     pub(crate) fn reclaim(self: &Arc<Self>) -> Option<F> {
         let fut = Future::from_task(self.clone());
-        self.cancel_take(&fut).ok().flatten()
+        match self.cancel_take(&fut) {
+            ToCancelled::Now(job) => job,
+            ToCancelled::Already | ToCancelled::TooLate => None,
+        }
     }
 }
 
@@ -288,12 +312,6 @@ pub(crate) trait Handle<T>: Send + Sync {
     fn task_id(&self) -> Option<std::sync::Arc<str>> {
         None
     }
-}
-
-/// Where a task runs: the worker's counters, and how it marks itself idle.
-pub(crate) struct RunCtx<'a> {
-    pub(crate) counters: &'a WorkerCounters,
-    pub(crate) mark_idle: Option<&'a dyn Fn()>,
 }
 
 impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
@@ -362,17 +380,18 @@ impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
 
     fn cancel(&self, fut: &Future<T>) -> bool {
         match self.cancel_take(fut) {
-            Ok(job) => {
+            ToCancelled::Now(job) => {
                 drop(job); // rule 4, outside the lock: it may run arbitrary drops
                 true
             }
-            Err(already) => already,
+            ToCancelled::Already => true,
+            ToCancelled::TooLate => false,
         }
     }
 
     fn set_running(&self) -> bool {
         // For promises the "job" is a marker; dropping it does nothing.
-        self.claim().is_some()
+        matches!(self.claim(), ToRunning::Claimed(_))
     }
 
     fn finish(
@@ -401,7 +420,7 @@ impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
         if !F::RUNNABLE {
             return false;
         }
-        let Some(job) = self.claim() else {
+        let ToRunning::Claimed(job) = self.claim() else {
             return false;
         };
         if let Some(ctx) = ctx {
@@ -456,22 +475,6 @@ pub(crate) fn block_until<T>(task: &dyn Handle<T>, deadline: Option<Instant>) ->
     }
 }
 
-/// Where a thread sends the done-callbacks of the futures it completes, instead of running
-/// them itself.
-pub(crate) type CallbackSink = Arc<dyn Fn(Box<dyn FnOnce() + Send>) + Send + Sync>;
-
-thread_local! {
-    static DEFER_CALLBACKS: RefCell<Option<CallbackSink>> = const { RefCell::new(None) };
-}
-
-/// From now on, the callbacks of futures that this thread completes run wherever `sink`
-/// sends them (in order, all of one future's together). For threads that must never run
-/// user code that could wait on them: a process pool's managers.
-#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
-pub(crate) fn defer_callbacks(sink: CallbackSink) {
-    DEFER_CALLBACKS.with(|d| *d.borrow_mut() = Some(sink));
-}
-
 /// Tells every waiter, wake-ups first, then callbacks in order (rule 3).
 fn notify<T: Send + 'static>(waiters: Waiters<T>, fut: &Future<T>) {
     let Some(node) = waiters.0 else {
@@ -493,11 +496,7 @@ fn notify<T: Send + 'static>(waiters: Waiters<T>, fut: &Future<T>) {
     if callbacks.is_empty() {
         return;
     }
-    let sink = DEFER_CALLBACKS
-        .try_with(|d| d.borrow().clone())
-        .ok()
-        .flatten();
-    if let Some(sink) = sink {
+    if let Some(sink) = context::callback_sink() {
         let fut = Future {
             task: fut.task.clone(),
         };
@@ -550,61 +549,13 @@ impl<T: Send + 'static, F: Job<T>> Runnable for Task<T, F> {
         // Only from PENDING: a task that a worker claimed is finished by that worker, not
         // overwritten under it (a waiting worker may run a queued task inline while a broken
         // pool drains the queue; the loom model `run_vs_fail_vs_callback` covers it).
-        let Some(job) = self.claim() else {
+        let ToRunning::Claimed(job) = self.claim() else {
             return false;
         };
         drop(job);
         let fut = Future::from_task(self);
         fut.task.finish(Err(err), &fut).is_ok()
     }
-}
-
-/// One worker's task counts, on its own cache line: only that thread writes them.
-#[derive(Debug, Default)]
-pub(crate) struct WorkerCounters {
-    pub(crate) started: CachePadded<AtomicUsize>,
-    pub(crate) completed: CachePadded<AtomicUsize>,
-}
-
-impl WorkerCounters {
-    /// Adds one. Only the worker that owns these counters writes them, so a plain store
-    /// suffices (no locked read-modify-write); readers may see the old value a moment longer.
-    #[inline]
-    pub(crate) fn bump(&self, counter: &AtomicUsize) {
-        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Release);
-    }
-}
-
-thread_local! {
-    /// The pool this thread is a worker of, and its counters; `None` on other threads.
-    static WORKER_OF: RefCell<Option<(u32, Arc<WorkerCounters>)>> = const { RefCell::new(None) };
-}
-
-/// Marks the current thread as a worker of pool `id` until dropped.
-#[derive(Debug)]
-pub(crate) struct WorkerGuard(());
-
-impl WorkerGuard {
-    pub(crate) fn enter(id: u32, counters: Arc<WorkerCounters>) -> WorkerGuard {
-        WORKER_OF.with(|w| *w.borrow_mut() = Some((id, counters)));
-        WorkerGuard(())
-    }
-}
-
-impl Drop for WorkerGuard {
-    fn drop(&mut self) {
-        WORKER_OF.with(|w| w.borrow_mut().take());
-    }
-}
-
-/// Returns `true` on a worker thread of any pool: only there can `help` run anything.
-pub(crate) fn is_worker() -> bool {
-    WORKER_OF.with(|w| w.borrow().is_some())
-}
-
-/// Returns `true` on a worker thread of pool `id`.
-pub(crate) fn is_worker_of(id: u32) -> bool {
-    WORKER_OF.with(|w| matches!(&*w.borrow(), Some((me, _)) if *me == id))
 }
 
 /// If the current thread is a worker of the pool that owns the task, runs it inline while it
@@ -615,11 +566,7 @@ pub(crate) fn help<T>(task: &dyn Handle<T>, fut: &Future<T>) -> bool {
     if owner == 0 || task.word() != PENDING {
         return false;
     }
-    let counters = WORKER_OF.with(|w| match &*w.borrow() {
-        Some((id, counters)) if *id == owner => Some(counters.clone()),
-        _ => None,
-    });
-    let Some(counters) = counters else {
+    let Some(counters) = context::counters_if_worker_of(owner) else {
         return false;
     };
     let ctx = RunCtx {

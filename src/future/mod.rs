@@ -1,8 +1,10 @@
 //! [`Future<T>`]: the handle to a task's eventual result, and its stand-alone [`Promise`].
 
 mod collector;
-pub(crate) mod core;
+mod core;
 mod errors;
+#[cfg(feature = "redis")]
+mod hooked;
 mod promise;
 mod shared;
 
@@ -13,8 +15,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 pub(crate) use self::collector::Collector;
+// The task cell's face to the pools: what they queue and run. The cell itself (`core`) stays
+// private to this module.
+pub(crate) use self::core::{Call, Job, Runnable, Task};
 use self::core::{Handle, Waiter};
 pub use self::errors::{InvalidStateError, ResultTimeoutError, TryResultError};
+#[cfg(feature = "redis")]
+pub(crate) use self::hooked::{CancelHook, Hooked};
 pub use self::promise::Promise;
 pub use self::shared::SharedFuture;
 use crate::error::TaskError;
@@ -517,8 +524,15 @@ impl<T: Send + 'static> Future<T> {
             .remove_waiters(&|w| matches!(w, Waiter::Collector(c, _) if Arc::ptr_eq(c, collector)));
     }
 
-    pub(crate) fn word(&self) -> u32 {
-        self.task.word()
+    /// Done with an error (`wait`'s `FIRST_EXCEPTION`); a cancelled future is not, as in
+    /// Python. Final once true.
+    pub(crate) fn failed(&self) -> bool {
+        self::core::failed(self.task.word())
+    }
+
+    /// A handle that does not keep the task alive (a scope's list of queued tasks).
+    pub(crate) fn downgrade(&self) -> WeakFuture<T> {
+        WeakFuture(Arc::downgrade(&self.task))
     }
 
     /// Runs the task inline if this thread is a worker of its pool and it is still queued.
@@ -528,6 +542,16 @@ impl<T: Send + 'static> Future<T> {
 
     fn addr(&self) -> *const () {
         Arc::as_ptr(&self.task) as *const ()
+    }
+}
+
+/// A [`Future`] that does not keep its task alive.
+pub(crate) struct WeakFuture<T>(std::sync::Weak<dyn Handle<T>>);
+
+impl<T: Send + 'static> WeakFuture<T> {
+    /// The future, while its task is alive.
+    pub(crate) fn upgrade(&self) -> Option<Future<T>> {
+        self.0.upgrade().map(|task| Future { task })
     }
 }
 

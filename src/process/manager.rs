@@ -46,7 +46,7 @@ const QUICK: Duration = Duration::from_micros(500);
 
 /// The body of a manager thread; `worker` is the one `build` started, for the first.
 pub(super) fn run(shared: Arc<Shared>, worker: Option<Connection>) {
-    crate::future::core::defer_callbacks(shared.callback_sink());
+    crate::context::defer_callbacks(shared.callback_sink());
     let mut manager = Manager {
         shared,
         worker,

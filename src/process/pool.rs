@@ -23,8 +23,8 @@ use super::codec;
 use super::connection::{Connection, Control};
 use super::job::Job;
 use super::manager;
+use crate::context::CallbackSink;
 use crate::error::{SubmitError, TaskError};
-use crate::future::core::CallbackSink;
 use crate::thread::ThreadPoolExecutor;
 
 static NEXT_POOL: AtomicU32 = AtomicU32::new(1);

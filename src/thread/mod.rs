@@ -37,9 +37,9 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 pub use self::builder::ThreadPoolBuilder;
 pub use self::scope::{Scope, ScopedTask};
+use crate::context::{RunCtx, WorkerCounters, WorkerGuard};
 use crate::error::{SubmitError, TaskError};
-use crate::future::core::{Call, Job, RunCtx, Runnable, Task, WorkerCounters, WorkerGuard};
-use crate::future::Future;
+use crate::future::{Call, Future, Job, Runnable, Task};
 use crate::map::{run_chunk, Map, MapUnordered, Source};
 
 const RUNNING: u8 = 0;
@@ -491,7 +491,7 @@ impl Shared {
     fn counts(&self) -> (usize, usize) {
         let control = self.control.lock();
         // Completed first: a task moving along is then never counted completed but not started.
-        // ORDERING: Acquire pairs with the workers' Release increments (`future::core`), so
+        // ORDERING: Acquire pairs with the workers' Release increments (`context::WorkerCounters::bump`), so
         // the `started` read after a `completed` is at least as new as it.
         control.workers.iter().fold(control.retired, |(s, c), w| {
             let done = w.completed.load(Ordering::Acquire);
@@ -743,7 +743,7 @@ impl Shared {
             self.cancel_queued();
         }
         if wait {
-            let me = usize::from(crate::future::core::is_worker_of(self.id));
+            let me = usize::from(crate::context::is_worker_of(self.id));
             while control.threads > me {
                 self.exited.wait(&mut control);
             }

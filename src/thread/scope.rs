@@ -23,8 +23,8 @@ use parking_lot::{Condvar, Mutex};
 
 use super::{Shared, ThreadPoolExecutor};
 use crate::error::SubmitError;
-use crate::future::core::Job;
 use crate::future::Future;
+use crate::future::{Job, WeakFuture};
 
 /// A closure of a scope, as [`Scope::submit`] hands it back when the pool refuses it.
 ///
@@ -158,20 +158,17 @@ trait Help: Send {
 }
 
 /// A queued task, held weakly: its value is never kept alive by the scope.
-struct Queued<T>(std::sync::Weak<dyn crate::future::core::Handle<T>>);
+struct Queued<T>(WeakFuture<T>);
 
 impl<T: Send + 'static> Help for Queued<T> {
     fn help(&self) -> bool {
-        match self.0.upgrade() {
-            Some(task) => Future { task }.help(),
-            None => false,
-        }
+        self.0.upgrade().is_some_and(|fut| fut.help())
     }
 
     fn queued(&self) -> bool {
         self.0
             .upgrade()
-            .is_some_and(|task| Future { task }.state() == crate::future::State::Pending)
+            .is_some_and(|fut| fut.state() == crate::future::State::Pending)
     }
 }
 
@@ -244,7 +241,7 @@ impl ThreadPoolExecutor {
         let scope = Scope {
             pool: &self.shared,
             pending: Arc::new(Pending::default()),
-            helps: crate::future::core::is_worker_of(self.shared.id),
+            helps: crate::context::is_worker_of(self.shared.id),
             scope: PhantomData,
             env: PhantomData,
         };
@@ -315,8 +312,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         match self.pool.submit(job) {
             Ok(future) => {
                 if self.helps {
-                    self.pending
-                        .queued(Box::new(Queued(Arc::downgrade(&future.task))));
+                    self.pending.queued(Box::new(Queued(future.downgrade())));
                 }
                 Ok(future)
             }

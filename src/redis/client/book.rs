@@ -5,15 +5,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::Waker;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
 use super::Shared;
 use crate::error::TaskError;
-use crate::future::core::{Handle, Promised, RunCtx, Task, Waiter};
-use crate::future::Future;
+use crate::future::{CancelHook, Future, Hooked};
 use crate::redis::id::TaskId;
 
 /// The tasks this client waits for, by number (one per future), and by task id (several
@@ -187,17 +185,24 @@ impl Slot {
     }
 }
 
-/// A Redis task's future: a promise whose `cancel` first removes the queue entry.
-/// Referenced by the user's futures, the book's `complete` and `cancel` (two), nothing else.
-pub(super) struct Remote<T: Send + 'static> {
-    pub(super) task: Arc<Task<T, Promised>>,
+/// What a Redis task's future asks before it is cancelled: its queue entry, and the client
+/// that can withdraw it.
+pub(super) struct Withdraw {
     pub(super) slot: Arc<Slot>,
     pub(super) shared: Weak<Shared>,
 }
 
-impl<T: Send + 'static> Remote<T> {
-    pub(super) fn future(self: &Arc<Self>) -> Future<T> {
-        Future::from_task(self.clone())
+/// A Redis task's future: a promise whose `cancel` first removes the queue entry.
+/// Referenced by the user's futures, the book's `complete` and `cancel` (two), nothing else.
+pub(super) type Remote<T> = Hooked<T, Withdraw>;
+
+impl<T: Send + 'static> CancelHook<T> for Withdraw {
+    fn cancel(task: &Remote<T>, fut: &Future<T>) -> bool {
+        task.cancel_with(fut)
+    }
+
+    fn task_id(&self) -> Option<Arc<str>> {
+        Some(self.slot.task.shared())
     }
 }
 
@@ -208,54 +213,11 @@ impl<T: Send + 'static> Cancel for Remote<T> {
     }
 
     fn started(&self) {
-        self.task.set_running();
+        self.set_running();
     }
 
     fn held(self: Arc<Self>) -> bool {
         // The book's two references, and this one.
         Arc::strong_count(&self) > 3
-    }
-}
-
-impl<T: Send + 'static> Handle<T> for Remote<T> {
-    fn word(&self) -> u32 {
-        self.task.word()
-    }
-    fn owner(&self) -> u32 {
-        0
-    }
-    fn add_waiter(&self, waiter: Waiter<T>) -> Result<(), Waiter<T>> {
-        self.task.add_waiter(waiter)
-    }
-    fn register_waker(&self, waker: &Waker) -> bool {
-        self.task.register_waker(waker)
-    }
-    fn remove_waiters(&self, remove: &dyn Fn(&Waiter<T>) -> bool) {
-        self.task.remove_waiters(remove);
-    }
-    fn take(&self) -> Result<T, TaskError> {
-        self.task.take()
-    }
-    fn error(&self) -> Option<TaskError> {
-        self.task.error()
-    }
-    fn cancel(&self, fut: &Future<T>) -> bool {
-        self.cancel_with(fut)
-    }
-    fn set_running(&self) -> bool {
-        self.task.set_running()
-    }
-    fn finish(
-        &self,
-        outcome: Result<T, TaskError>,
-        fut: &Future<T>,
-    ) -> Result<(), Result<T, TaskError>> {
-        self.task.finish(outcome, fut)
-    }
-    fn run(&self, _fut: &Future<T>, _ctx: Option<&RunCtx<'_>>) -> bool {
-        false
-    }
-    fn task_id(&self) -> Option<Arc<str>> {
-        Some(self.slot.task.shared())
     }
 }

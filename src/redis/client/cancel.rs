@@ -8,7 +8,6 @@ use std::time::Instant;
 use super::book::{Remote, Slot, SlotState};
 use super::{RedisExecutor, Shared};
 use crate::error::TaskError;
-use crate::future::core::{self, Handle};
 use crate::future::Future;
 use crate::redis::host;
 use crate::redis::id::TaskId;
@@ -19,23 +18,24 @@ impl<T: Send + 'static> Remote<T> {
     /// Withdraws the queue entry, then cancels the future; `fut` is the handle that its
     /// callbacks are given.
     pub(super) fn cancel_with(&self, fut: &Future<T>) -> bool {
-        match core::state_of(self.task.word()) {
+        match self.state() {
             crate::future::State::Cancelled => return true,
             crate::future::State::Running | crate::future::State::Finished => return false,
             crate::future::State::Pending => {}
         }
-        let Some(shared) = self.shared.upgrade() else {
+        let link = self.hook();
+        let Some(shared) = link.shared.upgrade() else {
             return false;
         };
-        match shared.withdraw(&self.slot) {
+        match shared.withdraw(&link.slot) {
             Some(true) => {
                 // This client's other futures of the same task end too (Redis tells only
                 // the other clients).
-                let taken = shared.book.lock().remove_task(&self.slot.task);
+                let taken = shared.book.lock().remove_task(&link.slot.task);
                 shared.notify_if_drained();
-                let cancelled = self.task.cancel(fut);
+                let cancelled = self.cancel_promise(fut);
                 for w in taken {
-                    if w.slot.task == self.slot.task && !Arc::ptr_eq(&w.slot, &self.slot) {
+                    if w.slot.task == link.slot.task && !Arc::ptr_eq(&w.slot, &link.slot) {
                         (w.complete)(Err(TaskError::Cancelled));
                     }
                 }
@@ -43,7 +43,7 @@ impl<T: Send + 'static> Remote<T> {
             }
             Some(false) => {
                 // A worker holds it: from now on it reads as running.
-                self.task.set_running();
+                self.set_running();
                 false
             }
             None => false,

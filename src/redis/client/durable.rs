@@ -10,7 +10,6 @@ use serde::Serialize;
 use super::reader::decode_one;
 use super::RedisExecutor;
 use crate::executor::PlainFn;
-use crate::future::core::Handle;
 use crate::future::Future;
 use crate::redis::host;
 use crate::redis::id::TaskId;
@@ -85,22 +84,23 @@ impl RedisExecutor {
         };
         match parts.first().and_then(wire::text) {
             Some("done") => {
-                remote.slot.end_send(None);
+                remote.hook().slot.end_send(None);
                 let record = parts.get(1).map(wire::record).unwrap_or_default();
                 shared.complete_from_record(seq, &record);
             }
             Some("waiting") if parts.get(1).and_then(wire::text).is_some() => {
                 remote
+                    .hook()
                     .slot
                     .end_send(parts.get(1).and_then(wire::text).map(str::to_owned));
                 if parts.get(2).and_then(wire::int) == Some(1) {
-                    remote.task.set_running(); // a worker holds it
+                    remote.set_running(); // a worker holds it
                 }
             }
             _ => {
                 drop(shared.book.lock().remove(seq));
                 shared.notify_if_drained();
-                remote.slot.end_send(None);
+                remote.hook().slot.end_send(None);
                 return Err(LookupError::Unknown(id.clone()));
             }
         }

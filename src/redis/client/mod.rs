@@ -26,8 +26,7 @@ use super::wire::{Keys, Scripts};
 use super::SetupError;
 use crate::error::{panic_message, SubmitError, TaskError};
 use crate::executor::{Executor, PlainFn};
-use crate::future::core::{self, Handle, Promised, Task};
-use crate::future::Future;
+use crate::future::{Future, Hooked};
 use crate::map::{self, Map, MapUnordered, Source, Submitted};
 use crate::thread::ThreadPoolExecutor;
 
@@ -42,7 +41,7 @@ mod writer;
 pub use self::builder::RedisExecutorBuilder;
 pub use self::options::TaskOptions;
 
-use self::book::{Book, Cancel, Complete, Remote, Slot, SlotState, UnsentCount, Waiting};
+use self::book::{Book, Cancel, Complete, Remote, Slot, SlotState, UnsentCount, Waiting, Withdraw};
 use self::builder::Config;
 use self::reader::{decode_chunk, decode_one};
 use self::writer::{Control, Outgoing};
@@ -253,8 +252,7 @@ impl Shared {
             + Send
             + 'static,
     ) -> (Arc<Remote<T>>, Complete) {
-        let remote = Arc::new(Remote {
-            task: Task::new(Promised, 0),
+        let remote: Arc<Remote<T>> = Hooked::new(Withdraw {
             slot: slot.clone(),
             shared: Arc::downgrade(self),
         });
@@ -263,7 +261,7 @@ impl Shared {
             let outcome = decode(reply);
             let fut = r.future();
             // Cancelled by another future or process: `cancelled()` here too, as in Python.
-            if matches!(outcome, Err(TaskError::Cancelled)) && r.task.cancel(&fut) {
+            if matches!(outcome, Err(TaskError::Cancelled)) && r.cancel_promise(&fut) {
                 return;
             }
             let _ = r.finish(outcome, &fut);
@@ -352,7 +350,7 @@ impl Shared {
         }
     }
 
-    fn callback_sink(self: &Arc<Self>) -> core::CallbackSink {
+    fn callback_sink(self: &Arc<Self>) -> crate::context::CallbackSink {
         let shared = Arc::downgrade(self);
         Arc::new(move |callbacks: Box<dyn FnOnce() + Send>| {
             let refused = match shared.upgrade() {

@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 use super::book::{Cancel, SlotState, Waiting};
 use super::{Shared, BATCH, BLOCK, LOST_AFTER, MAX_MESSAGE, READ_GRACE};
 use crate::error::TaskError;
-use crate::future::core;
 use crate::map::Chunk;
 use crate::redis::conn::Link;
 use crate::redis::id::TaskId;
@@ -210,7 +209,7 @@ impl Shared {
 /// The reader thread: blocks on this client's reply stream and completes futures, until the
 /// executor is shut down and nothing is left to wait for.
 pub(super) fn reader(shared: &Arc<Shared>) {
-    core::defer_callbacks(shared.callback_sink());
+    crate::context::defer_callbacks(shared.callback_sink());
     let mut link = Link::new(
         shared.redis.clone(),
         "RedisExecutor reader",

@@ -14,7 +14,6 @@ use super::book::{Slot, SlotState, Unsent, Waiting};
 use super::options::TaskOptions;
 use super::{Shared, BATCH, WRITER_TIMEOUT};
 use crate::error::{SubmitError, TaskError};
-use crate::future::core;
 use crate::future::Future;
 use crate::redis::conn::{self, Link, Patience};
 use crate::redis::host;
@@ -351,7 +350,7 @@ impl Shared {
 /// pipeline, until told to stop.
 pub(super) fn writer(shared: &Arc<Shared>, rx: &Receiver<Outgoing>) {
     // Futures failed here (an outage past the limit) run their callbacks elsewhere.
-    core::defer_callbacks(shared.callback_sink());
+    crate::context::defer_callbacks(shared.callback_sink());
     let mut link = Link::new(shared.redis.clone(), "RedisExecutor writer", WRITER_TIMEOUT);
     // The writer leaves only once the executor is shut down and no task waits: every task
     // not yet sent is one this client waits for (a submit records it before queueing it),
