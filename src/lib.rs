@@ -121,6 +121,7 @@ mod process;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+mod registry;
 mod sync;
 mod thread;
 mod wait;

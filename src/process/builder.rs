@@ -1,8 +1,8 @@
 //! [`ProcessPoolBuilder`]: the settings of a process pool, checked at `build`.
 
-use std::fmt;
 use std::time::Duration;
 
+use super::config::Config;
 use super::connection::Connection;
 use super::pool::Shared;
 use super::worker;
@@ -26,20 +26,6 @@ pub(crate) const DEFAULT_FRAME_LIMIT: usize = 64 << 20;
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "process"))))]
 pub const MIN_FRAME_BYTES: usize = 1024;
 
-#[derive(Clone)]
-pub(super) struct Config {
-    pub(super) max_workers: usize,
-    pub(super) max_tasks_per_child: Option<usize>,
-    pub(super) max_memory_per_child: Option<u64>,
-    pub(super) task_timeout: Option<Duration>,
-    pub(super) idle_timeout: Option<Duration>,
-    pub(super) frame_limit: usize,
-    pub(super) start_timeout: Duration,
-    pub(super) max_start_failures: u32,
-    pub(super) initializer: Option<fn()>,
-    pub(super) kill_grace: Duration,
-}
-
 /// Settings for a [`ProcessPoolExecutor`].
 ///
 /// # Examples
@@ -62,20 +48,6 @@ pub(super) struct Config {
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "process"))))]
 pub struct ProcessPoolBuilder {
     config: Config,
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("max_workers", &self.max_workers)
-            .field("max_tasks_per_child", &self.max_tasks_per_child)
-            .field("max_memory_per_child", &self.max_memory_per_child)
-            .field("task_timeout", &self.task_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("frame_limit", &self.frame_limit)
-            .field("initializer", &self.initializer.is_some())
-            .finish_non_exhaustive()
-    }
 }
 
 impl Default for ProcessPoolBuilder {
@@ -284,7 +256,8 @@ impl ProcessPoolBuilder {
             return Err(BuildError::NotInitialized);
         }
         let shared = Shared::new(self.config);
-        let first = Connection::start(&shared).map_err(BuildError::WorkerStart)?;
+        let first =
+            Connection::start(&shared.config, shared.workers()).map_err(BuildError::WorkerStart)?;
         shared
             .start_manager(first)
             .map_err(|e| BuildError::WorkerStart(format!("cannot start a manager thread: {e}")))?;

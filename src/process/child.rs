@@ -24,6 +24,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -395,5 +396,50 @@ pub(super) fn describe(status: ExitStatus) -> String {
             Some(code) => format!("exited with code {code}"),
             None => "exited".into(),
         }
+    }
+}
+
+/// Every worker process of one pool that exists, starting or running: what `terminate`
+/// kills. A worker started after `terminate` is killed as it registers.
+#[derive(Debug, Default)]
+pub(super) struct Workers {
+    state: Mutex<WorkersState>,
+}
+
+#[derive(Debug, Default)]
+struct WorkersState {
+    terminating: bool,
+    all: Vec<Arc<Process>>,
+}
+
+impl Workers {
+    /// Adds a worker to the list `terminate` kills; false (and killed) if it is too late.
+    pub(super) fn register(&self, process: Arc<Process>) -> bool {
+        let mut state = self.state.lock();
+        if state.terminating {
+            process.kill();
+            return false;
+        }
+        state.all.push(process);
+        true
+    }
+
+    pub(super) fn unregister(&self, process: &Arc<Process>) {
+        self.state.lock().all.retain(|p| !Arc::ptr_eq(p, process));
+    }
+
+    pub(super) fn pids(&self) -> Vec<u32> {
+        self.state.lock().all.iter().map(|p| p.pid()).collect()
+    }
+
+    pub(super) fn terminating(&self) -> bool {
+        self.state.lock().terminating
+    }
+
+    /// From now on a worker that registers is killed at once; the ones that exist now.
+    pub(super) fn terminate(&self) -> Vec<Arc<Process>> {
+        let mut state = self.state.lock();
+        state.terminating = true;
+        state.all.clone()
     }
 }

@@ -37,9 +37,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
+use super::child::Workers;
 use super::child::{self, Process};
+use super::config::Config;
 use super::frame::{self, FrameError, Parsed};
-use super::pool::Shared;
 use super::shipping;
 use super::worker;
 use crate::error::TaskError;
@@ -234,7 +235,9 @@ pub(super) struct Connection {
     /// The descriptor number at which the worker finds the parent's stdout (-1: none).
     relay: i32,
     process: Arc<Process>,
-    shared: Arc<Shared>,
+    /// The pool's list of worker processes, which `terminate` kills.
+    workers: Arc<Workers>,
+    kill_grace: Duration,
     limit: usize,
     /// Tasks run, for `max_tasks_per_child`.
     pub(super) tasks: usize,
@@ -255,8 +258,7 @@ const IDLE_LOOK: Duration = Duration::from_millis(1);
 
 impl Connection {
     /// Starts a worker and completes the handshake by the pool's start timeout.
-    pub(super) fn start(shared: &Arc<Shared>) -> Result<Connection, String> {
-        let config = &shared.config;
+    pub(super) fn start(config: &Config, workers: &Arc<Workers>) -> Result<Connection, String> {
         let pair = |what: &str| -> Result<(UnixStream, UnixStream), String> {
             let (a, b) = UnixStream::pair().map_err(|e| format!("cannot make {what}: {e}"))?;
             // Never at 0, 1 or 2, where a program with closed standard streams would have
@@ -314,7 +316,8 @@ impl Connection {
             }),
             relay: relay_fd,
             process: process.clone(),
-            shared: shared.clone(),
+            workers: workers.clone(),
+            kill_grace: config.kill_grace,
             limit: config.frame_limit,
             tasks: 0,
             ended: false,
@@ -322,15 +325,19 @@ impl Connection {
             answered: Instant::now(),
             grace: None,
         };
-        if !shared.register(process) {
+        if !workers.register(process) {
             return Err("the pool was terminated".into());
         }
         let deadline = Instant::now().checked_add(config.start_timeout);
-        conn.handshake(deadline)?;
+        conn.handshake(config.initializer, deadline)?;
         Ok(conn)
     }
 
-    fn handshake(&mut self, deadline: Option<Instant>) -> Result<(), String> {
+    fn handshake(
+        &mut self,
+        initializer: Option<fn()>,
+        deadline: Option<Instant>,
+    ) -> Result<(), String> {
         match self.wait_frame(frame::HANDSHAKE_LIMIT, deadline) {
             Ok((frame::HELLO, hello)) if hello.len() == 20 => {
                 let version = u32::from_le_bytes(hello[..4].try_into().expect("4 bytes"));
@@ -361,11 +368,7 @@ impl Connection {
             Err(Waited::TimedOut) => return Err("the worker did not say hello in time".into()),
             _ => return Err("the worker's handshake failed".into()),
         }
-        let initializer = self
-            .shared
-            .config
-            .initializer
-            .map_or(0, |init| shipping::offset(init as usize));
+        let initializer = initializer.map_or(0, |init| shipping::offset(init as usize));
         let mut setup = [0u8; 20];
         setup[..8].copy_from_slice(&(self.limit as u64).to_le_bytes());
         setup[8..16].copy_from_slice(&initializer.to_le_bytes());
@@ -497,7 +500,7 @@ impl Connection {
                     // task's future has its error.
                     self.process.signal_group(libc::SIGTERM);
                     self.process.signal_group(libc::SIGCONT);
-                    self.grace = Some(self.shared.config.kill_grace);
+                    self.grace = Some(self.kill_grace);
                     return Err(Lost::TimedOut);
                 }
                 Err(Waited::Closed) => {
@@ -705,7 +708,7 @@ impl Drop for Connection {
             self.process.kill();
         }
         self.process.reap_within(self.grace);
-        self.shared.unregister(&self.process);
+        self.workers.unregister(&self.process);
     }
 }
 

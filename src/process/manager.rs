@@ -6,15 +6,38 @@
 //! kills and reaps the worker, and the manager goes on with a new one. The futures it
 //! completes run their callbacks elsewhere ([`Shared::callback_sink`]), so a callback that
 //! waits on the pool cannot block the thread that would complete what it waits for.
+//!
+//! The pool's [`Registry`] decides when a manager starts, idles, retires and stops; this
+//! module says how one starts ([`Pool`] for [`Shared`]) and what it runs ([`run`]).
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::codec;
 use super::connection::{Connection, Lost, Reply};
 use super::job::Job;
 use super::pool::Shared;
 use crate::error::TaskError;
+use crate::registry::{Next, Pool, Registry};
+
+impl Pool for Shared {
+    type Message = Job;
+
+    fn registry(&self) -> &Registry<Job> {
+        &self.registry
+    }
+
+    fn spawn_thread(self: &Arc<Self>, n: usize) -> std::io::Result<JoinHandle<()>> {
+        let shared = self.clone();
+        std::thread::Builder::new()
+            .name(format!("ProcessPoolExecutor-{}_{n}", self.id))
+            // Results are decoded here: room for the deepest value the codec accepts.
+            .stack_size(codec::DECODE_STACK)
+            .spawn(move || run(shared))
+    }
+}
 
 /// What became of a job, before it is delivered to its future.
 enum Answer {
@@ -44,25 +67,25 @@ const AHEAD_BYTES: usize = 32 * 1024;
 /// round trip costs nothing, and spreading them over the workers matters more.
 const QUICK: Duration = Duration::from_micros(500);
 
-/// The body of a manager thread; `worker` is the one `build` started, for the first.
-pub(super) fn run(shared: Arc<Shared>, worker: Option<Connection>) {
+/// The body of a manager thread; the first takes the worker `build` started.
+fn run(shared: Arc<Shared>) {
     crate::context::defer_callbacks(shared.callback_sink());
+    let worker = shared.take_first();
     let mut manager = Manager {
         shared,
         worker,
         last_call: Duration::MAX,
         dying: Vec::new(),
     };
-    let idle = manager.shared.config.idle_timeout;
-    // A job taken off the queue while gathering a batch, to handle next.
-    let mut next: Option<Option<Job>> = None;
+    // A message taken off the queue while gathering a batch, to handle next.
+    let mut next: Option<Next<Job>> = None;
     loop {
         let message = match next.take() {
-            Some(message) => Ok(message),
-            None => manager.shared.next_job(idle),
+            Some(message) => message,
+            None => manager.shared.registry.next(|| {}),
         };
         match message {
-            Ok(Some(job)) => {
+            Next::Message(job) => {
                 let batch = manager.gather(job, &mut next);
                 if batch.len() == 1 {
                     let job = batch.into_iter().next().expect("one job");
@@ -71,11 +94,11 @@ pub(super) fn run(shared: Arc<Shared>, worker: Option<Connection>) {
                     manager.handle_batch(batch);
                 }
             }
-            Ok(None) => {
-                manager.shared.manager_stopped();
+            Next::Stop => {
+                manager.shared.registry.exit(|| {});
                 break;
             }
-            Err(()) => break, // retired after `idle_timeout`
+            Next::Retire => break, // after `idle_timeout`, already uncounted
         }
         // Nothing of this worker's runs between jobs: `kill_task` requests that came too
         // late to find their task get their answer.
@@ -92,7 +115,7 @@ impl Manager {
     /// `job`, and when the queue is deep and tasks are quick, more single tasks to send to
     /// the warm worker at once, up to a fair share of the queue. What ends the gathering (a
     /// chunk, or the stop message) is left in `next`.
-    fn gather(&mut self, job: Job, next: &mut Option<Option<Job>>) -> Vec<Job> {
+    fn gather(&mut self, job: Job, next: &mut Option<Next<Job>>) -> Vec<Job> {
         let mut batch = vec![job];
         let Some(worker) = &self.worker else {
             return batch;
@@ -104,12 +127,12 @@ impl Manager {
         let allowance = config
             .max_tasks_per_child
             .map_or(usize::MAX, |max| max.saturating_sub(worker.tasks));
-        let share = self.shared.queued() / config.max_workers.max(1);
+        let share = self.shared.registry.queued() / config.max_workers.max(1);
         let want = share.min(AHEAD - 1).min(allowance.saturating_sub(1));
         let mut bytes = batch[0].args.len();
         while batch.len() <= want && bytes < AHEAD_BYTES {
-            match self.shared.try_next_job() {
-                Some(Some(job)) if job.items.is_none() => {
+            match self.shared.registry.try_next() {
+                Some(Next::Message(job)) if job.items.is_none() => {
                     bytes += job.args.len();
                     batch.push(job);
                 }
@@ -134,11 +157,11 @@ impl Manager {
         let mut ready = Vec::with_capacity(jobs.len());
         for job in jobs {
             if job.sink.cancelled() || !job.sink.start() {
-                self.shared.mark_idle();
+                self.shared.registry.mark_idle();
                 continue;
             }
             if job.timeout == Some(Duration::ZERO) {
-                self.shared.mark_idle();
+                self.shared.registry.mark_idle();
                 job.sink.fail(TaskError::TimedOut);
                 continue;
             }
@@ -179,7 +202,7 @@ impl Manager {
             self.last_call = now - since;
             since = now;
             self.shared.finished(ids[i]);
-            self.shared.mark_idle();
+            self.shared.registry.mark_idle();
             match reply {
                 Ok(reply) => deliver(job, reply),
                 Err(lost) => {
@@ -196,7 +219,7 @@ impl Manager {
         for (_, job) in jobs {
             self.shared.finished(job.sink.id());
             if doubtful {
-                self.shared.mark_idle();
+                self.shared.registry.mark_idle();
                 job.sink.fail(TaskError::Transport(
                     "the worker's connection was corrupted while this task was queued on it; \
                      it may have run, so it is not run again"
@@ -240,11 +263,11 @@ impl Manager {
             sink,
         } = job;
         if !started && sink.cancelled() {
-            self.shared.mark_idle();
+            self.shared.registry.mark_idle();
             return;
         }
         if let Some(reason) = self.shared.broken() {
-            self.shared.mark_idle();
+            self.shared.registry.mark_idle();
             sink.fail(TaskError::BrokenExecutor(reason));
             return;
         }
@@ -254,12 +277,12 @@ impl Manager {
             match self.shared.start_worker(true) {
                 Ok(worker) => self.worker = Some(worker),
                 Err(TaskError::Cancelled) => {
-                    self.shared.mark_idle();
+                    self.shared.registry.mark_idle();
                     sink.cancel();
                     return;
                 }
                 Err(err) => {
-                    self.shared.mark_idle();
+                    self.shared.registry.mark_idle();
                     sink.fail(err);
                     return;
                 }
@@ -271,7 +294,7 @@ impl Manager {
         }
         if !started && !sink.start() {
             self.shared.finished(id);
-            self.shared.mark_idle();
+            self.shared.registry.mark_idle();
             return; // cancelled meanwhile
         }
         let begun = Instant::now();
@@ -299,7 +322,7 @@ impl Manager {
         self.last_call = begun.elapsed();
         self.shared.finished(id);
         // Idle before the result is published, so the caller's next submit finds us.
-        self.shared.mark_idle();
+        self.shared.registry.mark_idle();
         match answer {
             Answer::Done(bytes) => sink.done(&bytes),
             Answer::Items(outcomes) => sink.items(outcomes),

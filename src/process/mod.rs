@@ -42,6 +42,7 @@
 mod builder;
 mod child;
 mod codec;
+mod config;
 mod connection;
 mod frame;
 mod job;
@@ -239,9 +240,9 @@ impl ProcessPoolExecutor {
             timeout,
             sink: Box::new(job::One(promise)),
         };
-        match self.shared.push(job) {
+        match self.shared.push(job, &|| future.cancel()) {
             Ok(()) => Ok(future),
-            Err(refusal) => Err(refusal.into_error((f, arg))),
+            Err(refusal) => Err(pool::refused(refusal, (f, arg))),
         }
     }
 
@@ -361,10 +362,10 @@ impl ProcessPoolExecutor {
                 timeout: shared.config.task_timeout,
                 sink: Box::new(job::Many(promise)),
             };
-            shared
-                .push(job)
-                .map(|()| future)
-                .map_err(|refusal| Arc::from(refusal.into_error(()).to_string()))
+            match shared.push(job, &|| future.cancel()) {
+                Ok(()) => Ok(future),
+                Err(refusal) => Err(Arc::from(pool::refused(refusal, ()).to_string())),
+            }
         };
         crate::map::source_limited(items.into_iter(), chunk, limit)
     }

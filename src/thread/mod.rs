@@ -2,38 +2,24 @@
 //!
 //! # How tasks reach threads
 //!
-//! One unbounded crossbeam channel carries `Some(task)` messages, and one `None` (stop)
-//! message per worker at shutdown. A task is a single allocation holding its closure and its
-//! result slot ([`Task`]); the channel slot holds a pointer to it.
-//!
-//! Threads start lazily. One signed counter, `surplus`, is idle workers minus queued tasks:
-//! a submit subtracts one, a worker adds one when it becomes idle (at start, and after each
-//! task just before it publishes the result, so the caller's next submit finds it idle), and
-//! receiving a task changes nothing (one fewer idle worker, one fewer queued task). So:
-//!
-//! 1. A submit that takes `surplus` below zero has no idle worker to count on and starts a
-//!    thread, unless `max_workers` are running. Idle workers are reused first.
-//! 2. A worker whose keep-alive runs out retires by subtracting one; if that takes
-//!    `surplus` below zero, a task needs it after all and it stays. Both sides use one
-//!    read-modify-write on the same atomic, and the retiring worker stops being counted
-//!    in the same critical section (under `control`, where a submit checks the count
-//!    before starting a thread), so no task is ever left without a worker.
-//! 3. After pushing, a submit re-reads the pool's status; if shutdown (or breakage) raced
-//!    with it, it takes its task back by cancelling it, and returns the closure in the error.
-//!    A task that a worker claimed first simply runs. Either way nothing is lost.
+//! The pool is a façade over a [`Registry`](crate::registry::Registry) of tasks: one
+//! channel, threads started lazily as tasks arrive, idle ones reused first and retired after
+//! the idle timeout, shutdown and breakage (its module docs give the rules). A task is a
+//! single allocation holding its closure and its result slot ([`Task`]); the channel slot
+//! holds a pointer to it. What is the thread pool's own: the worker body (the initializer,
+//! running tasks, the per-worker counters), and taking a task back when a shutdown raced
+//! with its submit, so that the closure returns to the caller.
 
 mod builder;
 mod scope;
 mod slice;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use crossbeam_utils::CachePadded;
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::Mutex;
 
 pub use self::builder::ThreadPoolBuilder;
 pub use self::scope::{Scope, ScopedTask};
@@ -41,13 +27,7 @@ use crate::context::{RunCtx, WorkerCounters, WorkerGuard};
 use crate::error::{SubmitError, TaskError};
 use crate::future::{Call, Future, Job, Runnable, Task};
 use crate::map::{run_chunk, Map, MapUnordered, Source};
-
-const RUNNING: u8 = 0;
-const SHUTDOWN: u8 = 1;
-const BROKEN: u8 = 2;
-
-/// `None` asks one worker to exit.
-type Message = Option<Arc<dyn Runnable>>;
+use crate::registry::{Next, Pool, Pushed, Refusal, Registry};
 
 /// Ids for the pools of this process, so a worker can tell its own pool's tasks (0: none).
 static NEXT_POOL_ID: AtomicU32 = AtomicU32::new(1);
@@ -83,35 +63,16 @@ pub struct ThreadPoolExecutor {
 
 pub(crate) struct Shared {
     id: u32,
-    tx: Sender<Message>,
-    rx: Receiver<Message>,
-    /// Idle workers minus queued tasks (see the module docs).
-    surplus: CachePadded<AtomicIsize>,
-    /// Set once `max_workers` threads run and none can retire (no keep-alive): no submit
-    /// needs to start a thread any more, so `surplus` is no longer kept.
-    saturated: AtomicBool,
-    /// Stop messages sent and not yet received, so `queued()` does not count them.
-    stops: AtomicUsize,
-    status: AtomicU8,
-    control: Mutex<Control>,
-    /// Signalled when a worker exits.
-    exited: Condvar,
+    registry: Registry<Arc<dyn Runnable>>,
+    /// Each live worker's counters, and the totals of the workers that left.
+    counters: Mutex<Counters>,
     config: builder::Config,
 }
 
-struct Control {
-    /// Each live worker's counters; a retiring worker folds its own into `retired`.
+struct Counters {
+    /// Each live worker's counters; a leaving worker folds its own into `retired`.
     workers: Vec<Arc<WorkerCounters>>,
     retired: (usize, usize),
-    threads: usize,
-    spawned: usize,
-    shutdown: bool,
-    broken: Option<Arc<str>>,
-    /// Every worker thread not yet joined; retired ones are joined at the next spawn or at
-    /// shutdown, so that `shutdown()` returns only after their thread-locals are destroyed.
-    handles: Vec<JoinHandle<()>>,
-    /// Handles taken out by a `shutdown(wait)` and being joined right now.
-    joining: usize,
 }
 
 impl ThreadPoolExecutor {
@@ -152,28 +113,15 @@ impl ThreadPoolExecutor {
     }
 
     pub(crate) fn from_config(config: builder::Config) -> ThreadPoolExecutor {
-        let (tx, rx) = crossbeam_channel::unbounded();
         ThreadPoolExecutor {
             shared: Arc::new(Shared {
                 // ORDERING: a unique number, nothing published with it: Relaxed.
                 id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
-                tx,
-                rx,
-                surplus: CachePadded::new(AtomicIsize::new(0)),
-                saturated: AtomicBool::new(false),
-                stops: AtomicUsize::new(0),
-                status: AtomicU8::new(RUNNING),
-                control: Mutex::new(Control {
+                registry: Registry::new(config.max_workers, config.keep_alive, false),
+                counters: Mutex::new(Counters {
                     workers: Vec::new(),
                     retired: (0, 0),
-                    threads: 0,
-                    spawned: 0,
-                    shutdown: false,
-                    broken: None,
-                    handles: Vec::new(),
-                    joining: 0,
                 }),
-                exited: Condvar::new(),
                 config,
             }),
         }
@@ -407,8 +355,7 @@ impl ThreadPoolExecutor {
     pub fn queued(&self) -> usize {
         // ORDERING: a statistic, a snapshot whatever the ordering; Acquire pairs with the
         // AcqRel updates for a figure no older than the last stop seen.
-        let stops = self.shared.stops.load(Ordering::Acquire);
-        self.shared.rx.len().saturating_sub(stops)
+        self.shared.registry.queued()
     }
 
     /// Tasks running now.
@@ -461,7 +408,7 @@ impl ThreadPoolExecutor {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn threads(&self) -> usize {
-        self.shared.control.lock().threads
+        self.shared.registry.threads()
     }
 
     /// Returns `true` once an initializer has failed: every queued task failed with
@@ -480,54 +427,66 @@ impl ThreadPoolExecutor {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_broken(&self) -> bool {
-        // ORDERING: pairs with the SeqCst store in `break_pool` (a Release at least): who sees
-        // BROKEN sees the reason set before it under `control`.
-        self.shared.status.load(Ordering::Acquire) == BROKEN
+        self.shared.registry.is_broken()
+    }
+}
+
+impl Pool for Shared {
+    type Message = Arc<dyn Runnable>;
+
+    fn registry(&self) -> &Registry<Arc<dyn Runnable>> {
+        &self.registry
+    }
+
+    fn spawn_thread(self: &Arc<Self>, n: usize) -> std::io::Result<JoinHandle<()>> {
+        let name = format!("{}_{n}", self.config.thread_name_prefix(self.id));
+        let mut builder = std::thread::Builder::new().name(name);
+        if let Some(size) = self.config.stack_size {
+            builder = builder.stack_size(size);
+        }
+        let shared = self.clone();
+        let counters = Arc::new(WorkerCounters::default());
+        // Counted before it can run anything, so that no task it runs is ever missing from
+        // the totals.
+        self.counters.lock().workers.push(counters.clone());
+        let mine = counters.clone();
+        builder.spawn(move || shared.work(mine)).inspect_err(|_| {
+            self.counters
+                .lock()
+                .workers
+                .retain(|w| !Arc::ptr_eq(w, &counters));
+        })
     }
 }
 
 impl Shared {
     /// Tasks started and completed, summed over the workers, live and retired.
     fn counts(&self) -> (usize, usize) {
-        let control = self.control.lock();
+        let counters = self.counters.lock();
         // Completed first: a task moving along is then never counted completed but not started.
-        // ORDERING: Acquire pairs with the workers' Release increments (`context::WorkerCounters::bump`), so
-        // the `started` read after a `completed` is at least as new as it.
-        control.workers.iter().fold(control.retired, |(s, c), w| {
+        // ORDERING: Acquire pairs with the workers' Release increments
+        // (`context::WorkerCounters::bump`), so the `started` read after a `completed` is at
+        // least as new as it.
+        counters.workers.iter().fold(counters.retired, |(s, c), w| {
             let done = w.completed.load(Ordering::Acquire);
             (s + w.started.load(Ordering::Acquire), c + done)
         })
     }
 
-    /// A worker is idle (rule 1's other half), unless `surplus` is no longer kept.
-    fn mark_idle(&self) {
-        // ORDERING: `saturated` only ever goes from false to true, once, under `control`; a
-        // stale false costs an update of a count that is no longer read, so Relaxed. Rules 1
-        // and 2 rest on every change of `surplus` being a read-modify-write of this one
-        // atomic (one modification order), and on this mark happening before the task's
-        // result is published (Release there, Acquire in the caller who then submits again),
-        // so the caller's decrement comes after it. Relaxed would do for that; AcqRel costs
-        // the same locked instruction on x86 and spares the reader that argument.
-        if !self.saturated.load(Ordering::Relaxed) {
-            self.surplus.fetch_add(1, Ordering::AcqRel);
-        }
+    /// A leaving worker's counts join the totals, in one step with its leaving the list.
+    fn fold(&self, mine: &Arc<WorkerCounters>) {
+        let mut counters = self.counters.lock();
+        // ORDERING: runs on the worker thread that made the increments: program order is
+        // enough, and Acquire is more than it needs.
+        counters.retired.0 += mine.started.load(Ordering::Acquire);
+        counters.retired.1 += mine.completed.load(Ordering::Acquire);
+        counters.workers.retain(|w| !Arc::ptr_eq(w, mine));
     }
 
-    fn send_stop(&self) {
-        // ORDERING: `stops` only feeds `queued()`; counted before the message is sent, so
-        // the statistic never counts a stop message as a queued task.
-        self.stops.fetch_add(1, Ordering::AcqRel);
-        let _ = self.tx.send(None);
-    }
-
-    fn refusal<F>(&self, task: F) -> SubmitError<F> {
-        let control = self.control.lock();
-        match &control.broken {
-            Some(reason) => SubmitError::Broken {
-                task,
-                reason: reason.clone(),
-            },
-            None => SubmitError::Shutdown(task),
+    fn refusal<F>(&self, refusal: Refusal, task: F) -> SubmitError<F> {
+        match refusal {
+            Refusal::Shutdown => SubmitError::Shutdown(task),
+            Refusal::Broken(reason) => SubmitError::Broken { task, reason },
         }
     }
 
@@ -536,29 +495,19 @@ impl Shared {
         J: Job<T>,
         T: Send + 'static,
     {
-        // ORDERING: a fast refusal only; the check that decides is the SeqCst re-read below.
-        if self.status.load(Ordering::Acquire) != RUNNING {
-            return Err(self.refusal(func));
-        }
         let task = Task::new(func, self.id);
-        // The channel is never disconnected: `Shared` owns both ends.
-        let _ = self.tx.send(Some(task.clone()));
-        // Rule 3: re-read the status after the push; a concurrent shutdown's stop messages
-        // may be ahead of our task.
-        // ORDERING: SeqCst, with the SeqCst stores of `shutdown` and `break_pool`: if this
-        // read does not see their store, it comes first in the single total order, so our
-        // push (before this read) precedes their stop messages (sent after the store) in the
-        // channel, and a worker takes our task before it stops.
-        if self.status.load(Ordering::SeqCst) != RUNNING {
-            if let Some(func) = task.reclaim() {
-                return Err(self.refusal(func));
+        match Registry::push(self, task.clone()) {
+            Pushed::Queued => {}
+            // Refused, or a shutdown raced with the push (the registry's rule 3): the closure
+            // goes back to the caller unless a worker took the task first, in which case it
+            // runs.
+            Pushed::Refused(refusal, _) | Pushed::Raced(refusal) => {
+                if let Some(func) = task.reclaim() {
+                    return Err(self.refusal(refusal, func));
+                }
             }
-        } else if !self.saturated.load(Ordering::Relaxed) // ORDERING: as in `mark_idle`
-            && self.surplus.fetch_sub(1, Ordering::AcqRel) < 1
-        {
-            // Rule 1: no idle worker to count on.
-            if let Err(error) = self.spawn_worker() {
-                if self.control.lock().threads == 0 {
+            Pushed::NoWorker { error, alone } => {
+                if alone {
                     if let Some(func) = task.reclaim() {
                         return Err(SubmitError::Spawn {
                             task: func,
@@ -572,53 +521,6 @@ impl Shared {
         Ok(Future::from_task(task))
     }
 
-    /// Starts a worker unless `max_workers` are running or the pool is broken.
-    ///
-    /// A submit whose task was queued before a racing shutdown still needs a worker (rule 3
-    /// lets its task run), so this starts one after shutdown too, and queues a stop message
-    /// for it behind that task.
-    fn spawn_worker(self: &Arc<Self>) -> std::io::Result<()> {
-        let mut control = self.control.lock();
-        if control.broken.is_some() || control.threads >= self.config.max_workers {
-            return Ok(());
-        }
-        let name = format!(
-            "{}_{}",
-            self.config.thread_name_prefix(self.id),
-            control.spawned
-        );
-        let mut builder = std::thread::Builder::new().name(name);
-        if let Some(size) = self.config.stack_size {
-            builder = builder.stack_size(size);
-        }
-        let shared = self.clone();
-        let counters = Arc::new(WorkerCounters::default());
-        let mine = counters.clone();
-        let handle = builder.spawn(move || shared.work(mine))?;
-        // Retired threads have returned; join them so that they do not pile up.
-        let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut control.handles)
-            .into_iter()
-            .partition(JoinHandle::is_finished);
-        control.handles = live;
-        control.handles.push(handle);
-        control.workers.push(counters);
-        control.threads += 1;
-        control.spawned += 1;
-        if control.threads == self.config.max_workers && self.config.keep_alive.is_none() {
-            // ORDERING: set once, under `control`; every reader tolerates a stale false (see
-            // `mark_idle`), so Relaxed.
-            self.saturated.store(true, Ordering::Relaxed);
-        }
-        if control.shutdown {
-            self.send_stop();
-        }
-        drop(control);
-        for handle in done {
-            let _ = handle.join();
-        }
-        Ok(())
-    }
-
     /// The worker thread's body.
     fn work(self: Arc<Self>, counters: Arc<WorkerCounters>) {
         let _worker = WorkerGuard::enter(self.id, counters.clone());
@@ -626,166 +528,47 @@ impl Shared {
             if let Err(reason) = init() {
                 log::error!(target: "concurrent_futures", "thread pool initializer failed: {reason}");
                 self.break_pool(reason);
-                self.exit(&counters);
+                self.registry.exit(|| self.fold(&counters));
                 return;
             }
         }
-        let mark_idle = || self.mark_idle();
+        let mark_idle = || self.registry.mark_idle();
         let ctx = RunCtx {
             counters: &counters,
             mark_idle: Some(&mark_idle),
         };
-        self.mark_idle();
         loop {
-            let message = match self.config.keep_alive {
-                None => self.rx.recv().expect("the pool owns both channel ends"),
-                Some(keep_alive) => match self.rx.recv_timeout(keep_alive) {
-                    Ok(message) => message,
-                    Err(RecvTimeoutError::Timeout) => {
-                        // Rule 2: retire unless that leaves a queued task without a worker.
-                        // Decided under the lock that `spawn_worker` counts threads under,
-                        // so a submit that finds no idle worker never finds this one still
-                        // counted either.
-                        let control = self.control.lock();
-                        // ORDERING: rule 2 needs only that this decrement and a submit's
-                        // are read-modify-writes of the one atomic, so that exactly one of
-                        // them sees the other; the lock orders it against `spawn_worker`.
-                        if self.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
-                            self.surplus.fetch_add(1, Ordering::AcqRel);
-                            continue;
-                        }
-                        self.exit_locked(&counters, control);
-                        return;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => unreachable!("the pool owns both ends"),
-                },
-            };
-            match message {
+            match self.registry.next(|| self.fold(&counters)) {
                 // A task that ran here already marked the worker idle, before it published
                 // the result.
-                Some(task) => {
+                Next::Message(task) => {
                     if !task.run(&ctx) {
-                        self.mark_idle();
+                        self.registry.mark_idle();
                     }
                 }
-                None => {
-                    // ORDERING: as in `send_stop` and `mark_idle`: a stopping worker is no
-                    // longer idle, and the statistic no longer counts its message.
-                    self.stops.fetch_sub(1, Ordering::AcqRel);
-                    if !self.saturated.load(Ordering::Relaxed) {
-                        self.surplus.fetch_sub(1, Ordering::AcqRel);
-                    }
-                    break;
-                }
+                Next::Stop => break,
+                Next::Retire => return,
             }
         }
-        self.exit(&counters);
-    }
-
-    fn exit(&self, counters: &Arc<WorkerCounters>) {
-        self.exit_locked(counters, self.control.lock());
-    }
-
-    fn exit_locked(&self, counters: &Arc<WorkerCounters>, mut control: MutexGuard<'_, Control>) {
-        // ORDERING: runs on the worker thread that made the increments: program order is
-        // enough, and Acquire is more than it needs.
-        control.retired.0 += counters.started.load(Ordering::Acquire);
-        control.retired.1 += counters.completed.load(Ordering::Acquire);
-        control.workers.retain(|w| !Arc::ptr_eq(w, counters));
-        control.threads -= 1;
-        drop(control);
-        self.exited.notify_all();
+        self.registry.exit(|| self.fold(&counters));
     }
 
     /// An initializer failed: refuse new tasks and fail every queued one (Python's
     /// `BrokenThreadPool`).
     fn break_pool(&self, reason: String) {
         let reason: Arc<str> = Arc::from(reason);
-        {
-            let mut control = self.control.lock();
-            if control.broken.is_none() {
-                control.broken = Some(reason.clone());
-            }
-            // ORDERING: SeqCst, the store side of rule 3 (see `submit`).
-            self.status.store(BROKEN, Ordering::SeqCst);
-        }
-        let mut stops = 0;
-        while let Ok(message) = self.rx.try_recv() {
-            match message {
-                Some(task) => {
-                    task.fail(TaskError::BrokenExecutor(reason.clone()));
-                }
-                None => stops += 1,
-            }
-        }
-        // Put back the stop messages drained with the tasks.
-        for _ in 0..stops {
-            let _ = self.tx.send(None);
+        for task in self.registry.break_with(&reason) {
+            task.fail(TaskError::BrokenExecutor(reason.clone()));
         }
     }
 
     fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        let mut control = self.control.lock();
-        if !control.shutdown {
-            control.shutdown = true;
-            if control.broken.is_none() {
-                // ORDERING: SeqCst, the store side of rule 3 (see `submit`); the stop
-                // messages are sent after it.
-                self.status.store(SHUTDOWN, Ordering::SeqCst);
-            }
-            if cancel_futures {
-                self.cancel_queued();
-            }
-            for _ in 0..control.threads {
-                self.send_stop();
-            }
-        } else if cancel_futures {
-            self.cancel_queued();
+        // Python's `cancel_futures=True`: what is still queued is cancelled.
+        for task in self.registry.shutdown(cancel_futures) {
+            task.cancel();
         }
         if wait {
-            let me = usize::from(crate::context::is_worker_of(self.id));
-            while control.threads > me {
-                self.exited.wait(&mut control);
-            }
-            // Join the threads (but our own, when a task shuts its own pool down), so their
-            // thread-locals are destroyed before we return, as CPython joins its threads.
-            let current = std::thread::current().id();
-            let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut control.handles)
-                .into_iter()
-                .partition(|h| h.thread().id() == current);
-            control.handles = mine;
-            control.joining += others.len();
-            drop(control);
-            let joined = others.len();
-            for handle in others {
-                let _ = handle.join();
-            }
-            let mut control = self.control.lock();
-            control.joining -= joined;
-            if control.joining == 0 {
-                self.exited.notify_all();
-            }
-            // A concurrent shutdown may be joining the rest.
-            while control.joining > 0 {
-                self.exited.wait(&mut control);
-            }
-        }
-    }
-
-    /// Cancels every task still in the queue (Python's `cancel_futures=True`).
-    fn cancel_queued(&self) {
-        let mut stops = 0;
-        while let Ok(message) = self.rx.try_recv() {
-            match message {
-                Some(task) => {
-                    task.cancel();
-                }
-                None => stops += 1,
-            }
-        }
-        // Put back the stop messages drained with the tasks.
-        for _ in 0..stops {
-            let _ = self.tx.send(None);
+            self.registry.join();
         }
     }
 }
