@@ -28,14 +28,14 @@
 //!    kept: no push needs to start a thread any more (`saturated`).
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crossbeam_utils::CachePadded;
-use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use crate::sync::{AtomicBool, AtomicIsize, AtomicU8, AtomicUsize, Condvar, Mutex};
 
 const RUNNING: u8 = 0;
 const SHUTDOWN: u8 = 1;
@@ -92,8 +92,7 @@ pub(crate) enum Next<M> {
 
 /// The queue and the worker accounting of one pool.
 pub(crate) struct Registry<M> {
-    tx: Sender<Option<M>>,
-    rx: Receiver<Option<M>>,
+    queue: Queue<Option<M>>,
     /// Idle workers minus queued messages (see the module docs).
     surplus: CachePadded<AtomicIsize>,
     /// Rule 4: `surplus` is no longer kept.
@@ -126,10 +125,8 @@ struct Control {
 impl<M: Send + 'static> Registry<M> {
     /// A registry of at most `max_workers` threads; `idle_timeout` retires idle ones.
     pub(crate) fn new(max_workers: usize, idle_timeout: Option<Duration>, spin: bool) -> Self {
-        let (tx, rx) = crossbeam_channel::unbounded();
         Registry {
-            tx,
-            rx,
+            queue: Queue::new(),
             surplus: CachePadded::new(AtomicIsize::new(0)),
             saturated: AtomicBool::new(false),
             stops: AtomicUsize::new(0),
@@ -164,8 +161,7 @@ impl<M: Send + 'static> Registry<M> {
         if this.status.load(Ordering::Acquire) != RUNNING {
             return Pushed::Refused(this.refusal(), message);
         }
-        // The channel is never disconnected: the registry owns both ends.
-        let _ = this.tx.send(Some(message));
+        this.queue.send(Some(message));
         // Rule 3: re-read the status after the push; a concurrent shutdown's stop messages
         // may be ahead of ours.
         // ORDERING: SeqCst, with the SeqCst stores of `shutdown` and `break_with`: if this
@@ -247,53 +243,55 @@ impl<M: Send + 'static> Registry<M> {
     /// waited that long retires (rule 2) unless a message needs it; `on_retire` runs under
     /// the lock that uncounts it, so that whatever it folds into the pool's totals is never
     /// seen missing.
-    pub(crate) fn next(&self, on_retire: impl FnOnce()) -> Next<M> {
+    pub(crate) fn next(&self, on_retire: impl Fn()) -> Next<M> {
         if self.spin {
             let backoff = crossbeam_utils::Backoff::new();
             while !backoff.is_completed() {
-                if let Ok(message) = self.rx.try_recv() {
+                if let Some(message) = self.queue.try_recv() {
                     return self.received(message);
                 }
                 backoff.snooze();
             }
         }
         let Some(idle) = self.idle_timeout else {
-            let message = self.rx.recv().expect("the registry owns both channel ends");
-            return self.received(message);
+            return self.received(self.queue.recv());
         };
         loop {
-            match self.rx.recv_timeout(idle) {
-                Ok(message) => return self.received(message),
-                Err(RecvTimeoutError::Timeout) => {
-                    // Rule 2: retire unless that leaves a queued message without a worker.
-                    // Decided under the lock that `spawn` counts threads under, so a push that
-                    // finds no idle worker never finds this one still counted either.
-                    let mut control = self.control.lock();
-                    // ORDERING: rule 2 needs only that this decrement and a push's are
-                    // read-modify-writes of the one atomic, so that exactly one of them sees
-                    // the other; the lock orders it against `spawn`.
-                    if self.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
-                        self.surplus.fetch_add(1, Ordering::AcqRel);
-                        continue;
+            match self.queue.recv_timeout(idle) {
+                Some(message) => return self.received(message),
+                None => {
+                    if self.try_retire(&on_retire) {
+                        return Next::Retire;
                     }
-                    on_retire();
-                    control.threads -= 1;
-                    drop(control);
-                    self.exited.notify_all();
-                    return Next::Retire;
                 }
-                Err(RecvTimeoutError::Disconnected) => unreachable!("the registry owns both ends"),
             }
         }
+    }
+
+    /// A worker that waited out the idle timeout retires (rule 2), unless that would leave a
+    /// queued message without a worker; true if it retired (it is no longer counted).
+    /// Decided under the lock that `spawn` counts threads under, so a push that finds no
+    /// idle worker never finds this one still counted either.
+    pub(crate) fn try_retire(&self, on_retire: &impl Fn()) -> bool {
+        let mut control = self.control.lock();
+        // ORDERING: rule 2 needs only that this decrement and a push's are read-modify-writes
+        // of the one atomic, so that exactly one of them sees the other; the lock orders it
+        // against `spawn`.
+        if self.surplus.fetch_sub(1, Ordering::AcqRel) < 1 {
+            self.surplus.fetch_add(1, Ordering::AcqRel);
+            return false;
+        }
+        on_retire();
+        control.threads -= 1;
+        drop(control);
+        self.exited.notify_all();
+        true
     }
 
     /// The next message if one is queued now, without waiting.
     #[cfg_attr(not(all(unix, feature = "process")), allow(dead_code))] // managers only
     pub(crate) fn try_next(&self) -> Option<Next<M>> {
-        self.rx
-            .try_recv()
-            .ok()
-            .map(|message| self.received(message))
+        self.queue.try_recv().map(|message| self.received(message))
     }
 
     fn received(&self, message: Option<M>) -> Next<M> {
@@ -325,14 +323,14 @@ impl<M: Send + 'static> Registry<M> {
         // ORDERING: `stops` only feeds `queued()`; counted before the message is sent, so the
         // statistic never counts a stop message as a queued message.
         self.stops.fetch_add(1, Ordering::AcqRel);
-        let _ = self.tx.send(None);
+        self.queue.send(None);
     }
 
     /// Messages queued and not taken (stop messages excluded).
     pub(crate) fn queued(&self) -> usize {
         // ORDERING: a statistic; pairs with `send_stop`'s count before its send.
         let stops = self.stops.load(Ordering::Acquire);
-        self.rx.len().saturating_sub(stops)
+        self.queue.len().saturating_sub(stops)
     }
 
     /// Live worker threads.
@@ -377,14 +375,14 @@ impl<M: Send + 'static> Registry<M> {
     fn drain(&self) -> Vec<M> {
         let mut messages = Vec::new();
         let mut stops = 0;
-        while let Ok(message) = self.rx.try_recv() {
+        while let Some(message) = self.queue.try_recv() {
             match message {
                 Some(message) => messages.push(message),
                 None => stops += 1,
             }
         }
         for _ in 0..stops {
-            let _ = self.tx.send(None);
+            self.queue.send(None);
         }
         messages
     }
@@ -424,7 +422,7 @@ impl<M: Send + 'static> Registry<M> {
         // A worker of this pool still counts itself while it waits for the others.
         let me = usize::from(control.handles.iter().any(|h| h.thread().id() == current));
         while control.threads > me {
-            self.exited.wait(&mut control);
+            control = self.exited.wait(control);
         }
         let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut control.handles)
             .into_iter()
@@ -436,14 +434,238 @@ impl<M: Send + 'static> Registry<M> {
         for handle in others {
             let _ = handle.join();
         }
-        let mut control: MutexGuard<'_, Control> = self.control.lock();
+        let mut control = self.control.lock();
         control.joining -= joined;
         if control.joining == 0 {
             self.exited.notify_all();
         }
         // A concurrent `join` may be joining the rest.
         while control.joining > 0 {
-            self.exited.wait(&mut control);
+            control = self.exited.wait(control);
         }
+    }
+}
+
+/// The registry's queue: crossbeam's unbounded channel; under loom, a mutex and a condition
+/// variable that the model checker sees.
+#[cfg(not(concurrent_futures_loom))]
+struct Queue<T> {
+    tx: crossbeam_channel::Sender<T>,
+    rx: crossbeam_channel::Receiver<T>,
+}
+
+#[cfg(not(concurrent_futures_loom))]
+impl<T> Queue<T> {
+    fn new() -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Queue { tx, rx }
+    }
+
+    fn send(&self, item: T) {
+        // Never disconnected: the queue owns both ends.
+        let _ = self.tx.send(item);
+    }
+
+    fn try_recv(&self) -> Option<T> {
+        self.rx.try_recv().ok()
+    }
+
+    fn recv(&self) -> T {
+        self.rx.recv().expect("the queue owns both ends")
+    }
+
+    fn recv_timeout(&self, timeout: Duration) -> Option<T> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    fn len(&self) -> usize {
+        self.rx.len()
+    }
+}
+
+#[cfg(concurrent_futures_loom)]
+struct Queue<T> {
+    items: Mutex<std::collections::VecDeque<T>>,
+    ready: Condvar,
+}
+
+#[cfg(concurrent_futures_loom)]
+impl<T> Queue<T> {
+    fn new() -> Self {
+        Queue {
+            items: Mutex::new(std::collections::VecDeque::new()),
+            ready: Condvar::new(),
+        }
+    }
+
+    fn send(&self, item: T) {
+        self.items.lock().push_back(item);
+        self.ready.notify_one();
+    }
+
+    fn try_recv(&self) -> Option<T> {
+        self.items.lock().pop_front()
+    }
+
+    fn recv(&self) -> T {
+        let mut items = self.items.lock();
+        loop {
+            if let Some(item) = items.pop_front() {
+                return item;
+            }
+            items = self.ready.wait(items);
+        }
+    }
+
+    /// Loom has no clock: the models call `try_retire` rather than wait out a timeout.
+    fn recv_timeout(&self, _: Duration) -> Option<T> {
+        Some(self.recv())
+    }
+
+    fn len(&self) -> usize {
+        self.items.lock().len()
+    }
+}
+
+/// Loom models of the registry's rules 1-3: a push racing a worker's retirement and a
+/// shutdown never leaves a queued message without a worker, and a message the push reports
+/// queued always runs. Run with
+/// `RUSTFLAGS="--cfg concurrent_futures_loom" cargo test --release --lib registry::model`.
+#[cfg(all(test, concurrent_futures_loom))]
+mod model {
+    use super::*;
+
+    /// A pool whose worker threads the model runs itself: `spawn_thread` only counts.
+    struct ModelPool {
+        registry: Registry<u32>,
+        spawns: AtomicUsize,
+    }
+
+    impl Pool for ModelPool {
+        type Message = u32;
+
+        fn registry(&self) -> &Registry<u32> {
+            &self.registry
+        }
+
+        fn spawn_thread(self: &Arc<Self>, _n: usize) -> io::Result<JoinHandle<()>> {
+            self.spawns.fetch_add(1, Ordering::SeqCst);
+            Ok(std::thread::spawn(|| {}))
+        }
+    }
+
+    fn pool(idle_timeout: Option<Duration>) -> Arc<ModelPool> {
+        let pool = Arc::new(ModelPool {
+            registry: Registry::new(1, idle_timeout, false),
+            spawns: AtomicUsize::new(0),
+        });
+        Registry::spawn(&pool).unwrap(); // one idle worker to start with
+        pool
+    }
+
+    /// A counted worker takes what is queued until its stop message; true if it stopped.
+    fn drain(pool: &ModelPool, ran: &AtomicUsize) -> bool {
+        while let Some(next) = pool.registry.try_next() {
+            match next {
+                Next::Message(_) => {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                    pool.registry.mark_idle();
+                }
+                Next::Stop => {
+                    pool.registry.exit(|| {});
+                    return true;
+                }
+                Next::Retire => unreachable!("try_next never retires"),
+            }
+        }
+        false
+    }
+
+    /// After the race: every worker still counted (the first one, one the push started)
+    /// takes what is queued, as it would from its blocking wait. Then a message the push
+    /// reported queued has run, and one reported raced has run or is still queued (for the
+    /// pool to take back).
+    fn settle(pool: &ModelPool, pushed: &Pushed<u32>, ran: &AtomicUsize) {
+        for _ in 0..pool.registry.threads() {
+            drain(pool, ran);
+        }
+        let ran = ran.load(Ordering::SeqCst);
+        match pushed {
+            Pushed::Queued => assert_eq!(ran, 1, "a queued message was stranded"),
+            Pushed::Raced(_) => assert!(ran == 1 || pool.registry.queued() == 1),
+            Pushed::Refused(..) => assert_eq!(ran, 0),
+            Pushed::NoWorker { .. } => unreachable!("the model's spawns never fail"),
+        }
+    }
+
+    #[test]
+    fn a_push_racing_a_retirement_is_never_stranded() {
+        loom::model(|| {
+            let pool = pool(Some(Duration::from_secs(1)));
+            let ran = Arc::new(AtomicUsize::new(0));
+            let (p, r) = (pool.clone(), ran.clone());
+            // The worker has waited out its idle timeout.
+            let worker = loom::thread::spawn(move || {
+                if !p.registry.try_retire(&|| {}) {
+                    drain(&p, &r);
+                }
+            });
+            let pushed = Registry::push(&pool, 7);
+            worker.join().unwrap();
+            settle(&pool, &pushed, &ran);
+        });
+    }
+
+    #[test]
+    fn a_push_racing_a_retirement_and_a_shutdown_runs_or_is_handed_back() {
+        loom::model(|| {
+            let pool = pool(Some(Duration::from_secs(1)));
+            let ran = Arc::new(AtomicUsize::new(0));
+            let (p, r) = (pool.clone(), ran.clone());
+            let worker = loom::thread::spawn(move || {
+                if !p.registry.try_retire(&|| {}) {
+                    drain(&p, &r);
+                }
+            });
+            let p = pool.clone();
+            let shutdown = loom::thread::spawn(move || {
+                assert!(p.registry.shutdown(false).is_empty());
+            });
+            let pushed = Registry::push(&pool, 7);
+            worker.join().unwrap();
+            shutdown.join().unwrap();
+            settle(&pool, &pushed, &ran);
+        });
+    }
+
+    #[test]
+    fn a_push_racing_a_shutdown_with_a_busy_worker_runs_or_is_handed_back() {
+        loom::model(|| {
+            // No idle timeout: the one worker is saturated and `surplus` is not kept.
+            let pool = pool(None);
+            let ran = Arc::new(AtomicUsize::new(0));
+            let (p, r) = (pool.clone(), ran.clone());
+            let worker = loom::thread::spawn(move || loop {
+                match p.registry.next(|| {}) {
+                    Next::Message(_) => {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        p.registry.mark_idle();
+                    }
+                    Next::Stop => {
+                        p.registry.exit(|| {});
+                        return;
+                    }
+                    Next::Retire => unreachable!("no idle timeout"),
+                }
+            });
+            let p = pool.clone();
+            let shutdown = loom::thread::spawn(move || {
+                p.registry.shutdown(false);
+            });
+            let pushed = Registry::push(&pool, 7);
+            shutdown.join().unwrap();
+            worker.join().unwrap();
+            settle(&pool, &pushed, &ran);
+        });
     }
 }

@@ -15,7 +15,7 @@
 
 #[cfg(not(concurrent_futures_loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{AtomicU32, AtomicUsize};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicU8, AtomicUsize};
     pub(crate) use std::thread::{current, park, park_timeout, Thread};
 
     use std::time::Instant;
@@ -63,12 +63,18 @@ mod imp {
         pub(crate) fn notify_one(&self) {
             self.0.notify_one();
         }
+
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
     }
 }
 
 #[cfg(concurrent_futures_loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicUsize};
+    pub(crate) use loom::sync::atomic::{
+        AtomicBool, AtomicIsize, AtomicU32, AtomicU8, AtomicUsize,
+    };
     pub(crate) use loom::thread::{current, park, Thread};
 
     use std::time::{Duration, Instant};
@@ -115,6 +121,10 @@ mod imp {
 
         pub(crate) fn notify_one(&self) {
             self.0.notify_one();
+        }
+
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
         }
     }
 }
