@@ -757,7 +757,7 @@ fn process_failures(cores: usize) {
     println!("| --- | --- | --- | --- | --- |");
     let ours = concurrent_futures::ProcessPoolExecutor::builder()
         .max_workers(cores)
-        .task_timeout(Duration::from_millis(500))
+        .time_limit(Duration::from_millis(500))
         .build()
         .unwrap();
     let text = |r: Result<u64, concurrent_futures::TaskError>| match r {
@@ -776,7 +776,7 @@ fn process_failures(cores: usize) {
     let after = start.elapsed();
     let next = text(ours.submit(double_plus_one, 20).unwrap().result());
     println!(
-        "| concurrent-futures ProcessPoolExecutor (`task_timeout`) | {} | {} | {} ({:.1} ms) | {next} |",
+        "| concurrent-futures ProcessPoolExecutor (`time_limit`) | {} | {} | {} ({:.1} ms) | {next} |",
         short(&panic),
         short(&abort),
         short(&hung),

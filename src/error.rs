@@ -581,6 +581,10 @@ pub enum BuildError {
     /// The thread name prefix holds a NUL byte, which no thread name may contain.
     #[error("thread name prefix contains a NUL byte")]
     InvalidThreadName,
+    /// The thread that enforces a thread pool's
+    /// [`time_limit`](crate::ThreadPoolBuilder::time_limit) could not be started.
+    #[error("cannot start the time limit's watchdog thread: {0}")]
+    ThreadStart(String),
     /// [`max_frame_bytes`](crate::ProcessPoolBuilder::max_frame_bytes) was below the
     /// smallest usable frame, [`MIN_FRAME_BYTES`](crate::MIN_FRAME_BYTES).
     #[error("max_frame_bytes is {bytes}, below the minimum of {minimum}")]
@@ -610,6 +614,7 @@ impl fmt::Debug for BuildError {
             BuildError::NotInitialized => "NotInitialized",
             BuildError::WorkerStart(_) => "WorkerStart",
             BuildError::InvalidThreadName => "InvalidThreadName",
+            BuildError::ThreadStart(_) => "ThreadStart",
             BuildError::FrameLimit { .. } => "FrameLimit",
         };
         write!(f, "{name}: {self}")

@@ -480,7 +480,7 @@ fn kill_grace_of_duration_max_neither_panics_nor_hangs() {
         .build()
         .unwrap();
     let fut = pool
-        .submit_with_timeout(hang, (), Duration::from_millis(100))
+        .submit_with_time_limit(hang, (), Duration::from_millis(100))
         .unwrap();
     assert_eq!(fut.result(), Err(TaskError::TimedOut));
     assert_eq!(pool.submit(square, 6).unwrap().result(), Ok(36));
@@ -490,18 +490,22 @@ fn kill_grace_of_duration_max_neither_panics_nor_hangs() {
 fn a_zero_time_limit_expires_at_once_without_killing_a_worker() {
     let pool = pool(1);
     let before = pool.submit(pid, ()).unwrap().result().unwrap();
-    let fut = pool.submit_with_timeout(square, 3, Duration::ZERO).unwrap();
+    let fut = pool
+        .submit_with_time_limit(square, 3, Duration::ZERO)
+        .unwrap();
     assert_eq!(fut.result(), Err(TaskError::TimedOut));
     // The same worker serves on: nothing was sent to it, nothing was killed.
     assert_eq!(pool.submit(pid, ()).unwrap().result(), Ok(before));
     // And a huge limit is no limit, not an overflow.
-    let fut = pool.submit_with_timeout(square, 3, Duration::MAX).unwrap();
+    let fut = pool
+        .submit_with_time_limit(square, 3, Duration::MAX)
+        .unwrap();
     assert_eq!(fut.result(), Ok(9));
 
     concurrent_futures::init();
     let zero = ProcessPoolExecutor::builder()
         .max_workers(1)
-        .task_timeout(Duration::ZERO)
+        .time_limit(Duration::ZERO)
         .build()
         .unwrap();
     assert_eq!(
@@ -659,7 +663,7 @@ fn a_hung_item_in_a_chunk_times_out_alone() {
     concurrent_futures::init();
     let pool = ProcessPoolExecutor::builder()
         .max_workers(1)
-        .task_timeout(Duration::from_millis(500))
+        .time_limit(Duration::from_millis(500))
         .kill_grace(Duration::ZERO)
         .build()
         .unwrap();
@@ -1033,7 +1037,7 @@ fn time_limits_kill_task_and_terminate_reach_the_helpers_a_task_started() {
     concurrent_futures::init();
     let timed = ProcessPoolExecutor::builder()
         .max_workers(1)
-        .task_timeout(Duration::from_millis(700))
+        .time_limit(Duration::from_millis(700))
         .build()
         .unwrap();
     let fut = timed.submit(helper_then_hang, "limit".into()).unwrap();

@@ -178,7 +178,7 @@ fn a_worker_killed_from_outside_fails_only_its_task() {
 fn a_hung_task_is_killed_at_its_time_limit() {
     let pool = pool(1);
     let hung = pool
-        .submit_with_timeout(sleep_ms, 60_000, Duration::from_millis(200))
+        .submit_with_time_limit(sleep_ms, 60_000, Duration::from_millis(200))
         .unwrap();
     assert_eq!(
         hung.result_timeout(HANG).unwrap_err().to_string(),
@@ -196,7 +196,7 @@ fn builder_time_limit_applies_to_every_task() {
     concurrent_futures::init();
     let pool = ProcessPoolExecutor::builder()
         .max_workers(1)
-        .task_timeout(Duration::from_millis(200))
+        .time_limit(Duration::from_millis(200))
         .build()
         .unwrap();
     assert_eq!(
@@ -683,7 +683,7 @@ fn a_hung_task_among_tasks_sent_ahead_times_out_alone() {
     let pool = pool(2);
     let limit = Duration::from_millis(300);
     let futs: Vec<_> = (0..400)
-        .map(|i| pool.submit_with_timeout(hang_one, i, limit).unwrap())
+        .map(|i| pool.submit_with_time_limit(hang_one, i, limit).unwrap())
         .collect();
     for (i, fut) in (0u32..).zip(futs) {
         match fut.result() {

@@ -63,7 +63,7 @@ fn a_time_limit_races_with_the_task_finishing() {
         // rounds socket timeouts up by a few milliseconds): some finish, some are killed.
         let us = (i % 7) * 10_000;
         let fut = pool
-            .submit_with_timeout(sleep_us, us, Duration::from_millis(30))
+            .submit_with_time_limit(sleep_us, us, Duration::from_millis(30))
             .unwrap();
         match fut.result_timeout(HANG) {
             Ok(v) => {

@@ -599,3 +599,61 @@ fn shutdown_returns_after_worker_thread_locals_are_destroyed() {
     pool.shutdown();
     assert_eq!(DESTROYED.load(Ordering::SeqCst), 3);
 }
+
+#[test]
+fn a_task_past_its_time_limit_fails_with_timed_out_while_it_still_runs() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .time_limit(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let (release, stuck) = mpsc::channel::<()>();
+    let ended = Arc::new(AtomicUsize::new(0));
+    let e = ended.clone();
+    let fut = pool
+        .submit(move || {
+            let _ = stuck.recv();
+            e.fetch_add(1, Ordering::SeqCst);
+            "too late"
+        })
+        .unwrap();
+    let called = Arc::new(AtomicUsize::new(0));
+    let c = called.clone();
+    fut.add_done_callback(move |f| {
+        assert_eq!(f.exception(), Some(TaskError::TimedOut));
+        c.fetch_add(1, Ordering::SeqCst);
+    });
+    assert_eq!(fut.result(), Err(TaskError::TimedOut));
+    // The future failed while the closure still waits: a thread is not killed.
+    assert_eq!(ended.load(Ordering::SeqCst), 0);
+    release.send(()).unwrap();
+    // Its worker is free again once the closure returns; the result was dropped.
+    assert_eq!(pool.submit(|| 7).unwrap().result(), Ok(7));
+    assert_eq!(ended.load(Ordering::SeqCst), 1);
+    assert_eq!(called.load(Ordering::SeqCst), 1, "the callback ran once");
+}
+
+#[test]
+fn the_time_limit_counts_from_the_start_not_from_the_submit() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .time_limit(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let first = pool.submit(move || g.pass()).unwrap();
+    // Queued behind the first, for longer than the limit.
+    let second = pool.submit(|| "ran in time").unwrap();
+    assert_eq!(first.result(), Err(TaskError::TimedOut));
+    assert!(!second.done(), "still queued: the only worker is busy");
+    gate.open();
+    assert_eq!(second.result(), Ok("ran in time"));
+    // Quick tasks under a limit keep their values.
+    let futs: Vec<_> = (0..1_000u32)
+        .map(|i| pool.submit(move || i).unwrap())
+        .collect();
+    for (i, f) in futs.into_iter().enumerate() {
+        assert_eq!(f.result(), Ok(i as u32));
+    }
+}

@@ -434,7 +434,8 @@ impl<T: Send + 'static, F: Job<T>> Handle<T> for Task<T, F> {
                 mark_idle();
             }
         }
-        // Only this thread can finish a RUNNING task, so this cannot fail.
+        // Only this thread finishes a RUNNING task, unless its time limit passed first
+        // (`Runnable::time_out`): then the outcome is dropped.
         let _ = self.finish(outcome, fut);
         true
     }
@@ -532,6 +533,9 @@ pub(crate) trait Runnable: Send + Sync {
     fn cancel(self: Arc<Self>) -> bool;
     /// Finishes a still-pending task with `err` (a broken executor); false if not pending.
     fn fail(self: Arc<Self>, err: TaskError) -> bool;
+    /// RUNNING -> FINISHED with [`TaskError::TimedOut`]: its time limit passed while it runs.
+    /// The closure runs on and its result is dropped. False if it is not running.
+    fn time_out(self: Arc<Self>) -> bool;
 }
 
 impl<T: Send + 'static, F: Job<T>> Runnable for Task<T, F> {
@@ -555,6 +559,16 @@ impl<T: Send + 'static, F: Job<T>> Runnable for Task<T, F> {
         drop(job);
         let fut = Future::from_task(self);
         fut.task.finish(Err(err), &fut).is_ok()
+    }
+
+    fn time_out(self: Arc<Self>) -> bool {
+        if self.word() != RUNNING {
+            return false;
+        }
+        // A worker finishing the task at the same moment may win: `finish` decides under
+        // the lock, and the loser's outcome is dropped.
+        let fut = Future::from_task(self);
+        fut.task.finish(Err(TaskError::TimedOut), &fut).is_ok()
     }
 }
 

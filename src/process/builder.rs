@@ -38,7 +38,7 @@ pub const MIN_FRAME_BYTES: usize = 1024;
 /// let pool = ProcessPoolExecutor::builder()
 ///     .max_workers(4)
 ///     .max_tasks_per_child(1000)
-///     .task_timeout(Duration::from_secs(60))
+///     .time_limit(Duration::from_secs(60))
 ///     .idle_timeout(Duration::from_secs(30))
 ///     .build()?;
 /// # Ok::<(), concurrent_futures::BuildError>(())
@@ -70,7 +70,7 @@ impl ProcessPoolBuilder {
                 max_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 max_tasks_per_child: None,
                 max_memory_per_child: None,
-                task_timeout: None,
+                time_limit: None,
                 idle_timeout: None,
                 frame_limit: DEFAULT_FRAME_LIMIT,
                 start_timeout: Duration::from_secs(20),
@@ -125,11 +125,14 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// The default time limit of every task; a task over it fails with
+    /// The time limit of every task; a task over it fails with
     /// [`TaskError::TimedOut`](crate::TaskError::TimedOut) and its worker is stopped (SIGTERM, then SIGKILL after the
     /// [`kill_grace`](Self::kill_grace)) and replaced. Per task:
-    /// [`ProcessPoolExecutor::submit_with_timeout`]. In a [`map`](ProcessPoolExecutor::map)
-    /// the limit is per item (a chunk of `n` items gets `n` times it).
+    /// [`ProcessPoolExecutor::submit_with_time_limit`]. In a [`map`](ProcessPoolExecutor::map)
+    /// the limit is per item (a chunk of `n` items gets `n` times it). The same setting as
+    /// [`ThreadPoolBuilder::time_limit`](crate::ThreadPoolBuilder::time_limit) (which cannot
+    /// kill its thread) and Redis's
+    /// [`TaskOptions::time_limit`](crate::redis::TaskOptions::time_limit).
     ///
     /// Limits are enforced with the kernel's socket timer, so they fire up to a few
     /// milliseconds late (one timer tick); a task a little over a very short limit may still
@@ -141,11 +144,28 @@ impl ProcessPoolBuilder {
     ///
     /// ```
     /// use std::time::Duration;
+    /// let builder = concurrent_futures::ProcessPoolBuilder::new().time_limit(Duration::from_secs(60));
+    /// ```
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.config.time_limit = Some(limit);
+        self
+    }
+
+    /// The old name of [`time_limit`](Self::time_limit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// #[allow(deprecated)]
     /// let builder = concurrent_futures::ProcessPoolBuilder::new().task_timeout(Duration::from_secs(60));
     /// ```
-    pub fn task_timeout(mut self, limit: Duration) -> Self {
-        self.config.task_timeout = Some(limit);
-        self
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `time_limit`, the name the thread pool and Redis use for the same setting"
+    )]
+    pub fn task_timeout(self, limit: Duration) -> Self {
+        self.time_limit(limit)
     }
 
     /// How long a worker past its time limit gets between SIGTERM and SIGKILL (default 1 s).

@@ -10,7 +10,7 @@ pub(super) struct Config {
     pub(super) max_workers: usize,
     pub(super) max_tasks_per_child: Option<usize>,
     pub(super) max_memory_per_child: Option<u64>,
-    pub(super) task_timeout: Option<Duration>,
+    pub(super) time_limit: Option<Duration>,
     pub(super) idle_timeout: Option<Duration>,
     pub(super) frame_limit: usize,
     pub(super) start_timeout: Duration,
@@ -25,7 +25,7 @@ impl fmt::Debug for Config {
             .field("max_workers", &self.max_workers)
             .field("max_tasks_per_child", &self.max_tasks_per_child)
             .field("max_memory_per_child", &self.max_memory_per_child)
-            .field("task_timeout", &self.task_timeout)
+            .field("time_limit", &self.time_limit)
             .field("idle_timeout", &self.idle_timeout)
             .field("frame_limit", &self.frame_limit)
             .field("initializer", &self.initializer.is_some())

@@ -179,7 +179,7 @@ impl ProcessPoolExecutor {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.submit_inner(f, arg, self.shared.config.task_timeout)
+        self.submit_inner(f, arg, self.shared.config.time_limit)
     }
 
     /// Like [`submit`](Self::submit) with a time limit for this task: past it the worker is
@@ -199,11 +199,11 @@ impl ProcessPoolExecutor {
     /// }
     /// concurrent_futures::init();
     /// let pool = ProcessPoolExecutor::new()?;
-    /// let fut = pool.submit_with_timeout(hang, (), Duration::from_millis(100))?;
+    /// let fut = pool.submit_with_time_limit(hang, (), Duration::from_millis(100))?;
     /// assert_eq!(fut.result(), Err(TaskError::TimedOut));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn submit_with_timeout<A, R>(
+    pub fn submit_with_time_limit<A, R>(
         &self,
         f: fn(A) -> R,
         arg: A,
@@ -214,6 +214,42 @@ impl ProcessPoolExecutor {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.submit_inner(f, arg, Some(limit))
+    }
+
+    /// The old name of [`submit_with_time_limit`](Self::submit_with_time_limit).
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// # use std::time::Duration;
+    /// fn double(x: u32) -> u32 { x * 2 }
+    /// concurrent_futures::init();
+    /// let pool = ProcessPoolExecutor::new()?;
+    /// #[allow(deprecated)]
+    /// let fut = pool.submit_with_timeout(double, 21, Duration::from_secs(5))?;
+    /// assert_eq!(fut.result()?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `submit_with_time_limit`: `time_limit` is the setting's name on every executor"
+    )]
+    pub fn submit_with_timeout<A, R>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+        limit: Duration,
+    ) -> FnSubmit<A, R>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.submit_with_time_limit(f, arg, limit)
     }
 
     fn submit_inner<A, R>(&self, f: fn(A) -> R, arg: A, timeout: Option<Duration>) -> FnSubmit<A, R>
@@ -359,7 +395,7 @@ impl ProcessPoolExecutor {
                 call,
                 args,
                 items: Some(ranges),
-                timeout: shared.config.task_timeout,
+                timeout: shared.config.time_limit,
                 sink: Box::new(job::Many(promise)),
             };
             match shared.push(job, &|| future.cancel()) {

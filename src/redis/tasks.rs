@@ -465,7 +465,7 @@ where
         };
         let start = |arg: A, done: Box<dyn FnOnce(Outcome) + Send>| {
             let submitted = match limit {
-                Some(limit) => pool.submit_with_timeout(f, arg, limit),
+                Some(limit) => pool.submit_with_time_limit(f, arg, limit),
                 None => pool.submit(f, arg),
             };
             match submitted {

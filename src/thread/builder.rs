@@ -15,6 +15,7 @@ pub(crate) struct Config {
     thread_name_prefix: Option<String>,
     pub(crate) stack_size: Option<usize>,
     pub(crate) keep_alive: Option<Duration>,
+    pub(crate) time_limit: Option<Duration>,
     pub(crate) initializer: Option<Initializer>,
 }
 
@@ -39,7 +40,8 @@ impl Config {
 ///     .max_workers(8)
 ///     .thread_name_prefix("fetch")
 ///     .stack_size(256 * 1024)
-///     .keep_alive(Duration::from_secs(30))
+///     .idle_timeout(Duration::from_secs(30))
+///     .time_limit(Duration::from_secs(60))
 ///     .initializer(|| println!("worker up"))
 ///     .build()?;
 /// # Ok::<(), concurrent_futures::BuildError>(())
@@ -50,6 +52,7 @@ pub struct ThreadPoolBuilder {
     thread_name_prefix: Option<String>,
     stack_size: Option<usize>,
     keep_alive: Option<Duration>,
+    time_limit: Option<Duration>,
     initializer: Option<Initializer>,
 }
 
@@ -68,6 +71,7 @@ impl ThreadPoolBuilder {
             thread_name_prefix: None,
             stack_size: None,
             keep_alive: None,
+            time_limit: None,
             initializer: None,
         }
     }
@@ -159,6 +163,43 @@ impl ThreadPoolBuilder {
         self.idle_timeout(idle)
     }
 
+    /// The time limit of every task: a task still running this long after it started has
+    /// its future fail with [`TaskError::TimedOut`](crate::TaskError::TimedOut), which wakes
+    /// everyone waiting on it and runs its callbacks. The same setting as
+    /// [`ProcessPoolBuilder::time_limit`](crate::ProcessPoolBuilder::time_limit) and Redis's
+    /// [`TaskOptions::time_limit`](crate::redis::TaskOptions::time_limit). Default: none.
+    ///
+    /// **A thread cannot be killed.** The closure runs on to its end, its result is
+    /// dropped, and its worker is busy until then: the limit bounds how long a caller waits,
+    /// not how long the work takes, and a task that never returns holds its thread for
+    /// good. To stop the work itself, run it on the process pool, whose limit kills the
+    /// worker process and starts another.
+    ///
+    /// One watchdog thread per pool, started by `build`, sleeps until the earliest deadline;
+    /// a limit fires within the scheduler's wake-up latency of its deadline. The callbacks
+    /// of a timed-out future run on that thread, so one that blocks delays the next
+    /// time-out. A task a waiting worker runs inline (see `Future::result`) is not timed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{TaskError, ThreadPoolExecutor};
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    ///
+    /// let pool = ThreadPoolExecutor::builder().time_limit(Duration::from_millis(50)).build()?;
+    /// let (release, stuck) = mpsc::channel::<()>();
+    /// let fut = pool.submit(move || stuck.recv().ok())?;
+    /// assert_eq!(fut.result(), Err(TaskError::TimedOut)); // the task itself still waits
+    /// release.send(()).unwrap(); // and ends now; its result is dropped
+    /// assert_eq!(pool.submit(|| 7)?.result()?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
+    }
+
     /// Runs `init` at the start of every worker thread, before it takes any task.
     ///
     /// If it panics, the pool is broken, as in Python: every queued task fails with
@@ -232,7 +273,8 @@ impl ThreadPoolBuilder {
     /// # Errors
     ///
     /// [`BuildError::ZeroWorkers`] if `max_workers` is 0; [`BuildError::InvalidThreadName`]
-    /// if the prefix holds a NUL byte.
+    /// if the prefix holds a NUL byte; [`BuildError::ThreadStart`] if a
+    /// [`time_limit`](Self::time_limit) was set and its watchdog thread could not start.
     ///
     /// # Examples
     ///
@@ -254,13 +296,14 @@ impl ThreadPoolBuilder {
         {
             return Err(BuildError::InvalidThreadName);
         }
-        Ok(ThreadPoolExecutor::from_config(Config {
+        ThreadPoolExecutor::from_config(Config {
             max_workers,
             thread_name_prefix: self.thread_name_prefix,
             stack_size: self.stack_size,
             keep_alive: self.keep_alive,
+            time_limit: self.time_limit,
             initializer: self.initializer,
-        }))
+        })
     }
 }
 
@@ -283,6 +326,7 @@ impl fmt::Debug for ThreadPoolBuilder {
             .field("thread_name_prefix", &self.thread_name_prefix)
             .field("stack_size", &self.stack_size)
             .field("keep_alive", &self.keep_alive)
+            .field("time_limit", &self.time_limit)
             .field("initializer", &self.initializer.is_some())
             .finish()
     }

@@ -13,6 +13,7 @@
 mod builder;
 mod scope;
 mod slice;
+mod watchdog;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,8 +24,9 @@ use parking_lot::Mutex;
 
 pub use self::builder::ThreadPoolBuilder;
 pub use self::scope::{Scope, ScopedTask};
+use self::watchdog::Watchdog;
 use crate::context::{RunCtx, WorkerCounters, WorkerGuard};
-use crate::error::{SubmitError, TaskError};
+use crate::error::{BuildError, SubmitError, TaskError};
 use crate::future::{Call, Future, Job, Runnable, Task};
 use crate::map::{run_chunk, Map, MapUnordered, Source};
 use crate::registry::{Next, Pool, Pushed, Refusal, Registry};
@@ -66,7 +68,18 @@ pub(crate) struct Shared {
     registry: Registry<Arc<dyn Runnable>>,
     /// Each live worker's counters, and the totals of the workers that left.
     counters: Mutex<Counters>,
+    /// Enforces the time limit, if there is one.
+    watchdog: Option<Arc<Watchdog>>,
     config: builder::Config,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The executor and every worker are gone: nothing is left to time.
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.stop();
+        }
+    }
 }
 
 struct Counters {
@@ -112,19 +125,30 @@ impl ThreadPoolExecutor {
         ThreadPoolBuilder::new()
     }
 
-    pub(crate) fn from_config(config: builder::Config) -> ThreadPoolExecutor {
-        ThreadPoolExecutor {
+    pub(crate) fn from_config(config: builder::Config) -> Result<ThreadPoolExecutor, BuildError> {
+        // ORDERING: a unique number, nothing published with it: Relaxed.
+        let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
+        let watchdog = match config.time_limit {
+            None => None,
+            Some(limit) => {
+                let name = format!("{}-watchdog", config.thread_name_prefix(id));
+                let (watchdog, _detached) = Watchdog::start(limit, name)
+                    .map_err(|e| BuildError::ThreadStart(e.to_string()))?;
+                Some(watchdog)
+            }
+        };
+        Ok(ThreadPoolExecutor {
             shared: Arc::new(Shared {
-                // ORDERING: a unique number, nothing published with it: Relaxed.
-                id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+                id,
                 registry: Registry::new(config.max_workers, config.keep_alive, false),
                 counters: Mutex::new(Counters {
                     workers: Vec::new(),
                     retired: (0, 0),
                 }),
+                watchdog,
                 config,
             }),
-        }
+        })
     }
 
     /// Schedules `task` on a worker thread and returns a [`Future`] for its result.
@@ -537,20 +561,34 @@ impl Shared {
             counters: &counters,
             mark_idle: Some(&mark_idle),
         };
-        loop {
+        let timed = self.watchdog.as_ref().map(|w| (w, w.enter()));
+        let stopped = loop {
             match self.registry.next(|| self.fold(&counters)) {
                 // A task that ran here already marked the worker idle, before it published
                 // the result.
                 Next::Message(task) => {
-                    if !task.run(&ctx) {
+                    if let Some((watchdog, slot)) = timed {
+                        watchdog.begin(slot, &task);
+                    }
+                    let ran = task.run(&ctx);
+                    if let Some((watchdog, slot)) = timed {
+                        watchdog.end(slot);
+                    }
+                    if !ran {
                         self.registry.mark_idle();
                     }
                 }
-                Next::Stop => break,
-                Next::Retire => return,
+                Next::Stop => break true,
+                // Already uncounted, its counts folded.
+                Next::Retire => break false,
             }
+        };
+        if let Some((watchdog, slot)) = timed {
+            watchdog.leave(slot);
         }
-        self.registry.exit(|| self.fold(&counters));
+        if stopped {
+            self.registry.exit(|| self.fold(&counters));
+        }
     }
 
     /// An initializer failed: refuse new tasks and fail every queued one (Python's
