@@ -5,8 +5,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use concurrent_futures::lock::{Lock, Semaphore};
-use concurrent_futures::{as_completed, wait, Promise, ReturnWhen, ThreadPoolExecutor};
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use concurrent_futures::{Promise, ReturnWhen, ThreadPoolExecutor, as_completed, wait};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 fn pool() -> ThreadPoolExecutor {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());

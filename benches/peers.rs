@@ -24,12 +24,12 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use concurrent_futures::lock::Event;
-use concurrent_futures::{as_completed, ThreadPoolExecutor};
+use concurrent_futures::{ThreadPoolExecutor, as_completed};
 use futures::task::SpawnExt;
 
 // ---------------------------------------------------------------------------------------

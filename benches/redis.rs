@@ -471,7 +471,9 @@ fn compare(server: &Server, with_peers: bool) {
          rounds (min..max); *ours is* = the median of the per-round ratios of \
          concurrent-futures `concurrency(1)` to that row.\n"
     );
-    println!("| contestant (2 workers) | delivery | round trip p50 µs | p99 µs | end to end, tasks/s | ours is |");
+    println!(
+        "| contestant (2 workers) | delivery | round trip p50 µs | p99 µs | end to end, tasks/s | ours is |"
+    );
     println!("| --- | --- | ---: | ---: | ---: | ---: |");
     for row in &run {
         let r = &results[row.key];

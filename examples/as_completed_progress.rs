@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{as_completed, ThreadPoolExecutor};
+use concurrent_futures::{ThreadPoolExecutor, as_completed};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Pretends to fetch a page: sleeps a pseudo-random time, and fails for one URL.

@@ -21,7 +21,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use concurrent_futures::{as_completed, ThreadPoolExecutor};
+use concurrent_futures::{ThreadPoolExecutor, as_completed};
 use sha2::{Digest, Sha256};
 
 fn sha256_file(path: &Path) -> io::Result<String> {

@@ -5,8 +5,8 @@
 //! cargo run --release --example map_timeout
 //! ```
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use concurrent_futures::{MapError, ThreadPoolExecutor};

@@ -18,8 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use concurrent_futures::redis::{RedisExecutor, RedisWorker, TaskOptions};
-use concurrent_futures::{as_completed, TaskError};
-use shared::{crash, hash_file, resize, sleep_ms, tasks, Resize};
+use concurrent_futures::{TaskError, as_completed};
+use shared::{Resize, crash, hash_file, resize, sleep_ms, tasks};
 
 const LEASE: Duration = Duration::from_secs(2);
 

@@ -26,8 +26,7 @@ use concurrent_futures::redis::{RedisExecutor, Schedule, TaskId, TaskOptions, Ta
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage =
-        "usage: redis_task <url> enqueue [--id <id>] <path>... | status <id> | result <id> \
+    let usage = "usage: redis_task <url> enqueue [--id <id>] <path>... | status <id> | result <id> \
                  | schedule <name> <seconds> <path> | schedules | unschedule <name>";
     let (Some(url), Some(command)) = (args.first(), args.get(1)) else {
         return Err(usage.into());

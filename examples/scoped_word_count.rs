@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use concurrent_futures::{as_completed, ThreadPoolExecutor};
+use concurrent_futures::{ThreadPoolExecutor, as_completed};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A text of about 6 MB, built here so the example needs no input.

@@ -9,8 +9,8 @@
 //! elsewhere ([`defer_callbacks`]). Nothing here imports the rest of the crate but `sync`.
 
 use std::cell::RefCell;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crossbeam_utils::CachePadded;
 

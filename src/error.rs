@@ -90,7 +90,9 @@ pub enum TaskError {
     /// assert_eq!(fut.result(), Err(TaskError::Taken));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[error("the value was already taken: the future was polled to completion by reference, and its value went to that poll")]
+    #[error(
+        "the value was already taken: the future was polled to completion by reference, and its value went to that poll"
+    )]
     Taken,
     /// The executor's Redis could not be reached for longer than its `outage_limit`, so
     /// the task's fate is unknown: the text names the address and how long the client

@@ -1,7 +1,7 @@
 //! [`Executor`]: what both pools can do, for code that takes either.
 
 #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::SubmitError;
 use crate::future::Future;

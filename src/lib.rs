@@ -188,8 +188,8 @@ pub use crate::future::{
 };
 pub use crate::map::{Map, MapUnordered, MapUnorderedIndexed};
 #[cfg(all(unix, feature = "process"))]
-pub use crate::process::{init, ProcessPoolBuilder, ProcessPoolExecutor, MIN_FRAME_BYTES};
+pub use crate::process::{MIN_FRAME_BYTES, ProcessPoolBuilder, ProcessPoolExecutor, init};
 pub use crate::thread::{Scope, ScopedTask, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use crate::wait::{
-    as_completed, wait, AsCompleted, AsCompletedStream, AsCompletedTimeout, ReturnWhen, Waitable,
+    AsCompleted, AsCompletedStream, AsCompletedTimeout, ReturnWhen, Waitable, as_completed, wait,
 };

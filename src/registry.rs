@@ -28,8 +28,8 @@
 //!    kept: no push needs to start a thread any more (`saturated`).
 
 use std::io;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -645,17 +645,19 @@ mod model {
             let pool = pool(None);
             let ran = Arc::new(AtomicUsize::new(0));
             let (p, r) = (pool.clone(), ran.clone());
-            let worker = loom::thread::spawn(move || loop {
-                match p.registry.next(|| {}) {
-                    Next::Message(_) => {
-                        r.fetch_add(1, Ordering::SeqCst);
-                        p.registry.mark_idle();
+            let worker = loom::thread::spawn(move || {
+                loop {
+                    match p.registry.next(|| {}) {
+                        Next::Message(_) => {
+                            r.fetch_add(1, Ordering::SeqCst);
+                            p.registry.mark_idle();
+                        }
+                        Next::Stop => {
+                            p.registry.exit(|| {});
+                            return;
+                        }
+                        Next::Retire => unreachable!("no idle timeout"),
                     }
-                    Next::Stop => {
-                        p.registry.exit(|| {});
-                        return;
-                    }
-                    Next::Retire => unreachable!("no idle timeout"),
                 }
             });
             let p = pool.clone();

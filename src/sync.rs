@@ -15,8 +15,8 @@
 
 #[cfg(not(concurrent_futures_loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicU8, AtomicUsize};
-    pub(crate) use std::thread::{current, park, park_timeout, Thread};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU8, AtomicU32, AtomicUsize};
+    pub(crate) use std::thread::{Thread, current, park, park_timeout};
 
     use std::time::Instant;
 
@@ -73,9 +73,9 @@ mod imp {
 #[cfg(concurrent_futures_loom)]
 mod imp {
     pub(crate) use loom::sync::atomic::{
-        AtomicBool, AtomicIsize, AtomicU32, AtomicU8, AtomicUsize,
+        AtomicBool, AtomicIsize, AtomicU8, AtomicU32, AtomicUsize,
     };
-    pub(crate) use loom::thread::{current, park, Thread};
+    pub(crate) use loom::thread::{Thread, current, park};
 
     use std::time::{Duration, Instant};
 

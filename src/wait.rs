@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::context::is_worker;
 use crate::error::TimeoutError;
-use crate::future::{deadline_after, Collector, Future, SharedFuture};
+use crate::future::{Collector, Future, SharedFuture, deadline_after};
 
 impl<T: Send + 'static> Watch for Future<T> {
     fn done(&self) -> bool {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::HANG;
 use concurrent_futures::{
-    as_completed, Future, Promise, TaskError, ThreadPoolExecutor, TimeoutError,
+    Future, Promise, TaskError, ThreadPoolExecutor, TimeoutError, as_completed,
 };
 use futures::StreamExt;
 
@@ -125,10 +125,12 @@ fn futures_can_be_added_while_iterating() {
 #[test]
 fn empty_input_ends_at_once() {
     assert!(as_completed(Vec::<Future<()>>::new()).next().is_none());
-    assert!(as_completed(Vec::<Future<()>>::new())
-        .timeout(HANG)
-        .next()
-        .is_none());
+    assert!(
+        as_completed(Vec::<Future<()>>::new())
+            .timeout(HANG)
+            .next()
+            .is_none()
+    );
 }
 
 #[test]

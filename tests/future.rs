@@ -4,11 +4,11 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use common::{capture_logs, logged, HANG};
+use common::{HANG, capture_logs, logged};
 use concurrent_futures::{
     InvalidStateError, Promise, ResultTimeoutError, State, TaskError, ThreadPoolExecutor,
     TryResultError,

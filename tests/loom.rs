@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use concurrent_futures::{as_completed, wait, Promise, ReturnWhen, State, TaskError};
+use concurrent_futures::{Promise, ReturnWhen, State, TaskError, as_completed, wait};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 

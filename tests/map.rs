@@ -2,8 +2,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -355,9 +355,10 @@ fn unordered_timeout_and_errors() {
     gate.open();
     assert_eq!(out.len(), 3, "{out:?}");
     assert!(out.contains(&Ok(1)));
-    assert!(out
-        .iter()
-        .any(|r| matches!(r, Err(MapError::Task(e)) if e.is_panic())));
+    assert!(
+        out.iter()
+            .any(|r| matches!(r, Err(MapError::Task(e)) if e.is_panic()))
+    );
     assert_eq!(out.last(), Some(&Err(MapError::Timeout)));
     let _ = HANG;
 }
@@ -400,9 +401,10 @@ fn a_refused_chunk_yields_one_error_per_item() {
         4,
         "the four items taken for the refused chunk: {out:?}"
     );
-    assert!(out
-        .iter()
-        .all(|r| matches!(r, Err(MapError::Refused(why)) if why.contains("shutdown"))));
+    assert!(
+        out.iter()
+            .all(|r| matches!(r, Err(MapError::Refused(why)) if why.contains("shutdown")))
+    );
 }
 
 #[test]
@@ -430,9 +432,11 @@ fn a_cancelled_chunk_yields_one_error_per_item() {
     let mut out = vec![canceller.unwrap()];
     out.extend(results);
     assert_eq!(out.len(), 9, "{out:?}");
-    assert!(out[..3]
-        .iter()
-        .all(|r| *r == Err(MapError::Task(TaskError::Cancelled))));
+    assert!(
+        out[..3]
+            .iter()
+            .all(|r| *r == Err(MapError::Task(TaskError::Cancelled)))
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{pool, Gate, HANG};
+use common::{Gate, HANG, pool};
 use concurrent_futures::{Executor, MapError, ProcessPoolExecutor, TaskError, ThreadPoolExecutor};
 use proptest::prelude::*;
 

@@ -9,12 +9,12 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{alive, alone, eventually, pool, HANG};
+use common::{HANG, alive, alone, eventually, pool};
 use concurrent_futures::{
-    BuildError, MapError, ProcessPoolExecutor, SubmitError, TaskError, MIN_FRAME_BYTES,
+    BuildError, MIN_FRAME_BYTES, MapError, ProcessPoolExecutor, SubmitError, TaskError,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -514,9 +514,11 @@ fn a_zero_time_limit_expires_at_once_without_killing_a_worker() {
     );
     let items: Vec<_> = zero.map(square, 0..5).chunk_size(2).collect();
     assert_eq!(items.len(), 5);
-    assert!(items
-        .iter()
-        .all(|r| *r == Err(MapError::Task(TaskError::TimedOut))));
+    assert!(
+        items
+            .iter()
+            .all(|r| *r == Err(MapError::Task(TaskError::TimedOut)))
+    );
 }
 
 #[test]

@@ -7,9 +7,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{alive, alone, eventually, pool, HANG};
+use common::{HANG, alive, alone, eventually, pool};
 use concurrent_futures::{
-    as_completed, wait, MapError, ProcessPoolExecutor, ReturnWhen, SubmitError, TaskError,
+    MapError, ProcessPoolExecutor, ReturnWhen, SubmitError, TaskError, as_completed, wait,
 };
 use serde::{Deserialize, Serialize};
 

@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{pool, HANG};
+use common::{HANG, pool};
 use concurrent_futures::{ResultTimeoutError, SubmitError, TaskError};
 
 concurrent_futures::worker_test!();

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use concurrent_futures::{as_completed, wait, ReturnWhen, SharedFuture, ThreadPoolExecutor};
+use concurrent_futures::{ReturnWhen, SharedFuture, ThreadPoolExecutor, as_completed, wait};
 
 fn load(url: &str) -> usize {
     url.len()

@@ -9,13 +9,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use concurrent_futures::redis::{RedisExecutor, RedisWorker, TaskOptions, Tasks};
 use concurrent_futures::{
-    as_completed, wait, Executor, MapError, ReturnWhen, SubmitError, TaskError,
+    Executor, MapError, ReturnWhen, SubmitError, TaskError, as_completed, wait,
 };
 
 // Worker processes of the process-mode test start as this binary's worker entry point.
@@ -1361,7 +1361,7 @@ fn tasks_submitted_while_redis_loads_its_aof_run_once_each() {
         *runs.entry(line).or_default() += 1;
     }
     assert_eq!(runs.len(), n, "every task ran");
-    let twice: Vec<_> = runs.iter().filter(|(_, &r)| r > 1).collect();
+    let twice: Vec<_> = runs.iter().filter(|&(_, &r)| r > 1).collect();
     assert!(twice.is_empty(), "tasks that ran more than once: {twice:?}");
 }
 
@@ -1400,7 +1400,7 @@ fn bad_urls_say_which_part_is_wrong_and_show_a_good_one() {
 fn connection_errors_name_the_address_and_how_long_they_waited() {
     // Issue 18, point 4: a refused connection did not name the address; a server that never
     // answers failed after 10.3 s with "Resource temporarily unavailable (os error 11)".
-    use concurrent_futures::redis::{SetupError, SETUP_TIMEOUT};
+    use concurrent_futures::redis::{SETUP_TIMEOUT, SetupError};
     use std::error::Error as _;
     let port = redis_server::free_port();
     let err = RedisExecutor::builder(&format!("redis://127.0.0.1:{port}/"), tasks())

@@ -4,14 +4,14 @@
 mod common;
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use common::{Gate, HANG};
 use concurrent_futures::{
-    as_completed, wait, ReturnWhen, SubmitError, TaskError, ThreadPoolExecutor,
+    ReturnWhen, SubmitError, TaskError, ThreadPoolExecutor, as_completed, wait,
 };
 
 #[test]

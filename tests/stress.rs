@@ -3,14 +3,14 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
 use common::HANG;
 use concurrent_futures::{
-    as_completed, wait, Promise, ResultTimeoutError, ReturnWhen, State, SubmitError, TaskError,
-    ThreadPoolExecutor,
+    Promise, ResultTimeoutError, ReturnWhen, State, SubmitError, TaskError, ThreadPoolExecutor,
+    as_completed, wait,
 };
 
 #[test]

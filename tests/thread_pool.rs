@@ -4,14 +4,14 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use common::{eventually, Gate, HANG};
+use common::{Gate, HANG, eventually};
 use concurrent_futures::lock::Barrier;
 use concurrent_futures::{
-    as_completed, wait, BuildError, ReturnWhen, SubmitError, TaskError, ThreadPoolExecutor,
+    BuildError, ReturnWhen, SubmitError, TaskError, ThreadPoolExecutor, as_completed, wait,
 };
 
 #[test]

@@ -6,7 +6,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::HANG;
-use concurrent_futures::{wait, Future, Promise, ReturnWhen, ThreadPoolExecutor};
+use concurrent_futures::{Future, Promise, ReturnWhen, ThreadPoolExecutor, wait};
 
 fn promises(n: usize) -> (Vec<Promise<usize>>, Vec<Future<usize>>) {
     (0..n).map(|_| Promise::new()).unzip()

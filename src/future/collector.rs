@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{spin_until, AtomicUsize, Condvar, Mutex, Spun};
+use crate::sync::{AtomicUsize, Condvar, Mutex, Spun, spin_until};
 
 #[derive(Debug)]
 // Public in name only (the module is private): it appears in the sealed `Watch` trait.

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::core::{Handle, Promised, Task};
 use super::InvalidStateError;
+use super::core::{Handle, Promised, Task};
 use super::{Future, State};
 use crate::error::TaskError;
 

@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::{deadline_after, Future, State};
+use super::{Future, State, deadline_after};
 use crate::error::TaskError;
 use crate::sync::Mutex;
 

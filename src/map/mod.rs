@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 mod sizer;
 
 pub(crate) use self::sizer::Limit;
-use self::sizer::{Sizer, MAX_IN_FLIGHT};
+use self::sizer::{MAX_IN_FLIGHT, Sizer};
 
 use crate::error::{MapError, TaskError};
-use crate::future::{deadline_after, Future, ResultTimeoutError};
-use crate::wait::{as_completed, AsCompleted};
+use crate::future::{Future, ResultTimeoutError, deadline_after};
+use crate::wait::{AsCompleted, as_completed};
 
 /// The results of one chunk, one per item: a panic fails its own item only.
 ///
@@ -229,7 +229,7 @@ pub(crate) fn run_chunk<A, T>(f: &(impl Fn(A) -> T + ?Sized), items: Few<A>) -> 
             return match run(x) {
                 Ok(value) => Chunk::Values(Few::One(value)),
                 Err(err) => Chunk::Results(Few::One(Err(err))),
-            }
+            };
         }
         Few::Many(items) => items,
     };

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
+use super::ProcessPoolExecutor;
 use super::config::Config;
 use super::connection::Connection;
 use super::pool::Shared;
 use super::worker;
-use super::ProcessPoolExecutor;
 use crate::error::BuildError;
 
 /// The largest frame either side accepts unless the builder says otherwise: 64 MiB.

@@ -12,9 +12,9 @@ use std::cell::RefCell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 
+use serde::Serialize;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, Visitor};
 use serde::ser::{self, Serializer};
-use serde::Serialize;
 
 /// How deep a decoded value may nest (each sequence, map, struct, enum variant, option or
 /// newtype is a level). The threads that decode have stacks sized for it
@@ -842,9 +842,11 @@ mod tests {
 
     #[test]
     fn trailing_and_missing_bytes_are_errors() {
-        assert!(decode::<u8>(&[1, 2])
-            .unwrap_err()
-            .contains("unexpected bytes"));
+        assert!(
+            decode::<u8>(&[1, 2])
+                .unwrap_err()
+                .contains("unexpected bytes")
+        );
         assert!(decode::<String>(&[5, b'a']).is_err());
     }
 }

@@ -56,10 +56,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-pub use self::builder::{ProcessPoolBuilder, MIN_FRAME_BYTES};
+pub use self::builder::{MIN_FRAME_BYTES, ProcessPoolBuilder};
 use self::job::Job;
 use self::pool::Shared;
 use self::shipping::Trampoline;

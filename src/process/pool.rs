@@ -6,8 +6,8 @@
 //! How a manager thread is started and what it runs is `manager.rs`'s (it implements
 //! [`Pool`](crate::registry::Pool) for [`Shared`]); this module never names it.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;

@@ -17,8 +17,8 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::OnceLock;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::codec;
 

@@ -74,7 +74,15 @@ pub fn init() {
     };
     // Before any other code of ours runs (and before any thread exists): tasks and the
     // programs they start must not inherit the marker.
-    std::env::remove_var(WORKER_ENV);
+    #[allow(unsafe_code)]
+    // SAFETY: only a worker process gets here (the pool's process returned above, finding
+    // no marker), and a worker runs this first: `init()` is the first line of `main` (its
+    // documented contract), or in a test binary the one test a worker runs, after the
+    // harness has read its own settings. No thread of this process reads or writes the
+    // environment meanwhile, which is what `remove_var` requires.
+    unsafe {
+        std::env::remove_var(WORKER_ENV);
+    }
     // The marker names the pool's process, so that a worker whose pool exited while it was
     // starting (it now has another parent) leaves quietly instead of reporting an attack.
     let starter = marker.to_str().and_then(|m| m.parse::<u32>().ok());
@@ -361,12 +369,14 @@ fn quiet_panics() {
 fn watch_parent(expected: u32) {
     let _ = std::thread::Builder::new()
         .name("concurrent-futures-watchdog".into())
-        .spawn(move || loop {
-            if std::os::unix::process::parent_id() != expected {
-                kill_own_group();
-                std::process::exit(0);
+        .spawn(move || {
+            loop {
+                if std::os::unix::process::parent_id() != expected {
+                    kill_own_group();
+                    std::process::exit(0);
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            std::thread::sleep(Duration::from_millis(100));
         });
 }
 

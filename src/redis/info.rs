@@ -5,7 +5,7 @@ use std::time::Duration;
 use ::redis::{Connection, RedisResult, Value};
 
 use super::host;
-use super::wire::{self, Keys, GROUP};
+use super::wire::{self, GROUP, Keys};
 
 /// The most running tasks and dead letters listed.
 const LIST: usize = 100;

@@ -70,7 +70,7 @@ mod worker;
 use std::sync::Arc;
 
 pub use self::client::{RedisExecutor, RedisExecutorBuilder, TaskOptions};
-pub use self::id::{InvalidTaskId, TaskId, MAX_TASK_ID};
+pub use self::id::{InvalidTaskId, MAX_TASK_ID, TaskId};
 pub use self::info::{DeadLetter, QueueInfo, RunningTask, WorkerInfo};
 pub use self::periodic::{InvalidSchedule, Missed, PeriodicTask, Schedule};
 pub use self::status::TaskStatus;
@@ -371,7 +371,7 @@ fn check_url(url: &str) -> Result<(), String> {
         other => {
             return Err(format!(
                 "the scheme `{other}` is not Redis's; expected {URL_FORM}"
-            ))
+            ));
         }
     }
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());

@@ -6,10 +6,10 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use crate::error::{panic_message, TaskError};
+use crate::error::{TaskError, panic_message};
 use crate::executor::PlainFn;
 
 /// The longest task name, in bytes.

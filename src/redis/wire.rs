@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ::redis::{Script, Value};
 
-use super::tasks::{check_name, MAX_NAME};
+use super::tasks::{MAX_NAME, check_name};
 
 /// The consumer group every worker reads the queue through.
 pub(super) const GROUP: &str = "workers";
@@ -370,7 +370,7 @@ pub(super) fn task_entry(
             return refuse(format!(
                 "invalid task name {:?}",
                 n.chars().take(MAX_NAME).collect::<String>()
-            ))
+            ));
         }
         None => return refuse("the entry has no task name (field fn)".into()),
     };

@@ -16,8 +16,8 @@ mod slice;
 mod watchdog;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
@@ -28,7 +28,7 @@ use self::watchdog::Watchdog;
 use crate::context::{RunCtx, WorkerCounters, WorkerGuard};
 use crate::error::{BuildError, SubmitError, TaskError};
 use crate::future::{Call, Future, Job, Runnable, Task};
-use crate::map::{run_chunk, Map, MapUnordered, Source};
+use crate::map::{Map, MapUnordered, Source, run_chunk};
 use crate::registry::{Next, Pool, Pushed, Refusal, Registry};
 
 /// Ids for the pools of this process, so a worker can tell its own pool's tasks (0: none).

@@ -152,8 +152,8 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy on a free port of 127.0.0.1 to `127.0.0.1:upstream`.
     pub fn start(upstream: u16) -> Proxy {
-        use std::sync::atomic::AtomicBool;
         use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let address = listener.local_addr().unwrap().to_string();

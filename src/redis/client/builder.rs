@@ -2,8 +2,8 @@
 //! connected by `build`.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::thread::{self};
 use std::time::{Duration, Instant};
 
@@ -12,13 +12,13 @@ use parking_lot::{Condvar, Mutex};
 use super::book::{Book, UnsentCount};
 use super::options::TaskOptions;
 use super::reader::reader;
-use super::writer::{writer, Control};
+use super::writer::{Control, writer};
 use super::{RedisExecutor, Shared};
+use crate::redis::SetupError;
 use crate::redis::conn::Link;
 use crate::redis::host;
 use crate::redis::tasks::Tasks;
 use crate::redis::wire::{self, Keys, Scripts};
-use crate::redis::SetupError;
 use crate::thread::ThreadPoolExecutor;
 
 /// Builds a [`RedisExecutor`]; from [`RedisExecutor::builder`].

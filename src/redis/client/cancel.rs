@@ -9,10 +9,10 @@ use super::book::{Remote, Slot, SlotState};
 use super::{RedisExecutor, Shared};
 use crate::error::TaskError;
 use crate::future::Future;
+use crate::redis::SetupError;
 use crate::redis::host;
 use crate::redis::id::TaskId;
 use crate::redis::wire::{self, GROUP};
-use crate::redis::SetupError;
 
 impl<T: Send + 'static> Remote<T> {
     /// Withdraws the queue entry, then cancels the future; `fut` is the handle that its

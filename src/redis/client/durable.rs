@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use ::redis::Value;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use super::reader::decode_one;
 use super::RedisExecutor;
+use super::reader::decode_one;
 use crate::executor::PlainFn;
 use crate::future::Future;
 use crate::redis::host;

@@ -8,23 +8,23 @@
 //! executor never stalls the reader.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
+use super::SetupError;
 use super::conn::Link;
 use super::id::TaskId;
 use super::info::{self, QueueInfo};
 use super::tasks::Tasks;
 use super::wire::{Keys, Scripts};
-use super::SetupError;
-use crate::error::{panic_message, SubmitError, TaskError};
+use crate::error::{SubmitError, TaskError, panic_message};
 use crate::executor::{Executor, PlainFn};
 use crate::future::{Future, Hooked};
 use crate::map::{self, Map, MapUnordered, Source, Submitted};
@@ -249,8 +249,8 @@ impl Shared {
         self: &Arc<Self>,
         slot: &Arc<Slot>,
         decode: impl for<'b> FnOnce(Result<&'b [u8], TaskError>) -> Result<T, TaskError>
-            + Send
-            + 'static,
+        + Send
+        + 'static,
     ) -> (Arc<Remote<T>>, Complete) {
         let remote: Arc<Remote<T>> = Hooked::new(Withdraw {
             slot: slot.clone(),
@@ -275,8 +275,8 @@ impl Shared {
         self: &Arc<Self>,
         id: TaskId,
         decode: impl for<'b> FnOnce(Result<&'b [u8], TaskError>) -> Result<T, TaskError>
-            + Send
-            + 'static,
+        + Send
+        + 'static,
     ) -> Option<(u64, Arc<Remote<T>>)> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
@@ -464,7 +464,7 @@ impl RedisExecutor {
                 return Err(SubmitError::Rejected {
                     task: (f, arg),
                     reason,
-                })
+                });
             }
         };
         self.shared
@@ -545,7 +545,7 @@ impl RedisExecutor {
                             "the chunk is {} bytes as JSON, above the limit of {max}",
                             json.len()
                         )
-                        .into())
+                        .into());
                     }
                     Err(e) => return Err(format!("an item does not serialize: {e}").into()),
                 };

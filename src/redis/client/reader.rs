@@ -10,7 +10,7 @@ use ::redis::Value;
 use serde::de::DeserializeOwned;
 
 use super::book::{Cancel, SlotState, Waiting};
-use super::{Shared, BATCH, BLOCK, LOST_AFTER, MAX_MESSAGE, READ_GRACE};
+use super::{BATCH, BLOCK, LOST_AFTER, MAX_MESSAGE, READ_GRACE, Shared};
 use crate::error::TaskError;
 use crate::map::Chunk;
 use crate::redis::conn::Link;
@@ -322,7 +322,7 @@ pub(super) fn decode_chunk<R: DeserializeOwned>(
         Err(e) => {
             return all_fail(TaskError::Transport(
                 format!("the chunk's results in Redis do not decode: {e}").into(),
-            ))
+            ));
         }
     };
     if items.len() != n {

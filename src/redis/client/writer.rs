@@ -2,8 +2,8 @@
 //! round trip for everything submitted meanwhile), and an idle client's task inline on the
 //! control link, whose reply is then *owed* and read by whoever uses the link next.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, UNIX_EPOCH};
 
 use ::redis::Value;
@@ -12,7 +12,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::book::{Slot, SlotState, Unsent, Waiting};
 use super::options::TaskOptions;
-use super::{Shared, BATCH, WRITER_TIMEOUT};
+use super::{BATCH, Shared, WRITER_TIMEOUT};
 use crate::error::{SubmitError, TaskError};
 use crate::future::Future;
 use crate::redis::conn::{self, Link, Patience};
@@ -50,8 +50,8 @@ impl Shared {
         args: String,
         opts: TaskOptions,
         decode: impl for<'b> FnOnce(Result<&'b [u8], TaskError>) -> Result<T, TaskError>
-            + Send
-            + 'static,
+        + Send
+        + 'static,
     ) -> Result<Future<T>, SubmitError<()>> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let unique = opts.id.is_some();

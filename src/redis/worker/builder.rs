@@ -2,19 +2,19 @@
 //! `run`, which start its three threads; and the SIGINT/SIGTERM handlers of `run`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{Exec, RedisWorker, Worker, SIGNALLED};
+use super::{Exec, RedisWorker, SIGNALLED, Worker};
+use crate::redis::SetupError;
 use crate::redis::conn::Link;
 use crate::redis::host;
 use crate::redis::tasks::Tasks;
 use crate::redis::wire::{Keys, Scripts};
-use crate::redis::SetupError;
 use crate::thread::ThreadPoolExecutor;
 
 /// Builds a worker; from [`RedisWorker::builder`].

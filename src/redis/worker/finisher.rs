@@ -2,14 +2,14 @@
 //! pipelined batches through the `FINISH` script, which applies an answer only if this
 //! worker still holds the entry on the same delivery (the fence).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ::redis::Value;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::{Final, Msg, Worker, ANSWERED, DEAD_MAX};
+use super::{ANSWERED, DEAD_MAX, Final, Msg, Worker};
 use crate::redis::conn::{self, Link, Patience};
 use crate::redis::host;
 use crate::redis::tasks::Outcome;

@@ -2,14 +2,14 @@
 //! sends a heartbeat, reclaims the entries of silent workers, prunes the running hash; and
 //! every 250 ms promotes due scheduled tasks and fires due periodic ones.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ::redis::Value;
 
 use super::reader::Mark;
-use super::{Exec, Worker, ANSWERED, PROMOTE_BATCH, PROMOTE_EVERY};
+use super::{ANSWERED, Exec, PROMOTE_BATCH, PROMOTE_EVERY, Worker};
 use crate::redis::conn::Link;
 use crate::redis::host;
 use crate::redis::periodic;

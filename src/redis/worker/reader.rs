@@ -2,18 +2,18 @@
 //! starts them, and tells Redis which ones run (the `START` script, for `status` and for
 //! `running()` of the clients' futures).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ::redis::Value;
 
-use super::{Exec, Final, Msg, Running, Worker, ANSWERED, BLOCK, DEAD_PREVIEW, START_NOTICE};
+use super::{ANSWERED, BLOCK, DEAD_PREVIEW, Exec, Final, Msg, Running, START_NOTICE, Worker};
 use crate::redis::conn::Link;
 use crate::redis::host;
 use crate::redis::id::TaskId;
 use crate::redis::tasks::{Done, Outcome};
-use crate::redis::wire::{self, RawEntry, TaskEntry, GROUP};
+use crate::redis::wire::{self, GROUP, RawEntry, TaskEntry};
 
 impl Worker {
     /// Takes new entries while there are free slots, until stopped.
