@@ -110,6 +110,8 @@
     allow(rustdoc::broken_intra_doc_links)
 )]
 
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
+mod callbacks;
 mod context;
 mod error;
 mod executor;

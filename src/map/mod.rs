@@ -40,7 +40,7 @@ pub(crate) enum Chunk<T> {
 
 impl<T> Chunk<T> {
     /// Every item's outcome, in order.
-    #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
+    #[cfg(any(all(unix, feature = "process"), all(test, feature = "redis")))]
     pub(crate) fn into_results(self) -> Vec<Result<T, Box<TaskError>>> {
         match self {
             Chunk::Values(v) => v.into_iter().map(Ok).collect(),

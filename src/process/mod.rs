@@ -469,6 +469,26 @@ impl ProcessPoolExecutor {
         self.shared.worker_pids()
     }
 
+    /// Tasks (and map chunks) submitted that no manager has taken yet: the same figure as
+    /// [`ThreadPoolExecutor::queued`](crate::ThreadPoolExecutor::queued). A manager takes a
+    /// task when its worker is free, or ahead of its turn while quick tasks keep its worker
+    /// busy, so a task sent ahead counts as taken.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// fn double(x: u32) -> u32 { x * 2 }
+    /// concurrent_futures::init();
+    /// let pool = ProcessPoolExecutor::new()?;
+    /// pool.submit(double, 1)?.result()?;
+    /// assert_eq!(pool.queued(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn queued(&self) -> usize {
+        self.shared.registry.queued()
+    }
+
     /// Returns `true` once workers failed to start too many times in a row (a crash loop,
     /// e.g. a program whose workers die at start-up): queued tasks failed with
     /// [`TaskError::BrokenExecutor`] and submits are refused.

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -16,15 +15,12 @@ use super::child::Workers;
 use super::config::Config;
 use super::connection::{Connection, Control};
 use super::job::Job;
+use crate::callbacks::CallbackPool;
 use crate::context::CallbackSink;
 use crate::error::{SubmitError, TaskError};
 use crate::registry::{Pushed, Refusal, Registry};
-use crate::thread::ThreadPoolExecutor;
 
 static NEXT_POOL: AtomicU32 = AtomicU32::new(1);
-
-/// How many callbacks of one pool's futures may block at once before the next waits.
-const CALLBACK_THREADS: usize = 64;
 
 pub(super) struct Shared {
     pub(super) id: u32,
@@ -42,7 +38,7 @@ pub(super) struct Shared {
     holders: Mutex<Holders>,
     /// Where the done-callbacks of this pool's futures run: never on a manager thread, so a
     /// callback may wait on the pool or shut it down.
-    callbacks: ThreadPoolExecutor,
+    callbacks: Arc<CallbackPool>,
 }
 
 #[derive(Default)]
@@ -64,12 +60,7 @@ impl Shared {
     pub(super) fn new(config: Config) -> Arc<Shared> {
         // ORDERING: a unique number, nothing published with it: Relaxed.
         let id = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
-        let callbacks = ThreadPoolExecutor::builder()
-            .max_workers(CALLBACK_THREADS)
-            .idle_timeout(Duration::from_secs(1))
-            .thread_name_prefix(format!("ProcessPoolExecutor-{id}-callbacks"))
-            .build()
-            .expect("a valid thread pool configuration");
+        let callbacks = CallbackPool::new(format!("ProcessPoolExecutor-{id}-callbacks"));
         Arc::new(Shared {
             id,
             registry: Registry::new(config.max_workers, config.idle_timeout, true),
@@ -135,21 +126,8 @@ impl Shared {
     }
 
     /// Where manager threads send the callbacks of the futures they complete.
-    pub(super) fn callback_sink(self: &Arc<Self>) -> CallbackSink {
-        let shared = Arc::downgrade(self);
-        Arc::new(move |callbacks: Box<dyn FnOnce() + Send>| {
-            let refused = match shared.upgrade() {
-                Some(shared) => match shared.callbacks.submit(callbacks) {
-                    Ok(_detached) => None,
-                    Err(refused) => Some(refused.into_inner()),
-                },
-                None => Some(callbacks),
-            };
-            // The callback pool is shutting down: run them here rather than lose them.
-            if let Some(callbacks) = refused {
-                callbacks();
-            }
-        })
+    pub(super) fn callback_sink(&self) -> CallbackSink {
+        self.callbacks.sink()
     }
 
     /// Starts a worker for a job, counting failures in a row: past the limit the pool breaks.

@@ -377,8 +377,6 @@ impl ThreadPoolExecutor {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn queued(&self) -> usize {
-        // ORDERING: a statistic, a snapshot whatever the ordering; Acquire pairs with the
-        // AcqRel updates for a figure no older than the last stop seen.
         self.shared.registry.queued()
     }
 

@@ -19,7 +19,6 @@ use crate::redis::conn::Link;
 use crate::redis::host;
 use crate::redis::tasks::Tasks;
 use crate::redis::wire::{self, Keys, Scripts};
-use crate::thread::ThreadPoolExecutor;
 
 /// Builds a [`RedisExecutor`]; from [`RedisExecutor::builder`].
 ///
@@ -301,12 +300,7 @@ impl RedisExecutorBuilder {
             std::process::id(),
             host::random() as u32
         );
-        let callbacks = ThreadPoolExecutor::builder()
-            .max_workers(64)
-            .idle_timeout(Duration::from_secs(1))
-            .thread_name_prefix("RedisExecutor-callbacks")
-            .build()
-            .expect("a valid thread pool configuration");
+        let callbacks = crate::callbacks::CallbackPool::new("RedisExecutor-callbacks".into());
         let (outbox, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             address,

@@ -28,7 +28,6 @@ use crate::error::{SubmitError, TaskError, panic_message};
 use crate::executor::{Executor, PlainFn};
 use crate::future::{Future, Hooked};
 use crate::map::{self, Map, MapUnordered, Source, Submitted};
-use crate::thread::ThreadPoolExecutor;
 
 mod book;
 mod builder;
@@ -158,7 +157,7 @@ struct Shared {
     control: Mutex<Control>,
     /// Tasks submitted that Redis has not taken (or refused) yet: at most `max_unsent`.
     unsent: Arc<UnsentCount>,
-    callbacks: ThreadPoolExecutor,
+    callbacks: Arc<crate::callbacks::CallbackPool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -350,21 +349,8 @@ impl Shared {
         }
     }
 
-    fn callback_sink(self: &Arc<Self>) -> crate::context::CallbackSink {
-        let shared = Arc::downgrade(self);
-        Arc::new(move |callbacks: Box<dyn FnOnce() + Send>| {
-            let refused = match shared.upgrade() {
-                Some(shared) => shared
-                    .callbacks
-                    .submit(callbacks)
-                    .err()
-                    .map(SubmitError::into_inner),
-                None => Some(callbacks),
-            };
-            if let Some(callbacks) = refused {
-                callbacks();
-            }
-        })
+    fn callback_sink(&self) -> crate::context::CallbackSink {
+        self.callbacks.sink()
     }
 }
 
