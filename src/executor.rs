@@ -46,7 +46,7 @@ pub type FnSubmit<A, R> = Result<Future<R>, SubmitError<(fn(A) -> R, A)>>;
 ///
 /// let threads = ThreadPoolExecutor::new();
 /// assert_eq!(word_lengths(&threads, vec!["a".into(), "bcd".into()]), [1, 3]);
-/// // With processes: word_lengths(&ProcessPoolExecutor::new()?, ...) — the same call;
+/// // With processes: word_lengths(&ProcessPoolExecutor::new(), ...) — the same call;
 /// // with Redis: word_lengths(&RedisExecutor::builder(url, tasks).build()?, ...).
 /// ```
 ///

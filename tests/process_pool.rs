@@ -736,3 +736,25 @@ fn a_panic_message_is_the_same_on_threads_and_processes_and_the_origin_is_kept_a
     );
     assert!(shown.contains("process_pool.rs:"), "{shown}");
 }
+
+fn word_len(w: String) -> usize {
+    w.len()
+}
+
+/// The README's one-line switch: the same chain compiles and gives the same answer on
+/// either pool, `new()` included (it returns the pool itself on both).
+#[test]
+fn the_one_line_switch_holds_from_new_to_map() {
+    concurrent_futures::init();
+    let words = || vec!["a".to_string(), "bcd".to_string(), "ef".to_string()];
+    let threads: Vec<usize> = concurrent_futures::ThreadPoolExecutor::new()
+        .map(word_len, words())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let processes: Vec<usize> = ProcessPoolExecutor::new()
+        .map(word_len, words())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(threads, [1, 3, 2]);
+    assert_eq!(processes, threads);
+}

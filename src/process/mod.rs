@@ -64,7 +64,7 @@ use self::job::Job;
 use self::pool::Shared;
 use self::shipping::Trampoline;
 pub use self::worker::init;
-use crate::error::{BuildError, SubmitError, TaskError};
+use crate::error::{SubmitError, TaskError};
 use crate::executor::FnSubmit;
 use crate::future::{Future, Promise};
 use crate::map::{Map, MapUnordered, Source};
@@ -107,11 +107,16 @@ pub struct ProcessPoolExecutor {
 }
 
 impl ProcessPoolExecutor {
-    /// A pool with one worker per CPU.
+    /// A pool with one worker per CPU: Python's `ProcessPoolExecutor()`. Like
+    /// [`ThreadPoolExecutor::new`](crate::ThreadPoolExecutor::new) it returns the pool
+    /// itself, so the two switch in one line (`ThreadPoolExecutor::new().map(f, xs)` and
+    /// `ProcessPoolExecutor::new().map(f, xs)`).
     ///
-    /// # Errors
+    /// # Panics
     ///
-    /// As [`ProcessPoolBuilder::build`].
+    /// If the pool cannot start, with what to do: [`init`](crate::init) did not run first
+    /// in `main`, or the first worker process could not start. To handle that as an error
+    /// instead, use [`builder`](Self::builder)`().build()`, which returns it.
     ///
     /// # Examples
     ///
@@ -119,12 +124,16 @@ impl ProcessPoolExecutor {
     /// fn double(x: u32) -> u32 { x * 2 }
     ///
     /// concurrent_futures::init(); // first thing in main
-    /// let pool = concurrent_futures::ProcessPoolExecutor::new()?;
+    /// let pool = concurrent_futures::ProcessPoolExecutor::new();
     /// assert_eq!(pool.submit(double, 21)?.result()?, 42);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn new() -> Result<ProcessPoolExecutor, BuildError> {
-        ProcessPoolBuilder::new().build()
+    pub fn new() -> ProcessPoolExecutor {
+        match ProcessPoolBuilder::new().build() {
+            Ok(pool) => pool,
+            // The `Debug` form names the error and says what to do.
+            Err(err) => panic!("ProcessPoolExecutor::new() could not start the pool: {err:?}"),
+        }
     }
 
     /// A builder for the number of workers, time limits and worker recycling.
@@ -167,7 +176,7 @@ impl ProcessPoolExecutor {
     /// fn fails(_: ()) -> u8 { panic!("bad input") }
     ///
     /// concurrent_futures::init();
-    /// let pool = ProcessPoolExecutor::new()?;
+    /// let pool = ProcessPoolExecutor::new();
     /// let fut = pool.submit(describe, Job { name: "a.txt".into(), size: 3 })?;
     /// assert_eq!(fut.result()?, "a.txt is 3 bytes");
     /// // A panic is the task's error; the worker lives on.
@@ -198,7 +207,7 @@ impl ProcessPoolExecutor {
     ///     loop { std::thread::sleep(Duration::from_secs(1)) }
     /// }
     /// concurrent_futures::init();
-    /// let pool = ProcessPoolExecutor::new()?;
+    /// let pool = ProcessPoolExecutor::new();
     /// let fut = pool.submit_with_time_limit(hang, (), Duration::from_millis(100))?;
     /// assert_eq!(fut.result(), Err(TaskError::TimedOut));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -229,7 +238,7 @@ impl ProcessPoolExecutor {
     /// # use std::time::Duration;
     /// fn double(x: u32) -> u32 { x * 2 }
     /// concurrent_futures::init();
-    /// let pool = ProcessPoolExecutor::new()?;
+    /// let pool = ProcessPoolExecutor::new();
     /// #[allow(deprecated)]
     /// let fut = pool.submit_with_timeout(double, 21, Duration::from_secs(5))?;
     /// assert_eq!(fut.result()?, 42);
@@ -296,7 +305,7 @@ impl ProcessPoolExecutor {
     /// # use concurrent_futures::ProcessPoolExecutor;
     /// fn double(x: i32) -> i32 { x * 2 }
     /// concurrent_futures::init();
-    /// let pool = ProcessPoolExecutor::new()?;
+    /// let pool = ProcessPoolExecutor::new();
     /// assert_eq!(pool.apply(double, 21)?.result()?, 42);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -322,7 +331,7 @@ impl ProcessPoolExecutor {
     /// fn square(x: u64) -> u64 { x * x }
     ///
     /// concurrent_futures::init();
-    /// let pool = concurrent_futures::ProcessPoolExecutor::new()?;
+    /// let pool = concurrent_futures::ProcessPoolExecutor::new();
     /// // Chunks of 1,000 items per message make a cheap function worth sending to processes.
     /// let squares: Vec<u64> = pool.map(square, 0..10_000).chunk_size(1_000).collect::<Result<_, _>>()?;
     /// assert_eq!(squares[99], 99 * 99);
@@ -346,7 +355,7 @@ impl ProcessPoolExecutor {
     /// # use concurrent_futures::ProcessPoolExecutor;
     /// fn len(s: String) -> usize { s.len() }
     /// concurrent_futures::init();
-    /// let pool = ProcessPoolExecutor::new()?;
+    /// let pool = ProcessPoolExecutor::new();
     /// let total: usize = pool.map_unordered(len, ["a".to_string(), "bb".to_string()])
     ///     .map(Result::unwrap).sum();
     /// assert_eq!(total, 3);
@@ -428,7 +437,7 @@ impl ProcessPoolExecutor {
     /// # use std::time::Duration;
     /// fn stuck(_: ()) { loop { std::thread::sleep(Duration::from_secs(1)) } }
     /// concurrent_futures::init();
-    /// let pool = ProcessPoolExecutor::new()?;
+    /// let pool = ProcessPoolExecutor::new();
     /// let fut = pool.submit(stuck, ())?;
     /// while !fut.running() { std::thread::sleep(Duration::from_millis(1)) }
     /// assert!(pool.kill_task(&fut));
@@ -461,7 +470,7 @@ impl ProcessPoolExecutor {
     /// ```no_run
     /// # use concurrent_futures::ProcessPoolExecutor;
     /// concurrent_futures::init();
-    /// let pool = ProcessPoolExecutor::new()?;
+    /// let pool = ProcessPoolExecutor::new();
     /// assert!(!pool.worker_pids().is_empty()); // the first worker starts with the pool
     /// # Ok::<(), concurrent_futures::BuildError>(())
     /// ```
@@ -480,7 +489,7 @@ impl ProcessPoolExecutor {
     /// # use concurrent_futures::ProcessPoolExecutor;
     /// fn double(x: u32) -> u32 { x * 2 }
     /// concurrent_futures::init();
-    /// let pool = ProcessPoolExecutor::new()?;
+    /// let pool = ProcessPoolExecutor::new();
     /// pool.submit(double, 1)?.result()?;
     /// assert_eq!(pool.queued(), 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -498,7 +507,7 @@ impl ProcessPoolExecutor {
     /// ```no_run
     /// # use concurrent_futures::ProcessPoolExecutor;
     /// concurrent_futures::init();
-    /// assert!(!ProcessPoolExecutor::new()?.is_broken());
+    /// assert!(!ProcessPoolExecutor::new().is_broken());
     /// # Ok::<(), concurrent_futures::BuildError>(())
     /// ```
     pub fn is_broken(&self) -> bool {
@@ -515,7 +524,7 @@ impl ProcessPoolExecutor {
     /// ```no_run
     /// # use concurrent_futures::ProcessPoolExecutor;
     /// concurrent_futures::init();
-    /// let pool = ProcessPoolExecutor::new()?;
+    /// let pool = ProcessPoolExecutor::new();
     /// pool.shutdown_with(true, true);
     /// assert!(pool.worker_pids().is_empty());
     /// # Ok::<(), concurrent_futures::BuildError>(())
@@ -532,7 +541,7 @@ impl ProcessPoolExecutor {
     /// fn one(_: ()) -> u8 { 1 }
     ///
     /// concurrent_futures::init();
-    /// let pool = concurrent_futures::ProcessPoolExecutor::new()?;
+    /// let pool = concurrent_futures::ProcessPoolExecutor::new();
     /// let fut = pool.submit(one, ())?;
     /// pool.shutdown(); // runs what is queued, then stops and reaps every worker
     /// assert!(fut.done());
@@ -554,7 +563,7 @@ impl ProcessPoolExecutor {
     /// ```no_run
     /// # use concurrent_futures::ProcessPoolExecutor;
     /// concurrent_futures::init();
-    /// let pool = ProcessPoolExecutor::new()?;
+    /// let pool = ProcessPoolExecutor::new();
     /// pool.terminate();
     /// assert!(pool.worker_pids().is_empty());
     /// # Ok::<(), concurrent_futures::BuildError>(())
@@ -618,5 +627,16 @@ impl crate::executor::Executor for ProcessPoolExecutor {
 
     fn shutdown(&self) {
         ProcessPoolExecutor::shutdown(self);
+    }
+}
+
+impl Default for ProcessPoolExecutor {
+    /// [`ProcessPoolExecutor::new`].
+    ///
+    /// # Panics
+    ///
+    /// As [`new`](ProcessPoolExecutor::new).
+    fn default() -> Self {
+        ProcessPoolExecutor::new()
     }
 }

@@ -61,7 +61,7 @@ pub(crate) fn initialized() -> bool {
 ///
 /// fn main() -> Result<(), Box<dyn std::error::Error>> {
 ///     concurrent_futures::init(); // workers start here, and never get further
-///     let pool = ProcessPoolExecutor::new()?;
+///     let pool = ProcessPoolExecutor::new();
 ///     assert_eq!(pool.submit(square, 7)?.result()?, 49);
 ///     Ok(())
 /// }
