@@ -598,18 +598,23 @@ mod model {
         }
     }
 
+    /// The first worker, which has waited out its idle timeout: it retires, or stays (a
+    /// message needs it) and takes what is queued.
+    fn idle_worker(pool: &Arc<ModelPool>, ran: &Arc<AtomicUsize>) -> loom::thread::JoinHandle<()> {
+        let (p, r) = (pool.clone(), ran.clone());
+        loom::thread::spawn(move || {
+            if !p.registry.try_retire(&|| {}) {
+                drain(&p, &r);
+            }
+        })
+    }
+
     #[test]
     fn a_push_racing_a_retirement_is_never_stranded() {
         loom::model(|| {
             let pool = pool(Some(Duration::from_secs(1)));
             let ran = Arc::new(AtomicUsize::new(0));
-            let (p, r) = (pool.clone(), ran.clone());
-            // The worker has waited out its idle timeout.
-            let worker = loom::thread::spawn(move || {
-                if !p.registry.try_retire(&|| {}) {
-                    drain(&p, &r);
-                }
-            });
+            let worker = idle_worker(&pool, &ran);
             let pushed = Registry::push(&pool, 7);
             worker.join().unwrap();
             settle(&pool, &pushed, &ran);
@@ -621,12 +626,7 @@ mod model {
         loom::model(|| {
             let pool = pool(Some(Duration::from_secs(1)));
             let ran = Arc::new(AtomicUsize::new(0));
-            let (p, r) = (pool.clone(), ran.clone());
-            let worker = loom::thread::spawn(move || {
-                if !p.registry.try_retire(&|| {}) {
-                    drain(&p, &r);
-                }
-            });
+            let worker = idle_worker(&pool, &ran);
             let p = pool.clone();
             let shutdown = loom::thread::spawn(move || {
                 assert!(p.registry.shutdown(false).is_empty());
