@@ -126,6 +126,8 @@ pub mod redis;
 mod registry;
 mod sync;
 mod thread;
+#[cfg(feature = "tracing")]
+mod trace;
 mod wait;
 
 /// Pool tasks outside any pool, so that the loom models can run the claim-and-run path of a
@@ -177,7 +179,13 @@ pub mod __loom {
 
 /// The README's examples are compiled and run as doc tests (they show the process pool and
 /// the Redis executor too).
-#[cfg(all(doctest, unix, feature = "process", feature = "redis"))]
+#[cfg(all(
+    doctest,
+    unix,
+    feature = "process",
+    feature = "redis",
+    feature = "tracing"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

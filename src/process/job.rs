@@ -131,3 +131,63 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Many<R> {
         let _ = self.0.set_result(chunk);
     }
 }
+
+/// `sink` with the task's span (feature `tracing`), for a task running `function`.
+#[cfg(feature = "tracing")]
+pub(super) fn traced(sink: Box<dyn Sink>, function: &'static str) -> Box<dyn Sink> {
+    Box::new(Traced {
+        inner: sink,
+        span: parking_lot::Mutex::new(crate::trace::TaskSpan::new("process", function)),
+    })
+}
+
+/// `sink` as it is (without the `tracing` feature).
+#[cfg(not(feature = "tracing"))]
+pub(super) fn traced(sink: Box<dyn Sink>, _function: &'static str) -> Box<dyn Sink> {
+    sink
+}
+
+/// A sink that records its task's start, end and outcome in the task's span.
+#[cfg(feature = "tracing")]
+struct Traced {
+    inner: Box<dyn Sink>,
+    span: parking_lot::Mutex<crate::trace::TaskSpan>,
+}
+
+#[cfg(feature = "tracing")]
+impl Sink for Traced {
+    fn start(&self) -> bool {
+        let started = self.inner.start();
+        if started {
+            // The manager thread that sends it to its worker process.
+            let me = std::thread::current();
+            self.span.lock().start(&me.name().unwrap_or("unnamed"));
+        }
+        started
+    }
+    fn cancelled(&self) -> bool {
+        self.inner.cancelled()
+    }
+    fn cancel(&self) {
+        self.span.lock().end("cancelled");
+        self.inner.cancel();
+    }
+    fn id(&self) -> usize {
+        self.inner.id()
+    }
+    fn fail(self: Box<Self>, err: TaskError) {
+        self.span.lock().fail(&err);
+        self.inner.fail(err);
+    }
+    fn done(self: Box<Self>, bytes: &[u8]) {
+        self.span.lock().end("ok");
+        self.inner.done(bytes);
+    }
+    fn items(self: Box<Self>, outcomes: Vec<Result<Vec<u8>, TaskError>>) {
+        let failed = outcomes.iter().filter(|o| o.is_err()).count();
+        self.span
+            .lock()
+            .end(if failed == 0 { "ok" } else { "items_failed" });
+        self.inner.items(outcomes);
+    }
+}

@@ -283,7 +283,10 @@ impl ProcessPoolExecutor {
             args,
             items: None,
             timeout,
-            sink: Box::new(job::One(promise)),
+            sink: job::traced(
+                Box::new(job::One(promise)),
+                std::any::type_name::<fn(A) -> R>(),
+            ),
         };
         match self.shared.push(job, &|| future.cancel()) {
             Ok(()) => Ok(future),
@@ -405,7 +408,10 @@ impl ProcessPoolExecutor {
                 args,
                 items: Some(ranges),
                 timeout: shared.config.time_limit,
-                sink: Box::new(job::Many(promise)),
+                sink: job::traced(
+                    Box::new(job::Many(promise)),
+                    std::any::type_name::<fn(A) -> R>(),
+                ),
             };
             match shared.push(job, &|| future.cancel()) {
                 Ok(()) => Ok(future),

@@ -453,6 +453,17 @@ impl ThreadPoolExecutor {
     }
 }
 
+/// A refused task's closure, out of its span's wrapper.
+#[cfg(feature = "tracing")]
+fn untraced<J>(job: crate::trace::Traced<J>) -> J {
+    job.into_inner()
+}
+
+#[cfg(not(feature = "tracing"))]
+fn untraced<J>(job: J) -> J {
+    job
+}
+
 impl Pool for Shared {
     type Message = Arc<dyn Runnable>;
 
@@ -517,6 +528,8 @@ impl Shared {
         J: Job<T>,
         T: Send + 'static,
     {
+        #[cfg(feature = "tracing")]
+        let func = crate::trace::Traced::new(func, "thread");
         let task = Task::new(func, self.id);
         match Registry::push(self, task.clone()) {
             Pushed::Queued => {}
@@ -524,13 +537,13 @@ impl Shared {
             // goes back to the caller unless a worker took the task first, in which case it
             // runs.
             Pushed::Refused(refusal, _) | Pushed::Raced(refusal) => {
-                if let Some(func) = task.reclaim() {
+                if let Some(func) = task.reclaim().map(untraced) {
                     return Err(self.refusal(refusal, func));
                 }
             }
             Pushed::NoWorker { error, alone } => {
                 if alone {
-                    if let Some(func) = task.reclaim() {
+                    if let Some(func) = task.reclaim().map(untraced) {
                         return Err(SubmitError::Spawn {
                             task: func,
                             error: Arc::new(error),
