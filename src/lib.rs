@@ -126,7 +126,7 @@ pub mod redis;
 mod registry;
 mod sync;
 mod thread;
-#[cfg(feature = "tracing")]
+#[cfg(any(feature = "tracing", feature = "metrics"))]
 mod trace;
 mod wait;
 

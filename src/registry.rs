@@ -108,6 +108,17 @@ pub(crate) struct Registry<M> {
     /// Look for the next message briefly before sleeping (a caller that waits on its result
     /// and pushes again is back within microseconds).
     spin: bool,
+    /// The `executor` label of its gauges (feature `metrics`).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    executor: &'static str,
+}
+
+/// Moves one of the registry's gauges (feature `metrics`; nothing without it).
+macro_rules! gauge {
+    ($registry:expr, $name:literal, $delta:expr) => {
+        #[cfg(feature = "metrics")]
+        metrics::gauge!($name, "executor" => $registry.executor).increment($delta as f64);
+    };
 }
 
 struct Control {
@@ -124,7 +135,12 @@ struct Control {
 
 impl<M: Send + 'static> Registry<M> {
     /// A registry of at most `max_workers` threads; `idle_timeout` retires idle ones.
-    pub(crate) fn new(max_workers: usize, idle_timeout: Option<Duration>, spin: bool) -> Self {
+    pub(crate) fn new(
+        executor: &'static str,
+        max_workers: usize,
+        idle_timeout: Option<Duration>,
+        spin: bool,
+    ) -> Self {
         Registry {
             queue: Queue::new(),
             surplus: CachePadded::new(AtomicIsize::new(0)),
@@ -143,6 +159,7 @@ impl<M: Send + 'static> Registry<M> {
             max_workers,
             idle_timeout,
             spin,
+            executor,
         }
     }
 
@@ -162,6 +179,7 @@ impl<M: Send + 'static> Registry<M> {
             return Pushed::Refused(this.refusal(), message);
         }
         this.queue.send(Some(message));
+        gauge!(this, "concurrent_futures_queue_depth", 1);
         // Rule 3: re-read the status after the push; a concurrent shutdown's stop messages
         // may be ahead of ours.
         // ORDERING: SeqCst, with the SeqCst stores of `shutdown` and `break_with`: if this
@@ -210,6 +228,7 @@ impl<M: Send + 'static> Registry<M> {
         control.handles.push(handle);
         control.threads += 1;
         control.spawned += 1;
+        gauge!(this, "concurrent_futures_workers", 1);
         if control.threads == this.max_workers && this.idle_timeout.is_none() {
             // ORDERING: set once, under `control`; every reader tolerates a stale false (see
             // `mark_idle`), so Relaxed.
@@ -283,6 +302,7 @@ impl<M: Send + 'static> Registry<M> {
         }
         on_retire();
         control.threads -= 1;
+        gauge!(self, "concurrent_futures_workers", -1);
         drop(control);
         self.exited.notify_all();
         true
@@ -296,7 +316,10 @@ impl<M: Send + 'static> Registry<M> {
 
     fn received(&self, message: Option<M>) -> Next<M> {
         match message {
-            Some(message) => Next::Message(message),
+            Some(message) => {
+                gauge!(self, "concurrent_futures_queue_depth", -1);
+                Next::Message(message)
+            }
             None => {
                 // ORDERING: as in `send_stop` and `mark_idle`: a stopping worker is no longer
                 // idle, and the statistic no longer counts its message.
@@ -315,6 +338,7 @@ impl<M: Send + 'static> Registry<M> {
         let mut control = self.control.lock();
         on_exit();
         control.threads -= 1;
+        gauge!(self, "concurrent_futures_workers", -1);
         drop(control);
         self.exited.notify_all();
     }
@@ -384,6 +408,11 @@ impl<M: Send + 'static> Registry<M> {
         for _ in 0..stops {
             self.queue.send(None);
         }
+        gauge!(
+            self,
+            "concurrent_futures_queue_depth",
+            -(messages.len() as i64)
+        );
         messages
     }
 
@@ -556,7 +585,7 @@ mod model {
 
     fn pool(idle_timeout: Option<Duration>) -> Arc<ModelPool> {
         let pool = Arc::new(ModelPool {
-            registry: Registry::new(1, idle_timeout, false),
+            registry: Registry::new("model", 1, idle_timeout, false),
             spawns: AtomicUsize::new(0),
         });
         Registry::spawn(&pool).unwrap(); // one idle worker to start with

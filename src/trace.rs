@@ -1,5 +1,13 @@
-//! Feature `tracing`: a span per task on the local pools, from submit to completion.
+//! Features `tracing` and `metrics`: what the local pools record of each task, from submit
+//! to completion.
 //!
+//! With `metrics`, through the `metrics` facade, labelled `executor` (`thread` or `process`):
+//! the counters `concurrent_futures_tasks_submitted_total`, `..._started_total` and
+//! `..._completed_total` (also labelled `outcome`), the histograms
+//! `concurrent_futures_task_queue_wait_seconds` and `..._task_run_seconds`, and (from the
+//! registry) the gauges `concurrent_futures_queue_depth` and `concurrent_futures_workers`.
+//!
+//! With `tracing`:
 //! The span is made when the task is submitted, as a child of the submitter's current span,
 //! so a task follows the request that made it onto a worker thread or into a worker process's
 //! manager. Its fields say where and how it ran: `executor` (`thread` or `process`),
@@ -12,16 +20,20 @@
 //! `FmtSpan::CLOSE`) shows one line per task with every field.
 
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+#[cfg(feature = "tracing")]
 use tracing::{Span, field};
 
 #[cfg(all(unix, feature = "process"))]
 use crate::error::TaskError;
 
-/// A task's span and clock.
+/// A task's span, metrics and clock.
 pub(crate) struct TaskSpan {
+    #[cfg(feature = "tracing")]
     span: Span,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    executor: &'static str,
     made: Instant,
     started: Option<Instant>,
     ended: bool,
@@ -30,6 +42,12 @@ pub(crate) struct TaskSpan {
 impl TaskSpan {
     /// A span for a task of `executor` running `function`, child of the current span.
     pub(crate) fn new(executor: &'static str, function: &'static str) -> TaskSpan {
+        #[cfg(feature = "metrics")]
+        metrics::counter!("concurrent_futures_tasks_submitted_total", "executor" => executor)
+            .increment(1);
+        #[cfg(not(feature = "tracing"))]
+        let _ = function;
+        #[cfg(feature = "tracing")]
         let span = tracing::info_span!(
             target: "concurrent_futures",
             "task",
@@ -41,7 +59,9 @@ impl TaskSpan {
             outcome = field::Empty,
         );
         TaskSpan {
+            #[cfg(feature = "tracing")]
             span,
+            executor,
             made: Instant::now(),
             started: None,
             ended: false,
@@ -52,9 +72,24 @@ impl TaskSpan {
     pub(crate) fn start(&mut self, worker: &dyn fmt::Display) {
         let now = Instant::now();
         self.started = Some(now);
-        self.span.record("worker", field::display(worker));
-        self.span
-            .record("wait_us", micros(now.saturating_duration_since(self.made)));
+        let wait = now.saturating_duration_since(self.made);
+        #[cfg(feature = "tracing")]
+        {
+            self.span.record("worker", field::display(worker));
+            self.span.record("wait_us", micros(wait));
+        }
+        #[cfg(not(feature = "tracing"))]
+        let _ = worker;
+        #[cfg(feature = "metrics")]
+        {
+            let executor = self.executor;
+            metrics::counter!("concurrent_futures_tasks_started_total", "executor" => executor)
+                .increment(1);
+            metrics::histogram!("concurrent_futures_task_queue_wait_seconds", "executor" => executor)
+                .record(wait.as_secs_f64());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = wait;
     }
 
     /// The task ended with `outcome`.
@@ -62,10 +97,30 @@ impl TaskSpan {
         if std::mem::replace(&mut self.ended, true) {
             return;
         }
-        if let Some(started) = self.started {
-            self.span.record("run_us", micros(started.elapsed()));
+        let run: Option<Duration> = self.started.map(|s| s.elapsed());
+        #[cfg(feature = "tracing")]
+        {
+            if let Some(run) = run {
+                self.span.record("run_us", micros(run));
+            }
+            self.span.record("outcome", outcome);
         }
-        self.span.record("outcome", outcome);
+        #[cfg(feature = "metrics")]
+        {
+            let executor = self.executor;
+            metrics::counter!(
+                "concurrent_futures_tasks_completed_total",
+                "executor" => executor,
+                "outcome" => outcome.to_owned()
+            )
+            .increment(1);
+            if let Some(run) = run {
+                metrics::histogram!("concurrent_futures_task_run_seconds", "executor" => executor)
+                    .record(run.as_secs_f64());
+            }
+        }
+        #[cfg(not(any(feature = "tracing", feature = "metrics")))]
+        let _ = (run, outcome);
     }
 
     /// The task's error, as its outcome.
@@ -74,6 +129,7 @@ impl TaskSpan {
         self.end(outcome_of(err));
     }
 
+    #[cfg(feature = "tracing")]
     pub(crate) fn span(&self) -> &Span {
         &self.span
     }
@@ -86,7 +142,8 @@ impl Drop for TaskSpan {
     }
 }
 
-fn micros(d: std::time::Duration) -> u64 {
+#[cfg(feature = "tracing")]
+fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -130,19 +187,24 @@ impl<T, J: crate::future::Job<T>> crate::future::Job<T> for Traced<J> {
         let Traced { job, mut span } = self;
         let me = std::thread::current();
         span.start(&me.name().unwrap_or("unnamed"));
+        let run = || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.call()));
         // Inside the span, and with the submitter's subscriber, which may be a thread-local
         // default the worker thread does not have.
+        #[cfg(feature = "tracing")]
         let run = || {
             let _entered = span.span().enter();
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.call()))
+            run()
         };
-        let dispatch = span
+        #[cfg(feature = "tracing")]
+        let outcome = match span
             .span()
-            .with_subscriber(|(_, dispatch)| dispatch.clone());
-        let outcome = match dispatch {
+            .with_subscriber(|(_, dispatch)| dispatch.clone())
+        {
             Some(dispatch) => tracing::dispatcher::with_default(&dispatch, run),
             None => run(),
         };
+        #[cfg(not(feature = "tracing"))]
+        let outcome = run();
         match outcome {
             Ok(value) => {
                 span.end("ok");

@@ -133,7 +133,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Many<R> {
 }
 
 /// `sink` with the task's span (feature `tracing`), for a task running `function`.
-#[cfg(feature = "tracing")]
+#[cfg(any(feature = "tracing", feature = "metrics"))]
 pub(super) fn traced(sink: Box<dyn Sink>, function: &'static str) -> Box<dyn Sink> {
     Box::new(Traced {
         inner: sink,
@@ -142,19 +142,19 @@ pub(super) fn traced(sink: Box<dyn Sink>, function: &'static str) -> Box<dyn Sin
 }
 
 /// `sink` as it is (without the `tracing` feature).
-#[cfg(not(feature = "tracing"))]
+#[cfg(not(any(feature = "tracing", feature = "metrics")))]
 pub(super) fn traced(sink: Box<dyn Sink>, _function: &'static str) -> Box<dyn Sink> {
     sink
 }
 
 /// A sink that records its task's start, end and outcome in the task's span.
-#[cfg(feature = "tracing")]
+#[cfg(any(feature = "tracing", feature = "metrics"))]
 struct Traced {
     inner: Box<dyn Sink>,
     span: parking_lot::Mutex<crate::trace::TaskSpan>,
 }
 
-#[cfg(feature = "tracing")]
+#[cfg(any(feature = "tracing", feature = "metrics"))]
 impl Sink for Traced {
     fn start(&self) -> bool {
         let started = self.inner.start();

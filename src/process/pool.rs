@@ -63,7 +63,7 @@ impl Shared {
         let callbacks = CallbackPool::new(format!("ProcessPoolExecutor-{id}-callbacks"));
         Arc::new(Shared {
             id,
-            registry: Registry::new(config.max_workers, config.idle_timeout, true),
+            registry: Registry::new("process", config.max_workers, config.idle_timeout, true),
             config,
             start_failures: AtomicU32::new(0),
             first: Mutex::new(None),

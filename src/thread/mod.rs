@@ -140,7 +140,7 @@ impl ThreadPoolExecutor {
         Ok(ThreadPoolExecutor {
             shared: Arc::new(Shared {
                 id,
-                registry: Registry::new(config.max_workers, config.keep_alive, false),
+                registry: Registry::new("thread", config.max_workers, config.keep_alive, false),
                 counters: Mutex::new(Counters {
                     workers: Vec::new(),
                     retired: (0, 0),
@@ -454,12 +454,12 @@ impl ThreadPoolExecutor {
 }
 
 /// A refused task's closure, out of its span's wrapper.
-#[cfg(feature = "tracing")]
+#[cfg(any(feature = "tracing", feature = "metrics"))]
 fn untraced<J>(job: crate::trace::Traced<J>) -> J {
     job.into_inner()
 }
 
-#[cfg(not(feature = "tracing"))]
+#[cfg(not(any(feature = "tracing", feature = "metrics")))]
 fn untraced<J>(job: J) -> J {
     job
 }
@@ -528,7 +528,7 @@ impl Shared {
         J: Job<T>,
         T: Send + 'static,
     {
-        #[cfg(feature = "tracing")]
+        #[cfg(any(feature = "tracing", feature = "metrics"))]
         let func = crate::trace::Traced::new(func, "thread");
         let task = Task::new(func, self.id);
         match Registry::push(self, task.clone()) {
