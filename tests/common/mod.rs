@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use concurrent_futures::lock::Event;
 
+#[cfg(feature = "metrics")]
+pub mod recorder;
+
 /// A generous bound for waits that should end promptly: only hit if the code under test
 /// hangs, so it never decides a pass on a fast machine.
 pub const HANG: Duration = Duration::from_secs(30);

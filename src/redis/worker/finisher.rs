@@ -123,10 +123,14 @@ impl Worker {
             r.deadline = None;
             r.retry_at = Some(Instant::now() + pause.min(Duration::from_secs(3600)));
             log::info!(target: "concurrent_futures::redis", "task {id} failed ({}); try {} in {pause:?}", outcome.status(), r.retries_done + 1);
+            #[cfg(feature = "metrics")]
+            super::meter::retried();
             return None;
         }
         r.run = ANSWERED; // later outcomes of this entry are stale
         let took = r.taken.elapsed();
+        #[cfg(feature = "metrics")]
+        super::meter::completed(outcome.status(), took);
         let (task, name) = (&r.entry.route.task, &r.entry.name);
         match &outcome {
             Outcome::Ok(_) => {
@@ -138,6 +142,8 @@ impl Worker {
             }
         }
         let dead = matches!(outcome, Outcome::Rejected(_)).then(|| {
+            #[cfg(feature = "metrics")]
+            super::meter::dead_lettered();
             vec![
                 ("entry".to_owned(), id.to_owned()),
                 ("fn".to_owned(), r.entry.name.clone()),

@@ -30,6 +30,8 @@ use crate::thread::ThreadPoolExecutor;
 mod builder;
 mod finisher;
 mod keeper;
+#[cfg(feature = "metrics")]
+mod meter;
 mod reader;
 
 pub use self::builder::RedisWorkerBuilder;

@@ -187,6 +187,8 @@ impl Worker {
             Ok(entry) => entry,
             Err((route, why)) => {
                 log::warn!(target: "concurrent_futures::redis", "dead-lettering entry {}: {why}", raw.id);
+                #[cfg(feature = "metrics")]
+                super::meter::dead_lettered();
                 let _ = self.tx.send(Msg::Final(Final {
                     id: raw.id.clone(),
                     attempt,
@@ -205,6 +207,8 @@ impl Worker {
                 entry.tries
             );
             log::warn!(target: "concurrent_futures::redis", "dead-lettering task {} ({}): {why}", entry.route.task, entry.name);
+            #[cfg(feature = "metrics")]
+            super::meter::dead_lettered();
             let _ = self.tx.send(Msg::Final(Final {
                 id: raw.id.clone(),
                 attempt,
@@ -239,6 +243,8 @@ impl Worker {
             );
         }
         log::debug!(target: "concurrent_futures::redis", "task {} ({}) started on {}, delivery {attempt}", entry.route.task, entry.name, self.name);
+        #[cfg(feature = "metrics")]
+        super::meter::started(&raw.id);
         if deadline.is_some() {
             // The finisher may be asleep until a later timer: it must see this one.
             let _ = self.tx.send(Msg::Final(Final::wake()));
