@@ -8,6 +8,8 @@ use concurrent_futures::lock::Event;
 
 #[cfg(feature = "metrics")]
 pub mod recorder;
+#[cfg(feature = "tracing")]
+pub mod spans;
 
 /// A generous bound for waits that should end promptly: only hit if the code under test
 /// hangs, so it never decides a pass on a fast machine.

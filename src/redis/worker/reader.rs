@@ -249,6 +249,18 @@ impl Worker {
             // The finisher may be asleep until a later timer: it must see this one.
             let _ = self.tx.send(Msg::Final(Final::wake()));
         }
+        // Feature `tracing`: the delivery's span, parent of the pool's `task` span that runs
+        // it, so a task id leads to its run.
+        #[cfg(feature = "tracing")]
+        let _delivery = tracing::info_span!(
+            target: "concurrent_futures::redis",
+            "redis_task",
+            task = %entry.route.task,
+            function = %entry.name,
+            delivery = attempt,
+            worker = %self.name,
+        )
+        .entered();
         self.dispatch(&raw.id, run, &entry);
     }
 
