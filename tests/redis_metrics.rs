@@ -25,6 +25,11 @@ fn boom(_: u64) -> u64 {
     panic!("boom")
 }
 
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
 #[test]
 fn a_worker_counts_and_times_what_it_runs() {
     if !redis_server::installed() {
@@ -37,7 +42,12 @@ fn a_worker_counts_and_times_what_it_runs() {
     }
     let recorded = Recorded::install();
     let server = redis_server::RedisServer::start("metrics", false);
-    let both = || Tasks::new().add("double/v1", double).add("boom/v1", boom);
+    let both = || {
+        Tasks::new()
+            .add("double/v1", double)
+            .add("boom/v1", boom)
+            .add("sleep/v1", sleep_ms)
+    };
     let worker = RedisWorker::builder(&server.url, both())
         .max_workers(2)
         .spawn()
@@ -95,4 +105,30 @@ fn a_worker_counts_and_times_what_it_runs() {
         get("concurrent_futures_task_run_seconds{executor=redis}"),
         7.0
     );
+
+    // The autoscaling signal: a busy worker's heartbeat reports what waits, and for how long.
+    let worker = RedisWorker::builder(&server.url, both())
+        .max_workers(1)
+        .lease(Duration::from_millis(300))
+        .spawn()
+        .unwrap();
+    let ex = RedisExecutor::builder(&server.url, both()).build().unwrap();
+    let busy = ex.submit(sleep_ms, 1_500).unwrap();
+    common::eventually(|| busy.running());
+    let queued: Vec<_> = (0..3u64).map(|i| ex.submit(double, i).unwrap()).collect();
+    // Three wait in Redis, less what the worker has already taken ahead of its turn.
+    common::eventually(|| {
+        get("concurrent_futures_queue_depth{executor=redis}") >= 1.0
+            && get("concurrent_futures_queue_oldest_age_seconds{executor=redis}") > 0.0
+    });
+    assert_eq!(busy.result(), Ok(1_500));
+    for (i, f) in queued.into_iter().enumerate() {
+        assert_eq!(f.result(), Ok(2 * i as u64));
+    }
+    common::eventually(|| {
+        get("concurrent_futures_queue_depth{executor=redis}") == 0.0
+            && get("concurrent_futures_queue_oldest_age_seconds{executor=redis}") == 0.0
+    });
+    drop(ex);
+    worker.stop();
 }

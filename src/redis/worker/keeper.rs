@@ -322,6 +322,8 @@ impl Worker {
                 .ignore()
                 .query::<()>(con)
         });
+        #[cfg(feature = "metrics")]
+        super::meter::queue(link, &self.keys.queue);
     }
 
     /// Takes over entries idle for a lease (their worker stopped renewing them).
