@@ -447,6 +447,19 @@ pub enum SubmitError<F> {
         /// How many tasks wait, for whom, and since when.
         reason: Arc<str>,
     },
+    /// The task's [`TaskOptions`](crate::TaskOptions) carry a setting this executor cannot
+    /// honour (a local pool has no retries, chosen ids or delays: those are the Redis
+    /// executor's), so it was refused rather than run without it.
+    #[error(
+        "cannot schedule the task: this executor does not support the per-task option `{option}` \
+         (only the Redis executor does)"
+    )]
+    Unsupported {
+        /// The refused task.
+        task: F,
+        /// The setting's method on `TaskOptions`: `"retries"`, `"id"` or `"delay"`.
+        option: &'static str,
+    },
 }
 
 impl<F> SubmitError<F> {
@@ -501,6 +514,7 @@ impl<F> SubmitError<F> {
             SubmitError::Unregistered(()) => SubmitError::Unregistered(task),
             SubmitError::Rejected { reason, .. } => SubmitError::Rejected { task, reason },
             SubmitError::Full { reason, .. } => SubmitError::Full { task, reason },
+            SubmitError::Unsupported { option, .. } => SubmitError::Unsupported { task, option },
         }
     }
 
@@ -528,6 +542,9 @@ impl<F> SubmitError<F> {
                 (task, SubmitError::Rejected { task: (), reason })
             }
             SubmitError::Full { task, reason } => (task, SubmitError::Full { task: (), reason }),
+            SubmitError::Unsupported { task, option } => {
+                (task, SubmitError::Unsupported { task: (), option })
+            }
         }
     }
 }
@@ -552,6 +569,10 @@ impl<F> fmt::Debug for SubmitError<F> {
             SubmitError::Full { reason, .. } => f
                 .debug_struct("Full")
                 .field("reason", reason)
+                .finish_non_exhaustive(),
+            SubmitError::Unsupported { option, .. } => f
+                .debug_struct("Unsupported")
+                .field("option", option)
                 .finish_non_exhaustive(),
         }
     }

@@ -7,6 +7,8 @@ use crate::error::SubmitError;
 use crate::future::Future;
 #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 use crate::map::{Map, MapUnordered};
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
+use crate::options::TaskOptions;
 
 /// What submitting a `fn(A) -> R` with its argument returns: the future, or the refusal with
 /// the function and argument handed back.
@@ -89,6 +91,41 @@ pub trait Executor {
     /// data is refused earlier, at compile time, on every executor: see the trait's
     /// examples.)
     fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
+    where
+        F: PlainFn<A, R>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_with(f, arg, TaskOptions::new())
+    }
+
+    /// [`apply`](Self::apply) with per-task settings: the executor's `submit_with`.
+    ///
+    /// # Errors
+    ///
+    /// As [`apply`](Self::apply); a local pool also refuses, with
+    /// [`SubmitError::Unsupported`], a setting only the Redis executor honours.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{Executor, TaskError, TaskOptions, ThreadPoolExecutor};
+    /// use std::time::Duration;
+    ///
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// fn with_deadline(ex: &impl Executor) -> Result<u64, TaskError> {
+    ///     let opts = TaskOptions::new().time_limit(Duration::from_millis(20));
+    ///     ex.apply_with(nap, 500, opts).expect("accepted").result()
+    /// }
+    /// assert_eq!(with_deadline(&ThreadPoolExecutor::new()), Err(TaskError::TimedOut));
+    /// ```
+    fn apply_with<F, A, R>(
+        &self,
+        f: F,
+        arg: A,
+        opts: TaskOptions,
+    ) -> Result<Future<R>, SubmitError<(F, A)>>
     where
         F: PlainFn<A, R>,
         A: Serialize + DeserializeOwned + Send + 'static,

@@ -118,6 +118,7 @@ mod executor;
 mod future;
 pub mod lock;
 mod map;
+mod options;
 #[cfg(all(unix, feature = "process"))]
 mod process;
 #[cfg(feature = "redis")]
@@ -197,6 +198,7 @@ pub use crate::future::{
     Future, InvalidStateError, Promise, ResultTimeoutError, SharedFuture, State, TryResultError,
 };
 pub use crate::map::{Map, MapUnordered, MapUnorderedIndexed};
+pub use crate::options::TaskOptions;
 #[cfg(all(unix, feature = "process"))]
 pub use crate::process::{MIN_FRAME_BYTES, ProcessPoolBuilder, ProcessPoolExecutor, init};
 pub use crate::thread::{Scope, ScopedTask, ThreadPoolBuilder, ThreadPoolExecutor};

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::{HANG, alive, alone, eventually, pool};
 use concurrent_futures::{
-    MapError, ProcessPoolExecutor, ReturnWhen, SubmitError, TaskError, as_completed, wait,
+    Executor, MapError, ProcessPoolExecutor, ReturnWhen, SubmitError, TaskError, TaskOptions,
+    ThreadPoolExecutor, as_completed, wait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -757,4 +758,48 @@ fn the_one_line_switch_holds_from_new_to_map() {
         .unwrap();
     assert_eq!(threads, [1, 3, 2]);
     assert_eq!(processes, threads);
+}
+
+#[test]
+fn submit_with_takes_the_same_options_on_threads_and_processes() {
+    // One generic function, both pools: the per-task time limit means the same on each.
+    fn limited(ex: &impl Executor) -> (Result<u32, TaskError>, Result<u64, TaskError>) {
+        let opts = TaskOptions::new().time_limit(Duration::from_millis(100));
+        // Long enough to pass the limit, short enough that the thread pool's drop, which
+        // waits for its still-sleeping thread, does not hold the test up.
+        let hung = ex.apply_with(sleep_ms, 1_500, opts.clone()).unwrap();
+        let quick = ex.apply_with(square, 4, opts).unwrap();
+        (hung.result(), quick.result())
+    }
+    let threads = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
+    assert_eq!(limited(&threads), (Err(TaskError::TimedOut), Ok(16)));
+    let processes = pool(2);
+    assert_eq!(limited(&processes), (Err(TaskError::TimedOut), Ok(16)));
+    // The process pool killed the hung worker; the thread pool's thread sleeps on. Both
+    // take more work.
+    assert_eq!(processes.submit(square, 3).unwrap().result(), Ok(9));
+    assert_eq!(threads.apply(square, 3).unwrap().result(), Ok(9));
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn a_process_pool_refuses_a_setting_only_a_queue_honours() {
+    let pool = pool(1);
+    let later = TaskOptions::new().delay(Duration::from_secs(1));
+    let err = pool.submit_with(square, 5, later).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SubmitError::Unsupported {
+                option: "delay",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let (f, arg) = err.into_inner();
+    assert_eq!(f(arg), 25);
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 use common::{Gate, HANG, eventually};
 use concurrent_futures::lock::Barrier;
 use concurrent_futures::{
-    BuildError, ReturnWhen, SubmitError, TaskError, ThreadPoolExecutor, as_completed, wait,
+    BuildError, ReturnWhen, SubmitError, TaskError, TaskOptions, ThreadPoolExecutor, as_completed,
+    wait,
 };
 
 #[test]
@@ -656,4 +657,128 @@ fn the_time_limit_counts_from_the_start_not_from_the_submit() {
     for (i, f) in futs.into_iter().enumerate() {
         assert_eq!(f.result(), Ok(i as u32));
     }
+}
+
+#[test]
+fn a_task_with_its_own_time_limit_times_out_and_the_others_do_not() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let limited = TaskOptions::new().time_limit(Duration::from_millis(30));
+    let stuck = pool.submit_with(move || g.pass(), limited.clone()).unwrap();
+    let free = pool
+        .submit(|| thread::sleep(Duration::from_millis(100)))
+        .unwrap();
+    assert_eq!(stuck.result(), Err(TaskError::TimedOut));
+    assert_eq!(
+        free.result(),
+        Ok(()),
+        "an unlimited task is never timed out"
+    );
+    gate.open();
+    // Quick limited tasks keep their values.
+    let futs: Vec<_> = (0..500u32)
+        .map(|i| pool.submit_with(move || i, limited.clone()).unwrap())
+        .collect();
+    for (i, f) in futs.into_iter().enumerate() {
+        assert_eq!(f.result(), Ok(i as u32));
+    }
+}
+
+#[test]
+fn a_shorter_limit_wakes_a_watchdog_that_sleeps_towards_a_later_one() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let (g, started) = (gate.clone(), Arc::new(AtomicUsize::new(0)));
+    let s = started.clone();
+    // The watchdog sleeps towards an hour from now...
+    let long = pool
+        .submit_with(
+            move || {
+                s.fetch_add(1, Ordering::SeqCst);
+                g.pass()
+            },
+            TaskOptions::new().time_limit(Duration::from_secs(3600)),
+        )
+        .unwrap();
+    eventually(|| started.load(Ordering::SeqCst) == 1);
+    // ...and a task with a 20 ms limit must still time out at 20 ms, not in an hour.
+    let g = gate.clone();
+    let short = pool
+        .submit_with(
+            move || g.pass(),
+            TaskOptions::new().time_limit(Duration::from_millis(20)),
+        )
+        .unwrap();
+    assert_eq!(
+        short.result_timeout(HANG).map_err(|e| e.to_string()),
+        Err("task timed out".to_owned())
+    );
+    gate.open();
+    assert_eq!(long.result(), Ok(()));
+}
+
+#[test]
+fn a_task_limit_overrides_the_pool_limit() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .time_limit(Duration::from_millis(30))
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let (g, started) = (gate.clone(), Arc::new(AtomicUsize::new(0)));
+    let s = started.clone();
+    let patient = pool
+        .submit_with(
+            move || {
+                s.fetch_add(1, Ordering::SeqCst);
+                g.pass();
+                "kept"
+            },
+            TaskOptions::new().time_limit(Duration::from_secs(3600)),
+        )
+        .unwrap();
+    eventually(|| started.load(Ordering::SeqCst) == 1);
+    let g = gate.clone();
+    // Started after `patient`: under the pool's limit it times out, and `patient` would
+    // have timed out no later, had the pool's limit applied to it.
+    let plain = pool.submit(move || g.pass()).unwrap();
+    assert_eq!(plain.result(), Err(TaskError::TimedOut));
+    gate.open();
+    assert_eq!(patient.result(), Ok("kept"));
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn a_setting_only_a_queue_honours_is_refused_with_the_closure_back() {
+    let pool = ThreadPoolExecutor::new();
+    let opts = TaskOptions::new().retries(2, Duration::from_millis(10));
+    let err = pool.submit_with(|| "back", opts).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SubmitError::Unsupported {
+                option: "retries",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("`retries`"), "{err}");
+    assert_eq!(err.into_inner()(), "back");
+    let later = TaskOptions::new().delay(Duration::from_secs(1));
+    let err = pool.submit_with(|| (), later).unwrap_err();
+    assert!(matches!(
+        err,
+        SubmitError::Unsupported {
+            option: "delay",
+            ..
+        }
+    ));
 }

@@ -536,6 +536,10 @@ pub(crate) trait Runnable: Send + Sync {
     /// RUNNING -> FINISHED with [`TaskError::TimedOut`]: its time limit passed while it runs.
     /// The closure runs on and its result is dropped. False if it is not running.
     fn time_out(self: Arc<Self>) -> bool;
+    /// The task's own time limit, if it was submitted with one (a thread pool's `Limited`).
+    fn time_limit(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 impl<T: Send + 'static, F: Job<T>> Runnable for Task<T, F> {

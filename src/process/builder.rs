@@ -127,12 +127,11 @@ impl ProcessPoolBuilder {
 
     /// The time limit of every task; a task over it fails with
     /// [`TaskError::TimedOut`](crate::TaskError::TimedOut) and its worker is stopped (SIGTERM, then SIGKILL after the
-    /// [`kill_grace`](Self::kill_grace)) and replaced. Per task:
-    /// [`ProcessPoolExecutor::submit_with_time_limit`]. In a [`map`](ProcessPoolExecutor::map)
+    /// [`kill_grace`](Self::kill_grace)) and replaced. Per task: [`TaskOptions::time_limit`](crate::TaskOptions::time_limit)
+    /// with [`ProcessPoolExecutor::submit_with`]. In a [`map`](ProcessPoolExecutor::map)
     /// the limit is per item (a chunk of `n` items gets `n` times it). The same setting as
     /// [`ThreadPoolBuilder::time_limit`](crate::ThreadPoolBuilder::time_limit) (which cannot
-    /// kill its thread) and Redis's
-    /// [`TaskOptions::time_limit`](crate::redis::TaskOptions::time_limit).
+    /// kill its thread) and the Redis executor's.
     ///
     /// Limits are enforced with the kernel's socket timer, so they fire up to a few
     /// milliseconds late (one timer tick); a task a little over a very short limit may still

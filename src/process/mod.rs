@@ -68,6 +68,7 @@ use crate::error::{SubmitError, TaskError};
 use crate::executor::FnSubmit;
 use crate::future::{Future, Promise};
 use crate::map::{Map, MapUnordered, Source};
+use crate::options::TaskOptions;
 
 /// A pool of worker processes that runs plain functions over serializable data and hands back
 /// a [`Future`](crate::Future) for each: Python's `ProcessPoolExecutor` and `multiprocessing.Pool`.
@@ -223,6 +224,45 @@ impl ProcessPoolExecutor {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.submit_inner(f, arg, Some(limit))
+    }
+
+    /// [`submit`](Self::submit) with per-task settings: the same call on every executor.
+    /// A [`time_limit`](TaskOptions::time_limit) overrides the pool's
+    /// [`time_limit`](ProcessPoolBuilder::time_limit) for this task: past it, the worker
+    /// process running it is killed and replaced, and the future fails with
+    /// [`TaskError::TimedOut`].
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit); also [`SubmitError::Unsupported`] for a setting only the
+    /// Redis executor honours (retries, an id, a delay). `(f, arg)` comes back in each.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::{ProcessPoolExecutor, TaskError, TaskOptions};
+    /// # use std::time::Duration;
+    /// fn hang(_: ()) {
+    ///     loop { std::thread::sleep(Duration::from_secs(1)) }
+    /// }
+    /// concurrent_futures::init();
+    /// let pool = ProcessPoolExecutor::new();
+    /// let opts = TaskOptions::new().time_limit(Duration::from_millis(100));
+    /// assert_eq!(pool.submit_with(hang, (), opts)?.result(), Err(TaskError::TimedOut));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit_with<A, R>(&self, f: fn(A) -> R, arg: A, opts: TaskOptions) -> FnSubmit<A, R>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        if let Some(option) = opts.queue_only() {
+            return Err(SubmitError::Unsupported {
+                task: (f, arg),
+                option,
+            });
+        }
+        self.submit_inner(f, arg, opts.time_limit)
     }
 
     /// The old name of [`submit_with_time_limit`](Self::submit_with_time_limit).
@@ -599,13 +639,18 @@ impl fmt::Debug for ProcessPoolExecutor {
 /// Generic code over threads, processes and Redis (see [`Executor`](crate::executor::Executor)):
 /// a closure that captures data does not compile (a process runs plain functions).
 impl crate::executor::Executor for ProcessPoolExecutor {
-    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
+    fn apply_with<F, A, R>(
+        &self,
+        f: F,
+        arg: A,
+        opts: TaskOptions,
+    ) -> Result<Future<R>, SubmitError<(F, A)>>
     where
         F: crate::executor::PlainFn<A, R>,
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.submit(crate::executor::plain_fn_ptr(&f), arg)
+        self.submit_with(crate::executor::plain_fn_ptr(&f), arg, opts)
             .map_err(|e| e.map_task(|(_, a)| (f, a)))
     }
 

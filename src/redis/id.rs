@@ -131,6 +131,12 @@ impl TaskId {
         self.0.clone()
     }
 
+    /// An id whose text was checked when it was made (kept as text in `TaskOptions`).
+    pub(super) fn from_shared(text: Arc<str>) -> TaskId {
+        debug_assert!(TaskId::checked(&text).is_some());
+        TaskId(text)
+    }
+
     /// An id read from Redis or a peer: `None` unless valid.
     pub(super) fn checked(text: &str) -> Option<TaskId> {
         TaskId::new(text).ok()

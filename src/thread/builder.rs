@@ -166,8 +166,9 @@ impl ThreadPoolBuilder {
     /// The time limit of every task: a task still running this long after it started has
     /// its future fail with [`TaskError::TimedOut`](crate::TaskError::TimedOut), which wakes
     /// everyone waiting on it and runs its callbacks. The same setting as
-    /// [`ProcessPoolBuilder::time_limit`](crate::ProcessPoolBuilder::time_limit) and Redis's
-    /// [`TaskOptions::time_limit`](crate::redis::TaskOptions::time_limit). Default: none.
+    /// [`ProcessPoolBuilder::time_limit`](crate::ProcessPoolBuilder::time_limit) and the Redis
+    /// executor's. Per task: [`TaskOptions::time_limit`](crate::TaskOptions::time_limit) with
+    /// [`ThreadPoolExecutor::submit_with`](crate::ThreadPoolExecutor::submit_with). Default: none.
     ///
     /// **A thread cannot be killed.** The closure runs on to its end, its result is
     /// dropped, and its worker is busy until then: the limit bounds how long a caller waits,

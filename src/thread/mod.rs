@@ -11,25 +11,28 @@
 //! with its submit, so that the closure returns to the caller.
 
 mod builder;
+mod map;
 mod scope;
 mod slice;
 mod watchdog;
+mod worker;
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread::JoinHandle;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 pub use self::builder::ThreadPoolBuilder;
 pub use self::scope::{Scope, ScopedTask};
 use self::watchdog::Watchdog;
-use crate::context::{RunCtx, WorkerCounters, WorkerGuard};
-use crate::error::{BuildError, SubmitError, TaskError};
-use crate::future::{Call, Future, Job, Runnable, Task};
-use crate::map::{Map, MapUnordered, Source, run_chunk};
-use crate::registry::{Next, Pool, Pushed, Refusal, Registry};
+use crate::context::WorkerCounters;
+use crate::error::{BuildError, SubmitError};
+use crate::future::{Call, Future, Runnable};
+use crate::map::{Map, MapUnordered};
+use crate::options::TaskOptions;
+use crate::registry::Registry;
 
 /// Ids for the pools of this process, so a worker can tell its own pool's tasks (0: none).
 static NEXT_POOL_ID: AtomicU32 = AtomicU32::new(1);
@@ -68,15 +71,18 @@ pub(crate) struct Shared {
     registry: Registry<Arc<dyn Runnable>>,
     /// Each live worker's counters, and the totals of the workers that left.
     counters: Mutex<Counters>,
-    /// Enforces the time limit, if there is one.
-    watchdog: Option<Arc<Watchdog>>,
+    /// Enforces the time limits: started with the pool if it has one, else at the first
+    /// submit with a limit of its own.
+    watchdog: OnceLock<Arc<Watchdog>>,
+    /// Serializes starting the watchdog.
+    watchdog_start: Mutex<()>,
     config: builder::Config,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         // The executor and every worker are gone: nothing is left to time.
-        if let Some(watchdog) = &self.watchdog {
+        if let Some(watchdog) = self.watchdog.get() {
             watchdog.stop();
         }
     }
@@ -128,15 +134,13 @@ impl ThreadPoolExecutor {
     pub(crate) fn from_config(config: builder::Config) -> Result<ThreadPoolExecutor, BuildError> {
         // ORDERING: a unique number, nothing published with it: Relaxed.
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
-        let watchdog = match config.time_limit {
-            None => None,
-            Some(limit) => {
-                let name = format!("{}-watchdog", config.thread_name_prefix(id));
-                let (watchdog, _detached) = Watchdog::start(limit, name)
-                    .map_err(|e| BuildError::ThreadStart(e.to_string()))?;
-                Some(watchdog)
-            }
-        };
+        let watchdog = OnceLock::new();
+        if config.time_limit.is_some() {
+            let name = format!("{}-watchdog", config.thread_name_prefix(id));
+            let (started, _detached) =
+                Watchdog::start(name).map_err(|e| BuildError::ThreadStart(e.to_string()))?;
+            let _ = watchdog.set(started);
+        }
         Ok(ThreadPoolExecutor {
             shared: Arc::new(Shared {
                 id,
@@ -146,6 +150,7 @@ impl ThreadPoolExecutor {
                     retired: (0, 0),
                 }),
                 watchdog,
+                watchdog_start: Mutex::new(()),
                 config,
             }),
         })
@@ -175,7 +180,47 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.shared.submit(task)
+        self.shared.submit(task, None)
+    }
+
+    /// [`submit`](Self::submit) with per-task settings: the same call on every executor
+    /// (Redis's `submit_with`, the process pool's `submit_with`).
+    ///
+    /// A [`time_limit`](TaskOptions::time_limit) counts from the task's start and
+    /// overrides the pool's [`time_limit`](ThreadPoolBuilder::time_limit). Past it the future
+    /// fails with [`TaskError::TimedOut`](crate::TaskError::TimedOut) and its callbacks run; a thread cannot be killed, so
+    /// the closure runs on to its end, its result is dropped, and its worker stays busy until
+    /// then. The first limited task starts the pool's watchdog thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit); also [`SubmitError::Unsupported`] for a setting only the
+    /// Redis executor honours (retries, an id, a delay), and [`SubmitError::Spawn`] if the
+    /// watchdog thread could not start. The closure comes back in each.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{TaskError, TaskOptions, ThreadPoolExecutor};
+    /// use std::time::Duration;
+    ///
+    /// let pool = ThreadPoolExecutor::new();
+    /// let opts = TaskOptions::new().time_limit(Duration::from_millis(10));
+    /// let stuck = pool.submit_with(|| std::thread::sleep(Duration::from_millis(300)), opts.clone())?;
+    /// let quick = pool.submit_with(|| 7, opts)?;
+    /// assert_eq!(stuck.result(), Err(TaskError::TimedOut));
+    /// assert_eq!(quick.result()?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit_with<F, T>(&self, task: F, opts: TaskOptions) -> Result<Future<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if let Some(option) = opts.queue_only() {
+            return Err(SubmitError::Unsupported { task, option });
+        }
+        self.shared.submit(task, opts.time_limit)
     }
 
     /// Runs `f(arg)` on a worker thread: the same call as
@@ -212,98 +257,24 @@ impl ThreadPoolExecutor {
         A: Send + 'static,
         R: Send + 'static,
     {
+        self.call_with(f, arg, None)
+    }
+
+    /// `f(arg)` with an optional time limit of its own.
+    pub(crate) fn call_with<F, A, R>(
+        &self,
+        f: F,
+        arg: A,
+        limit: Option<Duration>,
+    ) -> Result<Future<R>, SubmitError<(F, A)>>
+    where
+        F: FnOnce(A) -> R + Send + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
         self.shared
-            .submit(Call { f, arg })
+            .submit(Call { f, arg }, limit)
             .map_err(|e| e.map_task(|c| (c.f, c.arg)))
-    }
-
-    /// Applies `f` to every item and yields the results in input order: Python's
-    /// `executor.map(fn, iterable)`, lazy and bounded.
-    ///
-    /// - The input is read lazily: at most [`buffer_size`](Map::buffer_size) tasks are in
-    ///   flight (default: twice `max_workers`), so an endless iterator works (Python 3.14's
-    ///   `buffersize`). Tasks are submitted from the first `next()` on, so the settings apply
-    ///   to all of them (Python submits at the call).
-    /// - Items are batched per task by size measured as results come back: cheap items in
-    ///   growing chunks, slow ones one per task (Python picks `len / (4 * workers)` for its
-    ///   process pool and ignores `chunksize` on threads). [`chunk_size`](Map::chunk_size)
-    ///   pins a size.
-    /// - Each item is a `Result`: a panic fails that item only, the rest still run
-    ///   (CPython's map stops at the first error, python/cpython#108518).
-    /// - [`Map::timeout`] sets a deadline measured from this call; when it passes, the tasks
-    ///   in flight are cancelled and the iterator yields [`MapError::Timeout`](crate::MapError::Timeout) once.
-    /// - Dropping the iterator cancels the tasks that have not started.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use concurrent_futures::ThreadPoolExecutor;
-    /// use std::time::Duration;
-    ///
-    /// let pool = ThreadPoolExecutor::new();
-    /// let squares: Vec<u64> = pool
-    ///     .map(|x: u64| x * x, 0..)            // an endless input is fine
-    ///     .timeout(Duration::from_secs(60))
-    ///     .take(5)
-    ///     .collect::<Result<_, _>>()?;
-    /// assert_eq!(squares, [0, 1, 4, 9, 16]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn map<'a, F, I, T>(&self, f: F, items: I) -> Map<'a, T>
-    where
-        F: Fn(I::Item) -> T + Send + Sync + 'static,
-        I: IntoIterator,
-        I::IntoIter: Send + 'a,
-        I::Item: Send + 'static,
-        T: Send + 'static,
-    {
-        Map::new(self.source(f, items), 2 * self.max_workers())
-    }
-
-    /// Like [`map`](Self::map), but yields results as they finish, not in input order:
-    /// Python's `Pool.imap_unordered`. The same buffer and timeout rules apply.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use concurrent_futures::ThreadPoolExecutor;
-    ///
-    /// let pool = ThreadPoolExecutor::new();
-    /// let mut lens: Vec<usize> = pool
-    ///     .map_unordered(|s: &str| s.len(), ["a", "bbb", "cc"])
-    ///     .collect::<Result<_, _>>()?;
-    /// lens.sort();
-    /// assert_eq!(lens, [1, 2, 3]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn map_unordered<'a, F, I, T>(&self, f: F, items: I) -> MapUnordered<'a, T>
-    where
-        F: Fn(I::Item) -> T + Send + Sync + 'static,
-        I: IntoIterator,
-        I::IntoIter: Send + 'a,
-        I::Item: Send + 'static,
-        T: Send + 'static,
-    {
-        MapUnordered::new(self.source(f, items), 2 * self.max_workers())
-    }
-
-    /// The input side of a map: pulls the next item and submits it.
-    fn source<'a, F, I, T>(&self, f: F, items: I) -> Source<'a, T>
-    where
-        F: Fn(I::Item) -> T + Send + Sync + 'static,
-        I: IntoIterator,
-        I::IntoIter: Send + 'a,
-        I::Item: Send + 'static,
-        T: Send + 'static,
-    {
-        let shared = self.shared.clone();
-        let f = Arc::new(f);
-        crate::map::source(items.into_iter(), move |batch| {
-            let f = f.clone();
-            shared
-                .submit(move || run_chunk(&*f, batch))
-                .map_err(|e| Arc::from(e.to_string()))
-        })
     }
 
     /// Stops accepting tasks. With `wait`, blocks until every queued task has run and every
@@ -434,7 +405,7 @@ impl ThreadPoolExecutor {
     }
 
     /// Returns `true` once an initializer has failed: every queued task failed with
-    /// [`TaskError::BrokenExecutor`] and later submits are refused.
+    /// [`TaskError::BrokenExecutor`](crate::TaskError::BrokenExecutor) and later submits are refused.
     ///
     /// # Examples
     ///
@@ -450,175 +421,6 @@ impl ThreadPoolExecutor {
     /// ```
     pub fn is_broken(&self) -> bool {
         self.shared.registry.is_broken()
-    }
-}
-
-/// A refused task's closure, out of its span's wrapper.
-#[cfg(any(feature = "tracing", feature = "metrics"))]
-fn untraced<J>(job: crate::trace::Traced<J>) -> J {
-    job.into_inner()
-}
-
-#[cfg(not(any(feature = "tracing", feature = "metrics")))]
-fn untraced<J>(job: J) -> J {
-    job
-}
-
-impl Pool for Shared {
-    type Message = Arc<dyn Runnable>;
-
-    fn registry(&self) -> &Registry<Arc<dyn Runnable>> {
-        &self.registry
-    }
-
-    fn spawn_thread(self: &Arc<Self>, n: usize) -> std::io::Result<JoinHandle<()>> {
-        let name = format!("{}_{n}", self.config.thread_name_prefix(self.id));
-        let mut builder = std::thread::Builder::new().name(name);
-        if let Some(size) = self.config.stack_size {
-            builder = builder.stack_size(size);
-        }
-        let shared = self.clone();
-        let counters = Arc::new(WorkerCounters::default());
-        // Counted before it can run anything, so that no task it runs is ever missing from
-        // the totals.
-        self.counters.lock().workers.push(counters.clone());
-        let mine = counters.clone();
-        builder.spawn(move || shared.work(mine)).inspect_err(|_| {
-            self.counters
-                .lock()
-                .workers
-                .retain(|w| !Arc::ptr_eq(w, &counters));
-        })
-    }
-}
-
-impl Shared {
-    /// Tasks started and completed, summed over the workers, live and retired.
-    fn counts(&self) -> (usize, usize) {
-        let counters = self.counters.lock();
-        // Completed first: a task moving along is then never counted completed but not started.
-        // ORDERING: Acquire pairs with the workers' Release increments
-        // (`context::WorkerCounters::bump`), so the `started` read after a `completed` is at
-        // least as new as it.
-        counters.workers.iter().fold(counters.retired, |(s, c), w| {
-            let done = w.completed.load(Ordering::Acquire);
-            (s + w.started.load(Ordering::Acquire), c + done)
-        })
-    }
-
-    /// A leaving worker's counts join the totals, in one step with its leaving the list.
-    fn fold(&self, mine: &Arc<WorkerCounters>) {
-        let mut counters = self.counters.lock();
-        // ORDERING: runs on the worker thread that made the increments: program order is
-        // enough, and Acquire is more than it needs.
-        counters.retired.0 += mine.started.load(Ordering::Acquire);
-        counters.retired.1 += mine.completed.load(Ordering::Acquire);
-        counters.workers.retain(|w| !Arc::ptr_eq(w, mine));
-    }
-
-    fn refusal<F>(&self, refusal: Refusal, task: F) -> SubmitError<F> {
-        match refusal {
-            Refusal::Shutdown => SubmitError::Shutdown(task),
-            Refusal::Broken(reason) => SubmitError::Broken { task, reason },
-        }
-    }
-
-    fn submit<J, T>(self: &Arc<Self>, func: J) -> Result<Future<T>, SubmitError<J>>
-    where
-        J: Job<T>,
-        T: Send + 'static,
-    {
-        #[cfg(any(feature = "tracing", feature = "metrics"))]
-        let func = crate::trace::Traced::new(func, "thread");
-        let task = Task::new(func, self.id);
-        match Registry::push(self, task.clone()) {
-            Pushed::Queued => {}
-            // Refused, or a shutdown raced with the push (the registry's rule 3): the closure
-            // goes back to the caller unless a worker took the task first, in which case it
-            // runs.
-            Pushed::Refused(refusal, _) | Pushed::Raced(refusal) => {
-                if let Some(func) = task.reclaim().map(untraced) {
-                    return Err(self.refusal(refusal, func));
-                }
-            }
-            Pushed::NoWorker { error, alone } => {
-                if alone {
-                    if let Some(func) = task.reclaim().map(untraced) {
-                        return Err(SubmitError::Spawn {
-                            task: func,
-                            error: Arc::new(error),
-                        });
-                    }
-                }
-                log::warn!(target: "concurrent_futures", "could not start a worker thread: {error}");
-            }
-        }
-        Ok(Future::from_task(task))
-    }
-
-    /// The worker thread's body.
-    fn work(self: Arc<Self>, counters: Arc<WorkerCounters>) {
-        let _worker = WorkerGuard::enter(self.id, counters.clone());
-        if let Some(init) = &self.config.initializer {
-            if let Err(reason) = init() {
-                log::error!(target: "concurrent_futures", "thread pool initializer failed: {reason}");
-                self.break_pool(reason);
-                self.registry.exit(|| self.fold(&counters));
-                return;
-            }
-        }
-        let mark_idle = || self.registry.mark_idle();
-        let ctx = RunCtx {
-            counters: &counters,
-            mark_idle: Some(&mark_idle),
-        };
-        let timed = self.watchdog.as_ref().map(|w| (w, w.enter()));
-        let stopped = loop {
-            match self.registry.next(|| self.fold(&counters)) {
-                // A task that ran here already marked the worker idle, before it published
-                // the result.
-                Next::Message(task) => {
-                    if let Some((watchdog, slot)) = timed {
-                        watchdog.begin(slot, &task);
-                    }
-                    let ran = task.run(&ctx);
-                    if let Some((watchdog, slot)) = timed {
-                        watchdog.end(slot);
-                    }
-                    if !ran {
-                        self.registry.mark_idle();
-                    }
-                }
-                Next::Stop => break true,
-                // Already uncounted, its counts folded.
-                Next::Retire => break false,
-            }
-        };
-        if let Some((watchdog, slot)) = timed {
-            watchdog.leave(slot);
-        }
-        if stopped {
-            self.registry.exit(|| self.fold(&counters));
-        }
-    }
-
-    /// An initializer failed: refuse new tasks and fail every queued one (Python's
-    /// `BrokenThreadPool`).
-    fn break_pool(&self, reason: String) {
-        let reason: Arc<str> = Arc::from(reason);
-        for task in self.registry.break_with(&reason) {
-            task.fail(TaskError::BrokenExecutor(reason.clone()));
-        }
-    }
-
-    fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        // Python's `cancel_futures=True`: what is still queued is cancelled.
-        for task in self.registry.shutdown(cancel_futures) {
-            task.cancel();
-        }
-        if wait {
-            self.registry.join();
-        }
     }
 }
 
@@ -650,14 +452,25 @@ impl fmt::Debug for ThreadPoolExecutor {
 /// Generic code over threads, processes and Redis (see [`Executor`](crate::executor::Executor)).
 #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 impl crate::executor::Executor for ThreadPoolExecutor {
-    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
+    fn apply_with<F, A, R>(
+        &self,
+        f: F,
+        arg: A,
+        opts: TaskOptions,
+    ) -> Result<Future<R>, SubmitError<(F, A)>>
     where
         F: crate::executor::PlainFn<A, R>,
         A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
         R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
         crate::executor::require_plain::<F>();
-        self.call(f, arg)
+        if let Some(option) = opts.queue_only() {
+            return Err(SubmitError::Unsupported {
+                task: (f, arg),
+                option,
+            });
+        }
+        self.call_with(f, arg, opts.time_limit)
     }
 
     fn map_fn<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>

@@ -309,7 +309,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
             task: Some(erased),
             pending: self.pending.clone(),
         };
-        match self.pool.submit(job) {
+        match self.pool.submit(job, None) {
             Ok(future) => {
                 if self.helps {
                     self.pending.queued(Box::new(Queued(future.downgrade())));

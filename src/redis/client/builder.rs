@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::book::{Book, UnsentCount};
-use super::options::TaskOptions;
 use super::reader::reader;
 use super::writer::{Control, writer};
 use super::{RedisExecutor, Shared};
+use crate::options::TaskOptions;
 use crate::redis::SetupError;
 use crate::redis::conn::Link;
 use crate::redis::host;

@@ -38,7 +38,7 @@ mod reader;
 mod writer;
 
 pub use self::builder::RedisExecutorBuilder;
-pub use self::options::TaskOptions;
+pub use crate::options::TaskOptions;
 
 use self::book::{Book, Cancel, Complete, Remote, Slot, SlotState, UnsentCount, Waiting, Withdraw};
 use self::builder::Config;
@@ -806,14 +806,19 @@ impl fmt::Debug for RedisExecutor {
 
 /// The same API as the local pools, for generic code (see [`Executor`](crate::Executor)).
 impl Executor for RedisExecutor {
-    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError<(F, A)>>
+    fn apply_with<F, A, R>(
+        &self,
+        f: F,
+        arg: A,
+        opts: TaskOptions,
+    ) -> Result<Future<R>, SubmitError<(F, A)>>
     where
         F: PlainFn<A, R>,
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         crate::executor::require_plain::<F>();
-        self.submit(f, arg)
+        self.submit_with(f, arg, opts)
     }
 
     fn map_fn<'a, F, A, R, I>(&self, f: F, items: I) -> Map<'a, R>

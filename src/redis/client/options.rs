@@ -1,65 +1,16 @@
-//! [`TaskOptions`]: per-task settings (time limit, retries, a chosen id, a delay), read by
-//! the writer when it builds a queue entry and by the builder for the executor's defaults.
+//! The queue's settings of [`TaskOptions`] (retries, a chosen id, a delay), which only the
+//! Redis executor honours; the type itself, with the time limit every executor shares, is in
+//! the crate root's `options.rs`. The writer reads them when it builds a queue entry, and
+//! the builder keeps the executor's defaults in one.
 
 use std::time::{Duration, SystemTime};
 
+use crate::options::TaskOptions;
 use crate::redis::id::TaskId;
 
-/// Per-task settings: a time limit the worker enforces, and retries on failure.
-///
-/// Unset fields take the executor's defaults
-/// ([`RedisExecutorBuilder::time_limit`](super::RedisExecutorBuilder::time_limit),
-/// [`RedisExecutorBuilder::retries`](super::RedisExecutorBuilder::retries)).
-///
-/// # Examples
-///
-/// ```
-/// use concurrent_futures::redis::TaskOptions;
-/// use std::time::Duration;
-///
-/// let opts = TaskOptions::new()
-///     .time_limit(Duration::from_secs(30))
-///     .retries(3, Duration::from_millis(500));
-/// # let _ = opts;
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TaskOptions {
-    pub(super) time_limit: Option<Duration>,
-    pub(super) retries: Option<(u32, Duration)>,
-    pub(super) id: Option<TaskId>,
-    pub(super) due: Option<SystemTime>,
-}
-
+/// Settings only a queue can honour: a local pool's `submit_with` refuses a task carrying one
+/// ([`SubmitError::Unsupported`](crate::SubmitError::Unsupported)).
 impl TaskOptions {
-    /// No per-task settings: the executor's defaults apply.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use concurrent_futures::redis::TaskOptions;
-    /// assert_eq!(TaskOptions::new(), TaskOptions::default());
-    /// ```
-    pub fn new() -> TaskOptions {
-        TaskOptions::default()
-    }
-
-    /// The longest the task may run on the worker; past it the worker reports
-    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut) (and, if it runs tasks in processes,
-    /// kills the one running it). Unlike [`Future::result_timeout`](crate::Future::result_timeout),
-    /// which only stops waiting, this stops the task.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use concurrent_futures::redis::TaskOptions;
-    /// let opts = TaskOptions::new().time_limit(std::time::Duration::from_secs(5));
-    /// # let _ = opts;
-    /// ```
-    pub fn time_limit(mut self, limit: Duration) -> TaskOptions {
-        self.time_limit = Some(limit);
-        self
-    }
-
     /// Runs the task again, up to `times` more times, if it panics, times out or its
     /// worker process dies, waiting `backoff`, then twice that, and so on, between tries.
     /// Off by default: a task's failure is reported at once.
@@ -96,7 +47,7 @@ impl TaskOptions {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn id(mut self, id: TaskId) -> TaskOptions {
-        self.id = Some(id);
+        self.id = Some(id.shared());
         self
     }
 
@@ -139,4 +90,9 @@ impl TaskOptions {
         self.due = Some(when);
         self
     }
+}
+
+/// The chosen id, as a [`TaskId`] again.
+pub(super) fn chosen_id(opts: &TaskOptions) -> Option<TaskId> {
+    opts.id.clone().map(TaskId::from_shared)
 }

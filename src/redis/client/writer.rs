@@ -11,10 +11,10 @@ use crossbeam_channel::Receiver;
 use parking_lot::{Condvar, Mutex};
 
 use super::book::{Slot, SlotState, Unsent, Waiting};
-use super::options::TaskOptions;
 use super::{BATCH, Shared, WRITER_TIMEOUT};
 use crate::error::{SubmitError, TaskError};
 use crate::future::Future;
+use crate::options::TaskOptions;
 use crate::redis::conn::{self, Link, Patience};
 use crate::redis::host;
 use crate::redis::id::TaskId;
@@ -55,7 +55,7 @@ impl Shared {
     ) -> Result<Future<T>, SubmitError<()>> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let unique = opts.id.is_some();
-        let task = opts.id.clone().unwrap_or_else(TaskId::generate);
+        let task = super::options::chosen_id(&opts).unwrap_or_else(TaskId::generate);
         let due = opts.due.map(|t| {
             t.duration_since(UNIX_EPOCH)
                 .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
