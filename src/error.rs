@@ -715,9 +715,45 @@ fn task_error_eq(a: &TaskError, b: &TaskError) -> bool {
         | (TaskError::WorkerDied(a), TaskError::WorkerDied(b))
         | (TaskError::Transport(a), TaskError::Transport(b))
         | (TaskError::Unreachable(a), TaskError::Unreachable(b))
-        | (TaskError::Lost(a), TaskError::Lost(b)) => a == b,
+        | (TaskError::Lost(a), TaskError::Lost(b))
+        | (TaskError::WorkerLost(a), TaskError::WorkerLost(b))
+        | (TaskError::Rejected(a), TaskError::Rejected(b)) => a == b,
         (TaskError::TimedOut, TaskError::TimedOut) => true,
         (TaskError::Failed(a), TaskError::Failed(b)) => Arc::ptr_eq(a, b),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind equals its clone: the comparison's catch-all arm once hid two kinds that
+    /// never compared equal (`Rejected`, `WorkerLost`).
+    #[test]
+    fn every_task_error_equals_its_clone_and_differs_from_the_others() {
+        let io = std::io::Error::other("disk");
+        let all = [
+            TaskError::Cancelled,
+            TaskError::Panicked("p".into()),
+            TaskError::Failed(Arc::new(io)),
+            TaskError::BrokenExecutor("b".into()),
+            TaskError::Abandoned,
+            TaskError::WorkerDied("d".into()),
+            TaskError::TimedOut,
+            TaskError::Transport("t".into()),
+            TaskError::WorkerLost("w".into()),
+            TaskError::Rejected("r".into()),
+            TaskError::Taken,
+            TaskError::Unreachable("u".into()),
+            TaskError::Lost("l".into()),
+        ];
+        for (i, a) in all.iter().enumerate() {
+            for (j, b) in all.iter().enumerate() {
+                assert_eq!(a == b, i == j, "{a:?} against {b:?}");
+            }
+            assert_eq!(a, &a.clone());
+        }
+        assert_ne!(TaskError::Rejected("x".into()), TaskError::Rejected("y".into()));
     }
 }

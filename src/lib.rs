@@ -119,6 +119,8 @@ mod future;
 pub mod lock;
 mod map;
 mod options;
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
+mod outcome;
 #[cfg(all(unix, feature = "process"))]
 mod process;
 #[cfg(feature = "redis")]

@@ -39,6 +39,15 @@ pub(crate) enum Chunk<T> {
 }
 
 impl<T> Chunk<T> {
+    /// How many items the chunk holds.
+    #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Chunk::Values(v) => v.len(),
+            Chunk::Results(r) => r.len(),
+        }
+    }
+
     /// Every item's outcome, in order.
     #[cfg(any(all(unix, feature = "process"), all(test, feature = "redis")))]
     pub(crate) fn into_results(self) -> Vec<Result<T, Box<TaskError>>> {

@@ -16,6 +16,11 @@ use serde::Serialize;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, Visitor};
 use serde::ser::{self, Serializer};
 
+use super::report;
+use crate::error::TaskError;
+use crate::map::Chunk;
+use crate::outcome::{Codec, Outcome};
+
 /// How deep a decoded value may nest (each sequence, map, struct, enum variant, option or
 /// newtype is a level). The threads that decode have stacks sized for it
 /// ([`DECODE_STACK`]).
@@ -702,6 +707,74 @@ impl<C: ser::SerializeMap> ser::SerializeMap for Parts<'_, C> {
     fn end(self) -> Result<C::Ok, Error> {
         let message = self.message;
         self.parts.end().map_err(|e| recover(message, e))
+    }
+}
+
+/// The process pool's wire format for `crate::outcome`: postcard, through the functions
+/// above. A chunk's outcomes go as a `Vec<Result<R, Box<PanicReport>>>`: boxed, so that a
+/// chunk's results stay as small as the values (an inline report would make every slot 80
+/// bytes).
+pub(crate) struct Postcard;
+
+impl Codec for Postcard {
+    type Bytes = Vec<u8>;
+
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+        encode(value)
+    }
+
+    fn decode_argument<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+        decode_trusted(bytes)
+    }
+
+    fn decode_result<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+        decode(bytes)
+    }
+
+    fn bad_argument(why: String) -> TaskError {
+        // The parent encoded it from the same types: not the task's fault.
+        TaskError::Transport(why.into())
+    }
+
+    fn panicked(payload: &(dyn std::any::Any + Send)) -> TaskError {
+        report::panic_error(report::panic_report(payload, report::frame_limit()))
+    }
+
+    fn encode_chunk<R: Serialize>(items: &[Outcome<R>]) -> Result<Vec<u8>, String> {
+        encode(&Items(items))
+    }
+
+    fn decode_chunk<R: DeserializeOwned>(bytes: &[u8]) -> Result<Chunk<R>, String> {
+        let items: Vec<Result<R, Box<report::PanicReport>>> = decode(bytes)?;
+        if items.iter().all(Result::is_ok) {
+            // The common case, handed over as bare values (see `Chunk`).
+            return Ok(Chunk::Values(items.into_iter().flatten().collect()));
+        }
+        Ok(items
+            .into_iter()
+            .map(|r| r.map_err(|report| Box::new(report::panic_error(*report))))
+            .collect())
+    }
+}
+
+/// A chunk's outcomes, serialized as the `Vec<Result<R, Box<PanicReport>>>` that
+/// [`Postcard::decode_chunk`] reads, without building that vector.
+struct Items<'a, R>(&'a [Outcome<R>]);
+
+impl<R: Serialize> Serialize for Items<'_, R> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|item| {
+            item.as_ref().map_err(|err| match err {
+                TaskError::Panicked(panic) => report::report_of(panic),
+                // A chunk's item fails only by panicking; anything else keeps its text.
+                other => (
+                    other.to_string(),
+                    std::process::id(),
+                    String::new(),
+                    String::new(),
+                ),
+            })
+        }))
     }
 }
 

@@ -44,17 +44,11 @@ use super::frame::{self, FrameError, Parsed};
 use super::shipping;
 use super::worker;
 use crate::error::TaskError;
+use crate::outcome::Outcome;
 
-/// What a worker answered.
-pub(super) enum Reply {
-    Done(Vec<u8>),
-    /// The task panicked: [`TaskError::Panicked`], or `Transport` if the report was garbled.
-    Panicked(TaskError),
-    /// The argument could not be decoded or the result encoded, in the worker.
-    Broken(String),
-    /// The worker refused to call what the task named.
-    Refused(String),
-}
+/// What a worker answered: the encoded result, or the task's error (a panic, a codec
+/// failure in the worker, or a refusal to call what the task named, as `Transport`).
+pub(super) type Reply = Outcome<Vec<u8>>;
 
 /// Why a worker can no longer be used; it has been reaped.
 pub(super) enum Lost {
@@ -529,15 +523,17 @@ impl Connection {
         self.answered = Instant::now();
         let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
         match kind {
-            frame::DONE => Ok(Reply::Done(payload)),
-            frame::PANICKED => Ok(Reply::Panicked(
+            frame::DONE => Ok(Ok(payload)),
+            frame::PANICKED => Ok(Err(
                 match super::codec::decode::<super::report::PanicReport>(&payload) {
                     Ok(report) => super::report::panic_error(report),
                     Err(e) => TaskError::Transport(format!("cannot decode a panic: {e}").into()),
                 },
             )),
-            frame::BROKEN => Ok(Reply::Broken(text(payload))),
-            frame::REFUSED => Ok(Reply::Refused(text(payload))),
+            frame::BROKEN => Ok(Err(TaskError::Transport(text(payload).into()))),
+            frame::REFUSED => Ok(Err(TaskError::Transport(
+                format!("the worker refused the task: {}", text(payload)).into(),
+            ))),
             kind => {
                 self.process.kill();
                 Err(Lost::Corrupt(format!(

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::codec;
+use super::codec::Postcard;
 use crate::error::TaskError;
 use crate::future::Promise;
 use crate::map::Chunk;
+use crate::outcome;
 
 /// One task: the code to call (trampoline and function distances), its encoded argument,
 /// and where its answer goes.
@@ -46,24 +47,12 @@ pub(super) struct One<R: Send + 'static>(pub(super) Promise<R>);
 pub(super) struct Many<R: Send + 'static>(pub(super) Promise<Chunk<R>>);
 
 fn decode_result<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, TaskError> {
-    codec::decode(bytes)
-        .map_err(|e| TaskError::Transport(format!("cannot decode the result: {e}").into()))
+    outcome::decode::<Postcard, R>(bytes)
 }
 
-/// A chunk's results, each item's panic message becoming that item's error.
+/// A chunk's results, each item's panic report becoming that item's error.
 fn decode_chunk<R: DeserializeOwned>(bytes: &[u8]) -> Result<Chunk<R>, TaskError> {
-    // Boxed, as the worker encodes them (the same bytes): a chunk's results stay as small
-    // as the values, where an inline report would make every slot 80 bytes.
-    let items: Vec<Result<R, Box<super::report::PanicReport>>> = codec::decode(bytes)
-        .map_err(|e| TaskError::Transport(format!("cannot decode the results: {e}").into()))?;
-    if items.iter().all(Result::is_ok) {
-        // The common case, handed over as bare values (see `Chunk`).
-        return Ok(Chunk::Values(items.into_iter().flatten().collect()));
-    }
-    Ok(items
-        .into_iter()
-        .map(|r| r.map_err(|report| Box::new(super::report::panic_error(*report))))
-        .collect())
+    outcome::decode_chunk::<Postcard, R>(Ok(bytes), None)
 }
 
 macro_rules! promise_sink {

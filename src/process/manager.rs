@@ -446,12 +446,7 @@ impl Manager {
             }
         };
         match reply {
-            Ok(Reply::Done(bytes)) => Ok(bytes),
-            Ok(Reply::Panicked(err)) => Err(err),
-            Ok(Reply::Broken(msg)) => Err(TaskError::Transport(msg.into())),
-            Ok(Reply::Refused(msg)) => Err(TaskError::Transport(
-                format!("the worker refused the task: {msg}").into(),
-            )),
+            Ok(outcome) => outcome,
             Err(lost) => {
                 // Reaped once the future has its error (`dying`).
                 self.dying.extend(self.worker.take());
@@ -464,12 +459,8 @@ impl Manager {
 /// Completes a job's future with its worker's reply.
 fn deliver(job: Job, reply: Reply) {
     match reply {
-        Reply::Done(bytes) => job.sink.done(&bytes),
-        Reply::Panicked(err) => job.sink.fail(err),
-        Reply::Broken(msg) => job.sink.fail(TaskError::Transport(msg.into())),
-        Reply::Refused(msg) => job.sink.fail(TaskError::Transport(
-            format!("the worker refused the task: {msg}").into(),
-        )),
+        Ok(bytes) => job.sink.done(&bytes),
+        Err(err) => job.sink.fail(err),
     }
 }
 

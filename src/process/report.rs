@@ -60,6 +60,17 @@ pub(crate) fn panic_error(
     ))
 }
 
+/// The report of a panic caught in this worker (`Postcard::panicked` made it from a
+/// report), to send to the parent.
+pub(crate) fn report_of(panic: &crate::error::Panic) -> PanicReport {
+    (
+        panic.message().to_owned(),
+        panic.pid().unwrap_or_else(std::process::id),
+        panic.thread().unwrap_or_default().to_owned(),
+        panic.location().unwrap_or_default().to_owned(),
+    )
+}
+
 /// Cuts a message to fit a frame, on a character boundary.
 pub(super) fn truncate(mut msg: String, limit: usize) -> String {
     if msg.len() > limit {

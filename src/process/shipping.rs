@@ -14,13 +14,13 @@
 //! worker refuses any distance that does not land inside this program's own machine code
 //! ([`code_at`]), or that names the anchor itself.
 
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::OnceLock;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::codec;
+use super::codec::Postcard;
+use crate::outcome::{self, Outcome};
 
 /// The point every shipped address is measured from. Never shipped itself.
 #[inline(never)]
@@ -38,60 +38,23 @@ pub(crate) fn offset(addr: usize) -> i64 {
 }
 
 /// The signature of every trampoline: function address, encoded argument, outcome.
-pub(crate) type Trampoline = fn(usize, &[u8]) -> Outcome;
+pub(crate) type Trampoline = fn(usize, &[u8]) -> Outcome<Vec<u8>>;
 
-/// What a trampoline returns: the encoded result, a panic message, or a codec failure.
-pub(crate) enum Outcome {
-    Done(Vec<u8>),
-    Panicked(super::report::PanicReport),
-    Broken(String),
-}
-
-/// Decodes an `A`, calls the `fn(A) -> R` at `f`, encodes the `R`.
-pub(crate) fn trampoline<A: DeserializeOwned, R: Serialize>(f: usize, arg: &[u8]) -> Outcome {
-    let f = to_fn::<A, R>(f);
-    let arg: A = match codec::decode_trusted(arg) {
-        Ok(a) => a,
-        Err(e) => return Outcome::Broken(format!("cannot decode the argument: {e}")),
-    };
-    match panic::catch_unwind(AssertUnwindSafe(|| f(arg))) {
-        Ok(r) => match codec::encode(&r) {
-            Ok(bytes) => Outcome::Done(bytes),
-            Err(e) => Outcome::Broken(format!("cannot encode the result: {e}")),
-        },
-        Err(p) => Outcome::Panicked(super::report::panic_report(
-            &*p,
-            super::report::frame_limit(),
-        )),
-    }
+/// Decodes an `A`, calls the `fn(A) -> R` at `f`, encodes the `R` (`outcome::run`).
+pub(crate) fn trampoline<A: DeserializeOwned, R: Serialize>(
+    f: usize,
+    arg: &[u8],
+) -> Outcome<Vec<u8>> {
+    outcome::run::<Postcard, A, R>(to_fn::<A, R>(f), arg)
 }
 
 /// A chunk of a map: decodes a `Vec<A>`, calls `f` on each item catching each panic, encodes
-/// a `Vec<Result<R, Box<PanicReport>>>` (boxed: a slot as small as the value).
+/// every item's outcome (`outcome::run_chunk`).
 pub(crate) fn chunk_trampoline<A: DeserializeOwned, R: Serialize>(
     f: usize,
     args: &[u8],
-) -> Outcome {
-    let f = to_fn::<A, R>(f);
-    let args: Vec<A> = match codec::decode_trusted(args) {
-        Ok(a) => a,
-        Err(e) => return Outcome::Broken(format!("cannot decode the arguments: {e}")),
-    };
-    let results: Vec<Result<R, Box<super::report::PanicReport>>> = args
-        .into_iter()
-        .map(|a| {
-            panic::catch_unwind(AssertUnwindSafe(|| f(a))).map_err(|p| {
-                Box::new(super::report::panic_report(
-                    &*p,
-                    super::report::frame_limit(),
-                ))
-            })
-        })
-        .collect();
-    match codec::encode(&results) {
-        Ok(bytes) => Outcome::Done(bytes),
-        Err(e) => Outcome::Broken(format!("cannot encode the results: {e}")),
-    }
+) -> Outcome<Vec<u8>> {
+    outcome::run_chunk::<Postcard, A, R>(to_fn::<A, R>(f), args)
 }
 
 /// The distances to ship for `f` with `trampoline`.
@@ -308,10 +271,8 @@ mod tests {
     fn shipped_calls_run() {
         let (t, f) = ship(double, trampoline::<u32, u32> as Trampoline);
         let t = trampoline_at(t).unwrap();
-        let arg = codec::encode(&21u32).unwrap();
-        match t(function_at(f).unwrap(), &arg) {
-            Outcome::Done(bytes) => assert_eq!(codec::decode::<u32>(&bytes).unwrap(), 42),
-            _ => panic!("expected a result"),
-        }
+        let arg = super::super::codec::encode(&21u32).unwrap();
+        let bytes = t(function_at(f).unwrap(), &arg).expect("a result");
+        assert_eq!(outcome::decode::<Postcard, u32>(&bytes), Ok(42));
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use super::frame::{self, FrameError, Link};
 use super::report::{self, panic_report, truncate};
-use super::shipping::{self, Outcome};
+use super::shipping;
+use crate::error::TaskError;
 
 /// Marks a process started by a pool. Useless without the inherited connection, and removed
 /// from the environment before anything else runs.
@@ -320,15 +321,24 @@ fn serve(socket: UnixStream) -> i32 {
         let (kind, body) = match target {
             Err(why) => (frame::REFUSED, why.into_bytes()),
             Ok((trampoline, function)) => match trampoline(function, &payload[16..]) {
-                Outcome::Done(bytes) => (frame::DONE, bytes),
-                Outcome::Panicked(report) => match super::codec::encode(&report) {
-                    Ok(bytes) => (frame::PANICKED, bytes),
-                    Err(e) => (
-                        frame::BROKEN,
-                        format!("cannot encode a panic: {e}").into_bytes(),
-                    ),
-                },
-                Outcome::Broken(msg) => (frame::BROKEN, truncate(msg, limit).into_bytes()),
+                Ok(bytes) => (frame::DONE, bytes),
+                Err(TaskError::Panicked(panic)) => {
+                    match super::codec::encode(&super::report::report_of(&panic)) {
+                        Ok(bytes) => (frame::PANICKED, bytes),
+                        Err(e) => (
+                            frame::BROKEN,
+                            format!("cannot encode a panic: {e}").into_bytes(),
+                        ),
+                    }
+                }
+                // The parent reads BROKEN as `Transport` with this text.
+                Err(TaskError::Transport(msg)) => {
+                    (frame::BROKEN, truncate(msg.to_string(), limit).into_bytes())
+                }
+                Err(other) => (
+                    frame::BROKEN,
+                    truncate(other.to_string(), limit).into_bytes(),
+                ),
             },
         };
         drop(payload);

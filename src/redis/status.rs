@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::redis::Value;
 
-use super::tasks::Outcome;
+use super::tasks;
 use super::wire;
 use crate::error::TaskError;
 
@@ -158,7 +158,7 @@ impl TaskStatus {
         match get("s") {
             "ok" => TaskStatus::Done { worker, finished },
             "cancelled" => TaskStatus::Cancelled,
-            status => match Outcome::error(status, &message) {
+            status => match tasks::error(status, &message) {
                 Some(error @ (TaskError::Rejected(_) | TaskError::WorkerLost(_))) => {
                     TaskStatus::DeadLettered { error, finished }
                 }

@@ -1,9 +1,10 @@
 //! [`Tasks`]: the named functions a Redis queue may run, and how a worker runs one.
 
 use std::any::TypeId;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -11,6 +12,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{TaskError, panic_message};
 use crate::executor::PlainFn;
+use crate::map::Chunk;
+use crate::outcome::{self, Codec};
 
 /// The longest task name, in bytes.
 pub(super) const MAX_NAME: usize = 128;
@@ -255,85 +258,147 @@ pub(super) fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// How a task ended on the worker, as the reply carries it.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Outcome {
-    /// The result, as JSON.
-    Ok(String),
-    Panicked(String),
-    TimedOut,
-    /// The worker process running it (process mode) died.
-    #[cfg_attr(not(all(unix, feature = "process")), allow(dead_code))]
-    Died(String),
-    /// Refused before running: bad argument, unknown name, malformed entry.
-    Rejected(String),
-    /// The result could not be encoded.
-    Transport(String),
-    /// Delivered `max_deliveries` times without an answer.
-    Lost(String),
+/// How a task ended on the worker: its result as JSON, or its error (`crate::outcome`).
+pub(super) type Outcome = crate::outcome::Outcome<String>;
+
+/// The reply's status word for an outcome.
+pub(super) fn status<B>(outcome: &crate::outcome::Outcome<B>) -> &'static str {
+    match outcome {
+        Ok(_) => "ok",
+        Err(TaskError::Panicked(_)) => "panic",
+        Err(TaskError::TimedOut) => "timeout",
+        Err(TaskError::WorkerDied(_)) => "died",
+        Err(TaskError::Rejected(_)) => "rejected",
+        Err(TaskError::WorkerLost(_)) => "lost",
+        // Anything else (a cancelled or broken local pool in process mode) could not carry
+        // the task through.
+        Err(_) => "transport",
+    }
 }
 
-impl Outcome {
-    /// The reply's status word.
-    pub(super) fn status(&self) -> &'static str {
-        match self {
-            Outcome::Ok(_) => "ok",
-            Outcome::Panicked(_) => "panic",
-            Outcome::TimedOut => "timeout",
-            Outcome::Died(_) => "died",
-            Outcome::Rejected(_) => "rejected",
-            Outcome::Transport(_) => "transport",
-            Outcome::Lost(_) => "lost",
+/// The reply's body: the JSON result, or the error's message (a panic with its origin).
+pub(super) fn body(outcome: &Outcome) -> Cow<'_, str> {
+    match outcome {
+        Ok(json) => Cow::Borrowed(json),
+        Err(err) => message(err),
+    }
+}
+
+/// An error's message as a reply carries it.
+fn message(err: &TaskError) -> Cow<'_, str> {
+    match err {
+        TaskError::TimedOut => Cow::Borrowed(""),
+        TaskError::WorkerDied(m)
+        | TaskError::Rejected(m)
+        | TaskError::WorkerLost(m)
+        | TaskError::Transport(m) => Cow::Borrowed(m),
+        TaskError::Panicked(panic) => Cow::Owned(panic.to_string()),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+/// Worth running again if the submitter asked for retries.
+pub(super) fn retryable(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Err(TaskError::Panicked(_) | TaskError::TimedOut | TaskError::WorkerDied(_))
+    )
+}
+
+/// The task error for a failed status; `None` for `ok`.
+pub(super) fn error(status: &str, body: &str) -> Option<TaskError> {
+    let msg = || Arc::<str>::from(body);
+    Some(match status {
+        "ok" => return None,
+        "panic" => TaskError::Panicked(msg().into()),
+        "timeout" => TaskError::TimedOut,
+        "died" => TaskError::WorkerDied(msg()),
+        "rejected" => TaskError::Rejected(msg()),
+        "lost" => TaskError::WorkerLost(msg()),
+        "transport" => TaskError::Transport(msg()),
+        "cancelled" => TaskError::Cancelled,
+        other => {
+            TaskError::Transport(format!("the reply has an unknown status {:.40?}", other).into())
         }
+    })
+}
+
+/// The Redis wire format for `crate::outcome`: JSON, readable by any language. A chunk's
+/// outcomes are one array of `{"ok": result}` and `{"err": status, "msg": message}`.
+pub(super) struct Json;
+
+impl Codec for Json {
+    type Bytes = String;
+
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, String> {
+        serde_json::to_string(value).map_err(|e| e.to_string())
     }
 
-    /// The reply's body: the JSON result, or the message.
-    pub(super) fn body(&self) -> &str {
-        match self {
-            Outcome::Ok(json) => json,
-            Outcome::TimedOut => "",
-            Outcome::Panicked(m)
-            | Outcome::Died(m)
-            | Outcome::Rejected(m)
-            | Outcome::Transport(m)
-            | Outcome::Lost(m) => m,
+    fn decode_argument<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+
+    fn decode_result<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+        // serde_json refuses nesting past 128 levels: hostile bytes cannot overflow the stack.
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+
+    fn bad_argument(why: String) -> TaskError {
+        // Whoever can write to Redis can write anything: the entry is refused.
+        TaskError::Rejected(why.into())
+    }
+
+    fn panicked(payload: &(dyn std::any::Any + Send)) -> TaskError {
+        TaskError::Panicked(panic_report(payload).into())
+    }
+
+    fn encode_chunk<R: Serialize>(items: &[crate::outcome::Outcome<R>]) -> Result<String, String> {
+        let mut out = String::from("[");
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            // An item whose result does not encode fails alone.
+            match item
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(outcome::encode::<Json, R>)
+            {
+                Ok(json) => {
+                    out.push_str("{\"ok\":");
+                    out.push_str(&json);
+                    out.push('}');
+                }
+                Err(err) => {
+                    let item = serde_json::json!({ "err": status::<()>(&Err(err.clone())), "msg": message(&err) });
+                    out.push_str(&item.to_string());
+                }
+            }
         }
+        out.push(']');
+        Ok(out)
     }
 
-    /// Worth running again if the submitter asked for retries.
-    pub(super) fn retryable(&self) -> bool {
-        matches!(
-            self,
-            Outcome::Panicked(_) | Outcome::TimedOut | Outcome::Died(_)
-        )
-    }
-
-    /// The task error for a failed status; `None` for `ok`.
-    pub(super) fn error(status: &str, body: &str) -> Option<TaskError> {
-        let msg = || Arc::<str>::from(body);
-        Some(match status {
-            "ok" => return None,
-            "panic" => TaskError::Panicked(msg().into()),
-            "timeout" => TaskError::TimedOut,
-            "died" => TaskError::WorkerDied(msg()),
-            "rejected" => TaskError::Rejected(msg()),
-            "lost" => TaskError::WorkerLost(msg()),
-            "transport" => TaskError::Transport(msg()),
-            "cancelled" => TaskError::Cancelled,
-            other => TaskError::Transport(
-                format!("the reply has an unknown status {:.40?}", other).into(),
-            ),
-        })
-    }
-
-    #[cfg_attr(not(all(unix, feature = "process")), allow(dead_code))]
-    fn from_task_error(err: TaskError) -> Outcome {
-        match err {
-            TaskError::Panicked(m) => Outcome::Panicked(m.message().to_owned()),
-            TaskError::TimedOut => Outcome::TimedOut,
-            TaskError::WorkerDied(m) => Outcome::Died(m.to_string()),
-            other => Outcome::Transport(other.to_string()),
-        }
+    fn decode_chunk<R: DeserializeOwned>(bytes: &[u8]) -> Result<Chunk<R>, String> {
+        let items: Vec<serde_json::Value> =
+            serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        Ok(items
+            .into_iter()
+            .map(|mut item| {
+                if let Some(value) = item.get_mut("ok") {
+                    return serde_json::from_value(value.take()).map_err(|e| {
+                        Box::new(TaskError::Transport(
+                            format!("cannot decode the result: {e}").into(),
+                        ))
+                    });
+                }
+                let status = item.get("err").and_then(|s| s.as_str()).unwrap_or("?");
+                let msg = item.get("msg").and_then(|s| s.as_str()).unwrap_or("");
+                Err(Box::new(error(status, msg).unwrap_or_else(|| {
+                    TaskError::Transport("a chunk item has neither ok nor err".into())
+                })))
+            })
+            .collect())
     }
 }
 
@@ -365,67 +430,6 @@ struct Typed<F, A, R> {
     types: std::marker::PhantomData<fn(A) -> R>,
 }
 
-fn decode<A: DeserializeOwned>(args: &[u8]) -> Result<A, String> {
-    serde_json::from_slice(args).map_err(|e| {
-        format!(
-            "the argument does not decode as {}: {e}",
-            std::any::type_name::<A>()
-        )
-    })
-}
-
-fn encode<R: Serialize>(value: &R) -> Outcome {
-    match panic::catch_unwind(AssertUnwindSafe(|| serde_json::to_string(value))) {
-        Ok(Ok(json)) => Outcome::Ok(json),
-        Ok(Err(e)) => Outcome::Transport(format!("cannot encode the result: {e}")),
-        Err(p) => Outcome::Transport(format!(
-            "the result's Serialize panicked: {}",
-            panic_message(&*p)
-        )),
-    }
-}
-
-/// One chunk item's outcome as an element of the chunk's JSON array.
-fn chunk_item(outcome: &Outcome, out: &mut String) {
-    match outcome {
-        Outcome::Ok(json) => {
-            out.push_str("{\"ok\":");
-            out.push_str(json);
-            out.push('}');
-        }
-        other => {
-            let item = serde_json::json!({ "err": other.status(), "msg": other.body() });
-            out.push_str(&item.to_string());
-        }
-    }
-}
-
-fn chunk_json(outcomes: &[Outcome]) -> String {
-    let mut out = String::from("[");
-    for (i, o) in outcomes.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        chunk_item(o, &mut out);
-    }
-    out.push(']');
-    out
-}
-
-impl<F, A, R> Typed<F, A, R>
-where
-    F: PlainFn<A, R>,
-    A: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
-{
-    fn run(&self, arg: A) -> Outcome {
-        match panic::catch_unwind(AssertUnwindSafe(|| (self.f)(arg))) {
-            Ok(value) => encode(&value),
-            Err(p) => Outcome::Panicked(panic_report(&*p)),
-        }
-    }
-}
-
 impl<F, A, R> Entry for Typed<F, A, R>
 where
     F: PlainFn<A, R>,
@@ -433,20 +437,11 @@ where
     R: Serialize + DeserializeOwned + Send + 'static,
 {
     fn call(&self, args: &[u8]) -> Outcome {
-        match decode::<A>(args) {
-            Ok(arg) => self.run(arg),
-            Err(why) => Outcome::Rejected(why),
-        }
+        outcome::run::<Json, A, R>(self.f, args)
     }
 
     fn call_chunk(&self, args: &[u8]) -> Outcome {
-        match decode::<Vec<A>>(args) {
-            Ok(items) => {
-                let outcomes: Vec<Outcome> = items.into_iter().map(|a| self.run(a)).collect();
-                Outcome::Ok(chunk_json(&outcomes))
-            }
-            Err(why) => Outcome::Rejected(why),
-        }
+        outcome::run_chunk::<Json, A, R>(self.f, args)
     }
 
     #[cfg(all(unix, feature = "process"))]
@@ -463,43 +458,46 @@ where
         let Some(f) = crate::executor::fn_ptr(&self.f) else {
             unreachable!("Tasks::add accepts only zero-sized functions")
         };
-        let start = |arg: A, done: Box<dyn FnOnce(Outcome) + Send>| {
+        // Each outcome is typed until the end: one result is encoded alone, a chunk's in one
+        // array, as a worker on threads does (`crate::outcome`).
+        type Typed<R> = Box<dyn FnOnce(crate::outcome::Outcome<R>) + Send>;
+        let start = |arg: A, done: Typed<R>| {
             let submitted = match limit {
                 Some(limit) => pool.submit_with_time_limit(f, arg, limit),
                 None => pool.submit(f, arg),
             };
             match submitted {
-                Ok(fut) => fut.on_result(move |r| {
-                    done(match r {
-                        Ok(value) => encode(&value),
-                        Err(e) => Outcome::from_task_error(e),
-                    })
-                }),
-                Err(e) => done(Outcome::Transport(e.without_task().to_string())),
+                Ok(fut) => fut.on_result(done),
+                Err(e) => done(Err(TaskError::Transport(
+                    e.without_task().to_string().into(),
+                ))),
             }
         };
         if !chunk {
-            match decode::<A>(args) {
-                Ok(arg) => start(arg, done),
-                Err(why) => done(Outcome::Rejected(why)),
+            match outcome::decode_argument::<Json, A>(args) {
+                Ok(arg) => start(
+                    arg,
+                    Box::new(move |r| done(r.and_then(|v| outcome::encode::<Json, R>(&v)))),
+                ),
+                Err(err) => done(Err(err)),
             }
             return;
         }
-        let items = match decode::<Vec<A>>(args) {
+        let items = match outcome::decode_argument::<Json, Vec<A>>(args) {
             Ok(items) => items,
-            Err(why) => return done(Outcome::Rejected(why)),
+            Err(err) => return done(Err(err)),
         };
         if items.is_empty() {
-            return done(Outcome::Ok("[]".into()));
+            return done(Ok("[]".into()));
         }
         // Each item runs as its own task, so a crash or time limit fails only that item.
-        struct Gather {
-            outcomes: Vec<Option<Outcome>>,
+        struct Gather<R> {
+            outcomes: Vec<Option<crate::outcome::Outcome<R>>>,
             left: usize,
             done: Option<Done>,
         }
         let gather = Arc::new(Mutex::new(Gather {
-            outcomes: vec![None; items.len()],
+            outcomes: (0..items.len()).map(|_| None).collect(),
             left: items.len(),
             done: Some(done),
         }));
@@ -512,11 +510,11 @@ where
                     g.outcomes[i] = Some(outcome);
                     g.left -= 1;
                     if g.left == 0 {
-                        let all: Vec<Outcome> = g.outcomes.drain(..).flatten().collect();
+                        let all: Vec<_> = g.outcomes.drain(..).flatten().collect();
                         let done = g.done.take();
                         drop(g);
                         if let Some(done) = done {
-                            done(Outcome::Ok(chunk_json(&all)));
+                            done(outcome::chunk::<Json, R>(&all));
                         }
                     }
                 }),
@@ -557,41 +555,51 @@ mod tests {
     fn calls_decode_run_and_encode() {
         let tasks = Tasks::new().add("d", double).add("b", boom);
         let d = tasks.get("d").unwrap();
-        assert_eq!(d.call(b"21"), Outcome::Ok("42".into()));
-        assert!(matches!(d.call(b"\"x\""), Outcome::Rejected(m) if m.contains("u32")));
-        assert!(matches!(d.call(b"-1"), Outcome::Rejected(_)));
+        assert_eq!(d.call(b"21"), Ok("42".into()));
+        assert!(matches!(d.call(b"\"x\""), Err(TaskError::Rejected(m)) if m.contains("u32")));
+        assert!(matches!(d.call(b"-1"), Err(TaskError::Rejected(_))));
         let b = tasks.get("b").unwrap();
-        assert_eq!(b.call(b"3"), Outcome::Panicked("three".into()));
+        assert_eq!(b.call(b"3"), Err(TaskError::Panicked("three".into())));
         assert_eq!(
             b.call_chunk(b"[1,3]"),
-            Outcome::Ok(r#"[{"ok":1},{"err":"panic","msg":"three"}]"#.into())
+            Ok(r#"[{"ok":1},{"err":"panic","msg":"three"}]"#.into())
         );
-        assert!(matches!(b.call_chunk(b"{}"), Outcome::Rejected(_)));
+        assert!(matches!(b.call_chunk(b"{}"), Err(TaskError::Rejected(_))));
     }
 
     #[test]
-    fn statuses_map_to_task_errors() {
-        for o in [
-            Outcome::Panicked("p".into()),
-            Outcome::TimedOut,
-            Outcome::Died("d".into()),
-            Outcome::Rejected("r".into()),
-            Outcome::Transport("t".into()),
-            Outcome::Lost("l".into()),
+    fn statuses_map_to_task_errors_and_back() {
+        for err in [
+            TaskError::Panicked("p".into()),
+            TaskError::TimedOut,
+            TaskError::WorkerDied("d".into()),
+            TaskError::Rejected("r".into()),
+            TaskError::Transport("t".into()),
+            TaskError::WorkerLost("l".into()),
         ] {
-            let err = Outcome::error(o.status(), o.body()).unwrap();
-            assert_eq!(
-                Outcome::from_task_error(err.clone()).status() == o.status(),
-                {
-                    // Rejected and Lost exist only on the wire.
-                    !matches!(o, Outcome::Rejected(_) | Outcome::Lost(_))
-                }
-            );
+            let outcome: Outcome = Err(err.clone());
+            assert_eq!(error(status(&outcome), &body(&outcome)), Some(err));
         }
-        assert!(Outcome::error("ok", "1").is_none());
-        assert!(matches!(
-            Outcome::error("what", ""),
-            Some(TaskError::Transport(_))
-        ));
+        // What has no status of its own travels as transport, with its text.
+        let cancelled: Outcome = Err(TaskError::Cancelled);
+        assert_eq!(status(&cancelled), "transport");
+        assert_eq!(body(&cancelled), "task was cancelled");
+        assert!(error("ok", "1").is_none());
+        assert!(matches!(error("what", ""), Some(TaskError::Transport(_))));
+    }
+
+    #[test]
+    fn a_chunk_round_trips_through_json() {
+        let items: Vec<crate::outcome::Outcome<u32>> = vec![
+            Ok(1),
+            Err(TaskError::Panicked("x".into())),
+            Err(TaskError::TimedOut),
+        ];
+        let json = outcome::chunk::<Json, u32>(&items).unwrap();
+        let back = Json::decode_chunk::<u32>(json.as_bytes())
+            .unwrap()
+            .into_results();
+        let back: Vec<_> = back.into_iter().map(|r| r.map_err(|e| *e)).collect();
+        assert_eq!(back, items);
     }
 }

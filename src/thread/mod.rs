@@ -30,6 +30,7 @@ use self::watchdog::Watchdog;
 use crate::context::WorkerCounters;
 use crate::error::{BuildError, SubmitError};
 use crate::future::{Call, Future, Runnable};
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 use crate::map::{Map, MapUnordered};
 use crate::options::TaskOptions;
 use crate::registry::Registry;

@@ -13,9 +13,10 @@ use super::book::{Cancel, SlotState, Waiting};
 use super::{BATCH, BLOCK, LOST_AFTER, MAX_MESSAGE, READ_GRACE, Shared};
 use crate::error::TaskError;
 use crate::map::Chunk;
+use crate::outcome;
 use crate::redis::conn::Link;
 use crate::redis::id::TaskId;
-use crate::redis::tasks::Outcome;
+use crate::redis::tasks::{self, Json};
 use crate::redis::wire::{self};
 
 impl Shared {
@@ -198,7 +199,7 @@ impl Shared {
             ))
         } else {
             let message = String::from_utf8_lossy(&body[..body.len().min(MAX_MESSAGE)]);
-            match Outcome::error(status, &message) {
+            match tasks::error(status, &message) {
                 None => Ok(body),
                 Some(err) => Err(err),
             }
@@ -293,15 +294,7 @@ pub(super) fn reader(shared: &Arc<Shared>) {
 }
 
 pub(super) fn decode_one<R: DeserializeOwned>(body: &[u8]) -> Result<R, TaskError> {
-    serde_json::from_slice(body).map_err(|e| {
-        TaskError::Transport(
-            format!(
-                "the result in Redis does not decode as {}: {e}",
-                std::any::type_name::<R>()
-            )
-            .into(),
-        )
-    })
+    outcome::decode::<Json, R>(body)
 }
 
 /// The most task ids read from one `started` entry.
@@ -312,41 +305,8 @@ pub(super) fn decode_chunk<R: DeserializeOwned>(
     reply: Result<&[u8], TaskError>,
     n: usize,
 ) -> Chunk<R> {
-    let all_fail = |e: TaskError| (0..n).map(|_| Err(Box::new(e.clone()))).collect();
-    let body = match reply {
-        Ok(body) => body,
-        Err(e) => return all_fail(e),
-    };
-    let items: Vec<serde_json::Value> = match serde_json::from_slice(body) {
-        Ok(items) => items,
-        Err(e) => {
-            return all_fail(TaskError::Transport(
-                format!("the chunk's results in Redis do not decode: {e}").into(),
-            ));
-        }
-    };
-    if items.len() != n {
-        return all_fail(TaskError::Transport(
-            format!("the worker sent {} results for {n} items", items.len()).into(),
-        ));
-    }
-    items
-        .into_iter()
-        .map(|mut item| {
-            if let Some(value) = item.get_mut("ok") {
-                return serde_json::from_value(value.take()).map_err(|e| {
-                    Box::new(TaskError::Transport(
-                        format!("cannot decode the result: {e}").into(),
-                    ))
-                });
-            }
-            let status = item.get("err").and_then(|s| s.as_str()).unwrap_or("?");
-            let msg = item.get("msg").and_then(|s| s.as_str()).unwrap_or("");
-            Err(Box::new(Outcome::error(status, msg).unwrap_or_else(|| {
-                TaskError::Transport("a chunk item has neither ok nor err".into())
-            })))
-        })
-        .collect()
+    outcome::decode_chunk::<Json, R>(reply, Some(n))
+        .unwrap_or_else(|e| (0..n).map(|_| Err(Box::new(e.clone()))).collect())
 }
 
 #[cfg(test)]

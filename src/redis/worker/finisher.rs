@@ -10,9 +10,10 @@ use ::redis::Value;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::{ANSWERED, DEAD_MAX, Final, Msg, Worker};
+use crate::error::TaskError;
 use crate::redis::conn::{self, Link, Patience};
 use crate::redis::host;
-use crate::redis::tasks::Outcome;
+use crate::redis::tasks::{self, Outcome};
 use crate::redis::wire::{self, GROUP};
 
 impl Worker {
@@ -90,7 +91,7 @@ impl Worker {
             (expired, due)
         };
         for (id, run) in expired {
-            out.extend(self.outcome(&id, run, Outcome::TimedOut));
+            out.extend(self.outcome(&id, run, Err(TaskError::TimedOut)));
         }
         for id in due {
             let run = self.runs.fetch_add(1, Ordering::Relaxed);
@@ -116,13 +117,13 @@ impl Worker {
         if r.run != run {
             return None; // a run that timed out already, or one replaced by a retry
         }
-        if outcome.retryable() && r.retries_done < r.entry.retries {
+        if tasks::retryable(&outcome) && r.retries_done < r.entry.retries {
             let pause = r.entry.backoff.saturating_mul(1 << r.retries_done.min(16));
             r.retries_done += 1;
             r.run = 0;
             r.deadline = None;
             r.retry_at = Some(Instant::now() + pause.min(Duration::from_secs(3600)));
-            log::info!(target: "concurrent_futures::redis", "task {id} failed ({}); try {} in {pause:?}", outcome.status(), r.retries_done + 1);
+            log::info!(target: "concurrent_futures::redis", "task {id} failed ({}); try {} in {pause:?}", tasks::status(&outcome), r.retries_done + 1);
             #[cfg(feature = "metrics")]
             super::meter::retried();
             return None;
@@ -130,25 +131,25 @@ impl Worker {
         r.run = ANSWERED; // later outcomes of this entry are stale
         let took = r.taken.elapsed();
         #[cfg(feature = "metrics")]
-        super::meter::completed(outcome.status(), took);
+        super::meter::completed(tasks::status(&outcome), took);
         let (task, name) = (&r.entry.route.task, &r.entry.name);
         match &outcome {
-            Outcome::Ok(_) => {
+            Ok(_) => {
                 log::debug!(target: "concurrent_futures::redis", "task {task} ({name}) done in {took:.1?}");
             }
             failed => {
-                let why: String = failed.body().chars().take(300).collect();
-                log::warn!(target: "concurrent_futures::redis", "task {task} ({name}) failed after {took:.1?}: {} {why}", failed.status());
+                let why: String = tasks::body(failed).chars().take(300).collect();
+                log::warn!(target: "concurrent_futures::redis", "task {task} ({name}) failed after {took:.1?}: {} {why}", tasks::status(failed));
             }
         }
-        let dead = matches!(outcome, Outcome::Rejected(_)).then(|| {
+        let dead = matches!(outcome, Err(TaskError::Rejected(_))).then(|| {
             #[cfg(feature = "metrics")]
             super::meter::dead_lettered();
             vec![
                 ("entry".to_owned(), id.to_owned()),
                 ("fn".to_owned(), r.entry.name.clone()),
                 ("why".to_owned(), "rejected".to_owned()),
-                ("msg".to_owned(), outcome.body().to_owned()),
+                ("msg".to_owned(), tasks::body(&outcome).into_owned()),
                 ("w".to_owned(), self.name.clone()),
                 ("at".to_owned(), host::now_ms().to_string()),
             ]
@@ -268,11 +269,12 @@ impl Worker {
                 flags.push('d');
             }
             // The FINISH script reads these by position: id, status, body, worker.
+            let body = tasks::body(&f.outcome);
             let reply: Vec<(&str, &str)> = match &f.route {
                 Some(route) => vec![
                     ("id", &route.task),
-                    ("s", f.outcome.status()),
-                    ("r", f.outcome.body()),
+                    ("s", tasks::status(&f.outcome)),
+                    ("r", &body),
                     ("w", &self.name),
                 ],
                 None => Vec::new(),

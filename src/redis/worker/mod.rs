@@ -25,6 +25,7 @@ use parking_lot::{Condvar, Mutex};
 use super::conn::Link;
 use super::tasks::{Outcome, Tasks};
 use super::wire::{self, Keys, Route, Scripts, TaskEntry};
+use crate::error::TaskError;
 use crate::thread::ThreadPoolExecutor;
 
 mod builder;
@@ -340,7 +341,7 @@ impl Final {
             id: String::new(),
             attempt: 0,
             route: None,
-            outcome: Outcome::TimedOut,
+            outcome: Err(TaskError::TimedOut),
             ttl: Duration::ZERO,
             dead: None,
         }

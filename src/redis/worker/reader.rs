@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use ::redis::Value;
 
 use super::{ANSWERED, BLOCK, DEAD_PREVIEW, Exec, Final, Msg, Running, START_NOTICE, Worker};
+use crate::error::TaskError;
 use crate::redis::conn::Link;
 use crate::redis::host;
 use crate::redis::id::TaskId;
-use crate::redis::tasks::{Done, Outcome};
+use crate::redis::tasks::Done;
 use crate::redis::wire::{self, GROUP, RawEntry, TaskEntry};
 
 impl Worker {
@@ -194,7 +195,7 @@ impl Worker {
                     attempt,
                     route,
                     dead: Some(dead_fields(raw, "rejected", &why, &self.name)),
-                    outcome: Outcome::Rejected(why),
+                    outcome: Err(TaskError::Rejected(why.into())),
                     ttl: Duration::from_secs(24 * 3600),
                 }));
                 return;
@@ -214,7 +215,7 @@ impl Worker {
                 attempt,
                 dead: Some(dead_fields(raw, "lost", &why, &self.name)),
                 route: Some(entry.route),
-                outcome: Outcome::Lost(why),
+                outcome: Err(TaskError::WorkerLost(why.into())),
                 ttl: entry.ttl,
             }));
             return;
@@ -300,9 +301,12 @@ impl Worker {
             });
         });
         let Some(f) = self.tasks.get(&entry.name).cloned() else {
-            return done(Outcome::Rejected(format!(
-                "no task named {:?} is registered on worker {}",
-                entry.name, self.name
+            return done(Err(TaskError::Rejected(
+                format!(
+                    "no task named {:?} is registered on worker {}",
+                    entry.name, self.name
+                )
+                .into(),
             )));
         };
         match &self.exec {
