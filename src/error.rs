@@ -754,6 +754,9 @@ mod tests {
             }
             assert_eq!(a, &a.clone());
         }
-        assert_ne!(TaskError::Rejected("x".into()), TaskError::Rejected("y".into()));
+        assert_ne!(
+            TaskError::Rejected("x".into()),
+            TaskError::Rejected("y".into())
+        );
     }
 }
