@@ -879,7 +879,7 @@ const ACL: &str = "on >s3cret resetkeys ~{cf}:* resetchannels -@all \
     +xadd +xreadgroup +xread +xack +xdel +xautoclaim +xclaim +xpending +xlen +xrange \
     +xrevrange +xgroup|create +xgroup|delconsumer +xinfo|consumers +evalsha +eval \
     +script|load +pexpire +del +exists +zadd +zrem +zrange +zrangebyscore +zscore \
-    +zremrangebyscore +hset +hget +hgetall +hkeys +hstrlen +hdel +hexists +sadd +smembers +get +set +multi \
+    +zremrangebyscore +hset +hget +hgetall +hkeys +hstrlen +hdel +hexists +hincrby +hmget +time +sadd +smembers +get +set +multi \
     +exec +ping +hello +client|setname +select";
 
 #[test]
@@ -927,6 +927,21 @@ fn everything_runs_under_the_documented_least_privilege_user() {
     ex.schedule("acl-hourly", every, double, 1).unwrap();
     assert_eq!(ex.schedules().unwrap()[0].name, "acl-hourly");
     assert!(ex.unschedule("acl-hourly").unwrap());
+    // The history (the SAMPLE script needs TIME and HMGET) and the answered counts
+    // (HINCRBY in FINISH), which a missing grant would silently leave empty.
+    eventually("a sample", || !ex.history().unwrap().is_empty());
+    eventually("the counts", || {
+        let mut admin = server.con();
+        redis::cmd("HGET")
+            .arg("{cf}:counts")
+            .arg("ok")
+            .query::<Option<u64>>(&mut admin)
+            .unwrap()
+            .is_some()
+    });
+    // Dead letters can be deleted and retried under the same grants.
+    assert_eq!(ex.delete_dead(&["1-1"]).unwrap(), 0);
+    assert_eq!(ex.retry_dead(&["1-1"]).unwrap(), 0);
     // And the user can do nothing else.
     let mut con = redis::Client::open(url.as_str())
         .unwrap()
@@ -2296,4 +2311,125 @@ fn a_cron_schedule_fires_on_its_seconds_in_its_time_zone() {
         Err(concurrent_futures::redis::InvalidSchedule { .. })
     ));
     let _ = std::fs::remove_file(runs);
+}
+
+#[test]
+fn a_dead_letter_keeps_its_argument_and_a_retry_runs_it_once_under_its_id() {
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    // A worker of an older build: it does not know `newer/v1`.
+    let old = server.worker();
+    let client = RedisExecutor::builder(&server.url, tasks().add("newer/v1", newer))
+        .build()
+        .unwrap();
+    let fut = client.submit(newer, 42).unwrap();
+    let id = fut.task_id().unwrap();
+    assert!(matches!(fut.result(), Err(TaskError::Rejected(_))));
+    let info = client.info().unwrap();
+    assert_eq!(info.dead_total, 1, "{info}");
+    let letter = &info.dead[0];
+    let field = |k: &str| {
+        letter
+            .fields
+            .iter()
+            .find(|(f, _)| f == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(field("id"), Some(id.as_str()));
+    assert_eq!(field("fn"), Some("newer/v1"));
+    assert_eq!(field("a"), Some("42"), "the whole argument is kept");
+    assert_eq!(field("cut"), None);
+
+    // Ids that are not stream ids, and letters that do not exist, are ignored.
+    assert_eq!(client.retry_dead(&["nonsense", "1-1", "+"]).unwrap(), 0);
+    // A newer worker is deployed; the letter is retried from two processes at once.
+    drop(old);
+    let _new = RedisWorker::builder(&server.url, tasks().add("newer/v1", newer))
+        .spawn()
+        .unwrap();
+    let other = server.executor();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| client.retry_dead(&[&letter.id]).unwrap());
+        let b = s.spawn(|| other.retry_dead(&[&letter.id]).unwrap());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(a + b, 1, "queued once");
+    assert_eq!(client.info().unwrap().dead_total, 0, "the letter is gone");
+    // It runs under its own id: found from any process, with its result.
+    let again = other.attach::<u8>(&id).unwrap();
+    assert_eq!(again.result(), Ok(42));
+    assert!(matches!(
+        other.status(&id).unwrap(),
+        concurrent_futures::redis::TaskStatus::Done { .. }
+    ));
+    assert_eq!(
+        client.retry_dead(&[&letter.id]).unwrap(),
+        0,
+        "and never twice"
+    );
+}
+
+#[test]
+fn dead_letters_are_deleted_by_id() {
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    let _worker = server.worker();
+    let client = RedisExecutor::builder(&server.url, tasks().add("newer/v1", newer))
+        .build()
+        .unwrap();
+    for i in 0..3 {
+        assert!(client.submit(newer, i).unwrap().result().is_err());
+    }
+    let info = client.info().unwrap();
+    assert_eq!(info.dead_total, 3);
+    let ids: Vec<&str> = info.dead.iter().take(2).map(|d| d.id.as_str()).collect();
+    assert_eq!(client.delete_dead(&ids).unwrap(), 2);
+    assert_eq!(client.delete_dead(&ids).unwrap(), 0, "already gone");
+    assert_eq!(client.delete_dead(&["*", "0-0 1"]).unwrap(), 0);
+    assert_eq!(client.info().unwrap().dead_total, 1);
+}
+
+#[test]
+fn the_history_is_sampled_by_workers_and_counts_answers() {
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    let ex = server.executor();
+    assert!(ex.history().unwrap().is_empty(), "no worker, no samples");
+    let futs: Vec<_> = (0..5).map(|i| ex.submit(double, i).unwrap()).collect();
+    let failed = ex.submit(boom, 1).unwrap();
+    // Five queued, nothing answered yet: the first worker's first heartbeat samples that.
+    let worker = RedisWorker::builder(&server.url, tasks())
+        .lease(Duration::from_secs(3))
+        .spawn()
+        .unwrap();
+    for f in futs {
+        f.result().unwrap();
+    }
+    assert!(failed.result().is_err());
+    eventually("a sample", || !ex.history().unwrap().is_empty());
+    let first = ex.history().unwrap()[0];
+    assert!(
+        first.queued + first.running + first.completed + first.failed >= 6,
+        "{first:?}"
+    );
+    // Samples are 10 s apart; with the history emptied, the next heartbeat (a second, with
+    // a 3 s lease) samples at once, and says what was answered.
+    let mut con = server.con();
+    redis::cmd("DEL")
+        .arg("{cf}:stats")
+        .query::<()>(&mut con)
+        .unwrap();
+    eventually("a new sample", || !ex.history().unwrap().is_empty());
+    let history = ex.history().unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(
+        (last.completed, last.failed, last.queued),
+        (5, 1, 0),
+        "{last:?}"
+    );
+    assert!(first.at <= last.at);
+    drop(worker);
 }

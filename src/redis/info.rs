@@ -103,8 +103,74 @@ pub struct DeadLetter {
     pub why: String,
     /// The explanation.
     pub message: String,
-    /// All its fields, as stored (the original entry's fields, argument cut to 4 KiB).
+    /// All its fields, as stored: the original entry's fields (`id` the task id, `fn` its
+    /// name, `a` its argument, kept whole up to the worker's `max_payload_bytes`; a field
+    /// `cut` names the values that were longer and were cut to 4 KiB).
     pub fields: Vec<(String, String)>,
+}
+
+/// One sample of a queue's history: what it held at a moment, and how many tasks had been
+/// answered by then. Workers take one every 10 s while any runs; Redis keeps six hours of
+/// them, so the history outlives every process (and a restart of the dashboard that shows
+/// it). From [`RedisExecutor::history`](super::RedisExecutor::history).
+///
+/// # Examples
+///
+/// ```no_run
+/// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+/// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+/// let history = ex.history()?;
+/// for pair in history.windows(2) {
+///     let secs = pair[1].at.duration_since(pair[0].at).unwrap_or_default().as_secs_f64();
+///     let per_second = (pair[1].completed - pair[0].completed) as f64 / secs.max(0.001);
+///     println!("{} queued, {per_second:.1} tasks/s", pair[1].queued);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueSample {
+    /// When it was taken (Redis's clock).
+    pub at: std::time::SystemTime,
+    /// Tasks waiting for a worker.
+    pub queued: u64,
+    /// Tasks workers held.
+    pub running: u64,
+    /// How long the oldest waiting task had waited (zero if none waited).
+    pub oldest_age: Duration,
+    /// Tasks answered with a result since the namespace began.
+    pub completed: u64,
+    /// Tasks answered with an error since the namespace began.
+    pub failed: u64,
+}
+
+/// Reads the history, oldest first: at most `MAX_SAMPLES`, each field checked (a sample
+/// that does not parse is left out).
+pub(super) fn history(con: &mut Connection, keys: &Keys) -> RedisResult<Vec<QueueSample>> {
+    let v: Value = ::redis::cmd("XREVRANGE")
+        .arg(&keys.stats)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(wire::MAX_SAMPLES)
+        .query(con)?;
+    let mut samples: Vec<QueueSample> = wire::entries(&v)
+        .iter()
+        .filter_map(|e| {
+            let ms: u64 = e.id.split('-').next()?.parse().ok()?;
+            let n = |k: &str| -> Option<u64> { e.text(k)?.parse().ok() };
+            Some(QueueSample {
+                at: std::time::UNIX_EPOCH + Duration::from_millis(ms),
+                queued: n("q")?,
+                running: n("r")?,
+                oldest_age: Duration::from_millis(n("o")?),
+                completed: n("ok")?,
+                failed: n("f")?,
+            })
+        })
+        .collect();
+    samples.reverse();
+    Ok(samples)
 }
 
 impl std::fmt::Display for QueueInfo {

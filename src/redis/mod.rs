@@ -71,7 +71,7 @@ use std::sync::Arc;
 
 pub use self::client::{RedisExecutor, RedisExecutorBuilder, TaskOptions};
 pub use self::id::{InvalidTaskId, MAX_TASK_ID, TaskId};
-pub use self::info::{DeadLetter, QueueInfo, RunningTask, WorkerInfo};
+pub use self::info::{DeadLetter, QueueInfo, QueueSample, RunningTask, WorkerInfo};
 pub use self::periodic::{InvalidSchedule, Missed, PeriodicTask, Schedule};
 pub use self::status::TaskStatus;
 pub use self::tasks::Tasks;

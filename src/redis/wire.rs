@@ -47,6 +47,11 @@ pub(super) struct Keys {
     pub(super) periodic: String,
     /// Sorted set of the periodic tasks by their next tick (ms).
     pub(super) periodic_due: String,
+    /// Stream of samples of the queue, one every [`SAMPLE_EVERY`] at most: the history a
+    /// dashboard charts, kept in Redis so that it outlives every process.
+    pub(super) stats: String,
+    /// Hash of the tasks answered since the namespace began: `ok` and `failed`.
+    pub(super) counts: String,
 }
 
 impl Keys {
@@ -61,6 +66,8 @@ impl Keys {
             payloads: format!("{{{ns}}}:scheduled:entries"),
             periodic: format!("{{{ns}}}:periodic"),
             periodic_due: format!("{{{ns}}}:periodic:due"),
+            stats: format!("{{{ns}}}:stats"),
+            counts: format!("{{{ns}}}:counts"),
         }
     }
 
@@ -424,6 +431,36 @@ pub(super) fn task_entry(
     })
 }
 
+/// A checked entry's fields again, as a queue entry carries them (what `task_entry` read,
+/// with the defaults left out): for a dead letter, and for queuing it again.
+pub(super) fn entry_fields(entry: &TaskEntry) -> Vec<(String, Vec<u8>)> {
+    let text = |k: &str, v: String| (k.to_owned(), v.into_bytes());
+    let mut out = vec![
+        text("v", FORMAT.to_owned()),
+        text("id", entry.route.task.clone()),
+        text("fn", entry.name.clone()),
+        text("c", entry.route.client.clone()),
+        ("a".to_owned(), entry.args.clone()),
+    ];
+    if entry.chunk {
+        out.push(text("k", "chunk".to_owned()));
+    }
+    if entry.tries != DEFAULT_TRIES {
+        out.push(text("tries", entry.tries.to_string()));
+    }
+    if entry.ttl != DEFAULT_TTL {
+        out.push(text("ttl", millis(entry.ttl).to_string()));
+    }
+    if let Some(limit) = entry.limit {
+        out.push(text("limit", millis(limit).to_string()));
+    }
+    if entry.retries > 0 {
+        out.push(text("retries", entry.retries.to_string()));
+        out.push(text("backoff", millis(entry.backoff).to_string()));
+    }
+    out
+}
+
 /// The Lua scripts. Each touches only the keys it is given, all in one namespace (one
 /// Cluster slot), and is the one place where a check and the write it guards must be atomic.
 #[derive(Debug)]
@@ -438,6 +475,8 @@ pub(super) struct Scripts {
     pub(super) promote: Script,
     pub(super) fire: Script,
     pub(super) start: Script,
+    pub(super) sample: Script,
+    pub(super) requeue: Script,
 }
 
 impl Scripts {
@@ -453,6 +492,8 @@ impl Scripts {
             promote: Script::new(PROMOTE),
             fire: Script::new(FIRE),
             start: Script::new(START),
+            sample: Script::new(SAMPLE),
+            requeue: Script::new(REQUEUE),
         }
     }
 
@@ -460,7 +501,8 @@ impl Scripts {
     pub(super) fn load(&self, con: &mut ::redis::Connection) -> ::redis::RedisResult<()> {
         let mut pipe = ::redis::pipe();
         for source in [
-            FINISH, SUBMIT, ATTACH, STATUS, RENEW, CANCEL, PRUNE, PROMOTE, FIRE, START,
+            FINISH, SUBMIT, ATTACH, STATUS, RENEW, CANCEL, PRUNE, PROMOTE, FIRE, START, SAMPLE,
+            REQUEUE,
         ] {
             pipe.cmd("SCRIPT").arg("LOAD").arg(source);
         }
@@ -489,7 +531,10 @@ pub(super) fn evalsha(script: &Script, keys: &[&str]) -> ::redis::Cmd {
 /// data, or was flushed) is answered too, so that its clients get the result instead of a
 /// loss; if another worker answered it already, the clients keep the first answer.
 ///
-/// KEYS: queue, dead stream.
+/// Each answered task adds one to `ok` or `failed` in the counts hash (the history's
+/// throughput).
+///
+/// KEYS: queue, dead stream, counts hash.
 /// ARGV: group, consumer, dead TTL ms, dead max length, reply key prefix (`{ns}:reply:`),
 ///       end time ms, then for each task: entry id, delivery, reply TTL ms, flags (`r`
 ///       reply, `d` dead), the submitter's reply stream, its ids bucket, record and
@@ -522,6 +567,11 @@ while i <= #ARGV do
     if type(e) == 'table' and not e.err and #e == 0 then applied = 2 end
   end
   if applied > 0 and string.find(flags, 'r', 1, true) and rl >= rf + 7 then
+    if ARGV[rf + 3] == 'ok' then
+      redis.pcall('HINCRBY', KEYS[3], 'ok', 1)
+    else
+      redis.pcall('HINCRBY', KEYS[3], 'failed', 1)
+    end
     redis.pcall('HDEL', bucket, task)
     redis.pcall('SET', record, ARGV[rf + 3] .. '\n' .. ARGV[rf + 7] .. '\n' .. ARGV[6] .. '\n' .. ARGV[rf + 5], 'PX', ttl)
     redis.pcall('XADD', reply, 'NOMKSTREAM', '*', unpack(ARGV, rf, rl))
@@ -805,6 +855,76 @@ if type(w) == 'table' and not w.err and #w > 0 then
   end
   redis.pcall('DEL', KEYS[4])
 end
+return 1
+";
+
+/// How often the queue is sampled for its history, at most: every worker offers a sample
+/// with its heartbeat, and `SAMPLE` keeps one per period whoever offers it.
+pub(super) const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+/// How many samples the history keeps: six hours of [`SAMPLE_EVERY`].
+pub(super) const MAX_SAMPLES: usize = 2160;
+
+/// How long the history and the counts outlive the last worker's last sample.
+pub(super) const HISTORY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Appends a sample of the queue to the history, unless the newest sample is younger than
+/// the period: how many entries wait and how many are held, how long the oldest waiting
+/// one has waited, and the answered counts. Times are Redis's (`TIME`, the clock of the
+/// stream ids), so workers with skewed clocks agree on the period. Returns 1 if it added a
+/// sample.
+///
+/// KEYS: queue, stats stream, counts hash.
+/// ARGV: group, period ms, max samples, TTL ms.
+const SAMPLE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #last > 0 then
+  local at = tonumber(string.match(last[1][1], '^(%d+)'))
+  if at and now - at < tonumber(ARGV[2]) then return 0 end
+end
+local len = redis.call('XLEN', KEYS[1])
+local held, newest = 0, nil
+local p = redis.pcall('XPENDING', KEYS[1], ARGV[1])
+if type(p) == 'table' and not p.err then
+  held = tonumber(p[1]) or 0
+  if held > 0 then newest = p[3] end
+end
+local waiting = len - held
+if waiting < 0 then waiting = 0 end
+local oldest = 0
+if waiting > 0 then
+  local from = '-'
+  if newest then from = '(' .. newest end
+  local e = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', 1)
+  if #e > 0 then
+    local at = tonumber(string.match(e[1][1], '^(%d+)'))
+    if at and now > at then oldest = now - at end
+  end
+end
+local c = redis.call('HMGET', KEYS[3], 'ok', 'failed')
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'q', waiting, 'r', held, 'o', oldest,
+  'ok', c[1] or 0, 'f', c[2] or 0)
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return 1
+";
+
+/// Queues a dead letter's task again, atomically: deletes the dead letter, appends the
+/// entry to the queue and indexes it under its task id, and deletes the failed record so
+/// that attached clients wait for the new run. 1 if queued, 0 if the dead letter is gone
+/// (retried or deleted by someone else: never queued twice), 2 if a task with that id is
+/// queued or running now (the dead letter stays).
+///
+/// KEYS: dead stream, queue, ids bucket, record.
+/// ARGV: dead letter id, task id, then the entry's fields and values.
+const REQUEUE: &str = r"
+if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return 2 end
+if redis.call('XDEL', KEYS[1], ARGV[1]) ~= 1 then return 0 end
+local e = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+redis.call('HSET', KEYS[3], ARGV[2], e)
+redis.call('DEL', KEYS[4])
 return 1
 ";
 

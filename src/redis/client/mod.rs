@@ -32,6 +32,7 @@ use crate::map::{self, Map, MapUnordered, Source, Submitted};
 mod book;
 mod builder;
 mod cancel;
+mod dead;
 mod durable;
 mod options;
 mod reader;

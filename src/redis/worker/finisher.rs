@@ -145,14 +145,19 @@ impl Worker {
         let dead = matches!(outcome, Err(TaskError::Rejected(_))).then(|| {
             #[cfg(feature = "metrics")]
             super::meter::dead_lettered();
-            vec![
-                ("entry".to_owned(), id.to_owned()),
-                ("fn".to_owned(), r.entry.name.clone()),
-                ("why".to_owned(), "rejected".to_owned()),
-                ("msg".to_owned(), tasks::body(&outcome).into_owned()),
-                ("w".to_owned(), self.name.clone()),
-                ("at".to_owned(), host::now_ms().to_string()),
-            ]
+            // The whole entry again, so that the letter can be retried (a worker that
+            // registers the name, say, is deployed later).
+            let raw = wire::RawEntry {
+                id: id.to_owned(),
+                fields: Some(wire::entry_fields(&r.entry)),
+            };
+            super::reader::dead_fields(
+                &raw,
+                "rejected",
+                &tasks::body(&outcome),
+                &self.name,
+                self.cfg.max_payload,
+            )
         });
         Some(Final {
             id: id.to_owned(),
@@ -249,7 +254,10 @@ impl Worker {
     pub(super) fn finish_pipeline(&self, finals: &[&Final]) -> ::redis::Pipeline {
         let mut pipe = ::redis::pipe();
         pipe.ignore_errors();
-        let mut inv = wire::evalsha(&self.scripts.finish, &[&self.keys.queue, &self.keys.dead]);
+        let mut inv = wire::evalsha(
+            &self.scripts.finish,
+            &[&self.keys.queue, &self.keys.dead, &self.keys.counts],
+        );
         inv.arg(GROUP)
             .arg(&self.name)
             .arg(wire::millis(self.cfg.dead_ttl))

@@ -322,6 +322,20 @@ impl Worker {
                 .ignore()
                 .query::<()>(con)
         });
+        // The queue's history (`RedisExecutor::history`): Redis keeps one sample a period,
+        // whichever worker offers it.
+        let _ = link.once(|con| {
+            self.scripts
+                .sample
+                .key(&self.keys.queue)
+                .key(&self.keys.stats)
+                .key(&self.keys.counts)
+                .arg(GROUP)
+                .arg(wire::millis(wire::SAMPLE_EVERY))
+                .arg(wire::MAX_SAMPLES)
+                .arg(wire::millis(wire::HISTORY_TTL))
+                .invoke::<i64>(con)
+        });
         #[cfg(feature = "metrics")]
         super::meter::queue(link, &self.keys.queue);
     }

@@ -194,7 +194,13 @@ impl Worker {
                     id: raw.id.clone(),
                     attempt,
                     route,
-                    dead: Some(dead_fields(raw, "rejected", &why, &self.name)),
+                    dead: Some(dead_fields(
+                        raw,
+                        "rejected",
+                        &why,
+                        &self.name,
+                        self.cfg.max_payload,
+                    )),
                     outcome: Err(TaskError::Rejected(why.into())),
                     ttl: Duration::from_secs(24 * 3600),
                 }));
@@ -213,7 +219,13 @@ impl Worker {
             let _ = self.tx.send(Msg::Final(Final {
                 id: raw.id.clone(),
                 attempt,
-                dead: Some(dead_fields(raw, "lost", &why, &self.name)),
+                dead: Some(dead_fields(
+                    raw,
+                    "lost",
+                    &why,
+                    &self.name,
+                    self.cfg.max_payload,
+                )),
                 route: Some(entry.route),
                 outcome: Err(TaskError::WorkerLost(why.into())),
                 ttl: entry.ttl,
@@ -356,13 +368,17 @@ impl Mark {
     }
 }
 
-/// A dead letter: where the entry came from, why it died, and its fields (the argument cut
-/// to 4 KiB), so that `redis-cli XRANGE {ns}:dead - +` shows what happened.
+/// A dead letter: where the entry came from, why it died, and its fields, so that
+/// `redis-cli XRANGE {ns}:dead - +` shows what happened and
+/// [`retry_dead`](crate::redis::RedisExecutor::retry_dead) can queue it again. The argument
+/// is kept whole up to `max_payload`, the other fields up to 4 KiB; a longer value is cut to
+/// 4 KiB and the field `cut` names it (such a letter is shown, never retried).
 pub(super) fn dead_fields(
     raw: &RawEntry,
     why: &str,
     msg: &str,
     worker: &str,
+    max_payload: usize,
 ) -> Vec<(String, String)> {
     let mut out = vec![
         ("entry".to_owned(), raw.id.clone()),
@@ -371,11 +387,21 @@ pub(super) fn dead_fields(
         ("w".to_owned(), worker.to_owned()),
         ("at".to_owned(), host::now_ms().to_string()),
     ];
+    let mut cut = Vec::new();
     for (k, v) in raw.fields.iter().flatten().take(16) {
-        if k.len() <= 16 && !out.iter().any(|(o, _)| o == k) {
-            let v = &v[..v.len().min(DEAD_PREVIEW)];
+        if k.len() <= 16 && !out.iter().any(|(o, _)| o == k) && k != "cut" {
+            let limit = if k == "a" { max_payload } else { DEAD_PREVIEW };
+            let v = if v.len() > limit {
+                cut.push(k.as_str());
+                &v[..DEAD_PREVIEW.min(v.len())]
+            } else {
+                &v[..]
+            };
             out.push((k.clone(), String::from_utf8_lossy(v).into_owned()));
         }
+    }
+    if !cut.is_empty() {
+        out.push(("cut".to_owned(), cut.join(",")));
     }
     out
 }
