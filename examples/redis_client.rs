@@ -11,10 +11,12 @@
 //! `submit`, `map` with a timeout, `as_completed`, a task error, a crashing task, and a
 //! worker killed mid-task whose task another worker finishes.
 
+#[path = "redis_shared/server.rs"]
+mod server;
 #[path = "redis_shared/tasks.rs"]
 mod shared;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use concurrent_futures::redis::{RedisExecutor, RedisWorker, TaskOptions};
@@ -41,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         Some(url) => url,
         None => {
-            let (child, url) = start_redis()?;
+            let (child, url) = server::start_redis()?;
             server = Some(child);
             url
         }
@@ -167,28 +169,4 @@ fn demo(url: &str) -> Result<(), Box<dyn std::error::Error>> {
 
 fn running_somewhere(ex: &RedisExecutor) -> Result<bool, Box<dyn std::error::Error>> {
     Ok(!ex.info()?.running.is_empty())
-}
-
-fn start_redis() -> Result<(Child, String), Box<dyn std::error::Error>> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let dir = std::env::temp_dir().join(format!("cf-redis-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start redis-server ({e}); install it (apt-get install redis-server) or pass a URL"))?;
-    let url = format!("redis://127.0.0.1:{port}/");
-    let t = Instant::now();
-    while concurrent_futures::redis::inspect(&url, "cf").is_err() {
-        if t.elapsed() > Duration::from_secs(10) {
-            return Err("redis-server did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((child, url))
 }

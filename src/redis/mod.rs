@@ -58,6 +58,8 @@
 // `periodic.rs`, `info.rs`, `tasks.rs`.
 mod client;
 mod conn;
+#[cfg(feature = "dashboard")]
+mod dashboard;
 mod host;
 mod id;
 mod info;
@@ -70,6 +72,9 @@ mod worker;
 use std::sync::Arc;
 
 pub use self::client::{RedisExecutor, RedisExecutorBuilder, TaskOptions};
+#[cfg(feature = "dashboard")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dashboard")))]
+pub use self::dashboard::Dashboard;
 pub use self::id::{InvalidTaskId, MAX_TASK_ID, TaskId};
 pub use self::info::{DeadLetter, QueueInfo, QueueSample, RunningTask, WorkerInfo};
 pub use self::periodic::{InvalidSchedule, Missed, PeriodicTask, Schedule};

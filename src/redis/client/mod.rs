@@ -745,6 +745,20 @@ impl RedisExecutor {
         self.shared.book.lock().waiting.len()
     }
 
+    /// The namespace of this executor's keys (its [`namespace`](RedisExecutorBuilder::namespace)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).namespace("img").build()?;
+    /// assert_eq!(ex.namespace(), "img");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn namespace(&self) -> &str {
+        &self.shared.cfg.namespace
+    }
+
     /// This client's id: its reply stream is `{namespace}:reply:<id>`.
     ///
     /// # Examples

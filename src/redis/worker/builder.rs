@@ -54,6 +54,7 @@ pub(super) struct Config {
     pub(super) queue_ttl: Duration,
     pub(super) outage_limit: Duration,
     pub(super) setup_timeout: Duration,
+    pub(super) sample_every: Duration,
 }
 
 #[cfg(unix)]
@@ -217,6 +218,28 @@ impl RedisWorkerBuilder {
     /// ```
     pub fn setup_timeout(mut self, timeout: Duration) -> Self {
         self.cfg.setup_timeout = timeout.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How often the queue's [`history`](crate::redis::RedisExecutor::history) gets a
+    /// sample (default 10 s, at least 1 s). A worker offers one with each heartbeat, every
+    /// third of its [`lease`](Self::lease), and Redis keeps one per period whichever worker
+    /// offers it; with workers of different settings, the shortest wins. The history keeps
+    /// 2,160 samples: six hours at 10 s.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisWorker, Tasks};
+    /// use std::time::Duration;
+    /// RedisWorker::builder("redis://127.0.0.1/", Tasks::new())
+    ///     .lease(Duration::from_secs(6))
+    ///     .sample_every(Duration::from_secs(2))
+    ///     .run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sample_every(mut self, every: Duration) -> Self {
+        self.cfg.sample_every = every.max(Duration::from_secs(1));
         self
     }
 

@@ -331,7 +331,7 @@ impl Worker {
                 .key(&self.keys.stats)
                 .key(&self.keys.counts)
                 .arg(GROUP)
-                .arg(wire::millis(wire::SAMPLE_EVERY))
+                .arg(wire::millis(self.cfg.sample_every))
                 .arg(wire::MAX_SAMPLES)
                 .arg(wire::millis(wire::HISTORY_TTL))
                 .invoke::<i64>(con)

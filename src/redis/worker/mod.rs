@@ -205,6 +205,7 @@ impl RedisWorker {
                 queue_ttl: Duration::from_secs(7 * 24 * 3600),
                 outage_limit: Duration::from_secs(60),
                 setup_timeout: super::SETUP_TIMEOUT,
+                sample_every: wire::SAMPLE_EVERY,
             },
         }
     }
