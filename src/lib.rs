@@ -187,7 +187,8 @@ pub mod __loom {
     unix,
     feature = "process",
     feature = "redis",
-    feature = "tracing"
+    feature = "tracing",
+    feature = "dashboard"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
