@@ -123,6 +123,8 @@ mod options;
 mod outcome;
 #[cfg(all(unix, feature = "process"))]
 mod process;
+#[cfg(feature = "tracing")]
+mod propagate;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
@@ -204,6 +206,9 @@ pub use crate::map::{Map, MapUnordered, MapUnorderedIndexed};
 pub use crate::options::TaskOptions;
 #[cfg(all(unix, feature = "process"))]
 pub use crate::process::{MIN_FRAME_BYTES, ProcessPoolBuilder, ProcessPoolExecutor, init};
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub use crate::propagate::{Propagator, Relation, set_propagator};
 pub use crate::thread::{Scope, ScopedTask, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use crate::wait::{
     AsCompleted, AsCompletedStream, AsCompletedTimeout, ReturnWhen, Waitable, as_completed, wait,

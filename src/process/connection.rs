@@ -41,6 +41,7 @@ use super::child::Workers;
 use super::child::{self, Process};
 use super::config::Config;
 use super::frame::{self, FrameError, Parsed};
+use super::job::Target;
 use super::shipping;
 use super::worker;
 use crate::error::TaskError;
@@ -403,7 +404,7 @@ impl Connection {
     pub(super) fn call(
         &mut self,
         id: usize,
-        call: (i64, i64),
+        call: &Target,
         args: &[u8],
         deadline: Option<Instant>,
     ) -> Result<Reply, Lost> {
@@ -413,13 +414,15 @@ impl Connection {
 
     /// Sends one task. The worker runs the tasks it is sent in order and answers each.
     /// [`Lost::NotSent`]: no byte of it reached the worker, which is gone.
-    pub(super) fn send(
-        &mut self,
-        (trampoline, function): (i64, i64),
-        args: &[u8],
-    ) -> Result<(), Lost> {
+    pub(super) fn send(&mut self, target: &Target, args: &[u8]) -> Result<(), Lost> {
+        let (trampoline, function) = target.code;
+        let trace = target.trace.as_deref().unwrap_or("").as_bytes();
         let header = [trampoline.to_le_bytes(), function.to_le_bytes()];
-        match self.write_frame(frame::TASK, &[&header[0], &header[1], args], self.limit) {
+        // At most 512 bytes (`propagate::carriable`), so the length fits a u16.
+        let trace_len = u16::try_from(trace.len()).unwrap_or(0).to_le_bytes();
+        let trace = &trace[..usize::from(u16::from_le_bytes(trace_len))];
+        let parts: [&[u8]; 5] = [&header[0], &header[1], &trace_len, trace, args];
+        match self.write_frame(frame::TASK, &parts, self.limit) {
             Ok(()) => {
                 self.tasks += 1;
                 Ok(())

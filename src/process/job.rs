@@ -1,6 +1,7 @@
 //! What the queue carries: a task as bytes plus the typed end that completes its future.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -11,10 +12,24 @@ use crate::future::Promise;
 use crate::map::Chunk;
 use crate::outcome;
 
-/// One task: the code to call (trampoline and function distances), its encoded argument,
-/// and where its answer goes.
+/// What a worker is told to run: the code to call (trampoline and function distances) and
+/// the submitter's trace context, if a propagator made one (feature `tracing`).
+pub(super) struct Target {
+    pub(super) code: (i64, i64),
+    pub(super) trace: Option<Arc<str>>,
+}
+
+impl Target {
+    /// The bytes a TASK frame spends before the argument: the two distances, the trace
+    /// context's length (`u16`) and the context.
+    pub(super) fn header_len(&self) -> usize {
+        18 + self.trace.as_deref().map_or(0, str::len)
+    }
+}
+
+/// One task: what to run, its encoded argument, and where its answer goes.
 pub(super) struct Job {
-    pub(super) call: (i64, i64),
+    pub(super) call: Target,
     pub(super) args: Vec<u8>,
     /// For a chunk of a map: where each item's encoding lies in `args` (after the length
     /// prefix), so that the items of a chunk whose worker died can be run again one by one.
@@ -121,19 +136,32 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Many<R> {
     }
 }
 
-/// `sink` with the task's span (feature `tracing`), for a task running `function`.
+/// `sink` with the task's span (feature `tracing`), for a task running `function`, and the
+/// span's context to carry into the worker process, if a propagator makes one.
 #[cfg(any(feature = "tracing", feature = "metrics"))]
-pub(super) fn traced(sink: Box<dyn Sink>, function: &'static str) -> Box<dyn Sink> {
-    Box::new(Traced {
+pub(super) fn traced(
+    sink: Box<dyn Sink>,
+    function: &'static str,
+) -> (Box<dyn Sink>, Option<Arc<str>>) {
+    let span = crate::trace::TaskSpan::new("process", function);
+    #[cfg(feature = "tracing")]
+    let trace = crate::propagate::inject(span.span()).map(Arc::from);
+    #[cfg(not(feature = "tracing"))]
+    let trace = None;
+    let sink = Box::new(Traced {
         inner: sink,
-        span: parking_lot::Mutex::new(crate::trace::TaskSpan::new("process", function)),
-    })
+        span: parking_lot::Mutex::new(span),
+    });
+    (sink, trace)
 }
 
-/// `sink` as it is (without the `tracing` feature).
+/// `sink` as it is (without the `tracing` feature), and no context.
 #[cfg(not(any(feature = "tracing", feature = "metrics")))]
-pub(super) fn traced(sink: Box<dyn Sink>, _function: &'static str) -> Box<dyn Sink> {
-    sink
+pub(super) fn traced(
+    sink: Box<dyn Sink>,
+    _function: &'static str,
+) -> (Box<dyn Sink>, Option<Arc<str>>) {
+    (sink, None)
 }
 
 /// A sink that records its task's start, end and outcome in the task's span.

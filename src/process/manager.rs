@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::codec;
 use super::connection::{Connection, Lost, Reply};
-use super::job::Job;
+use super::job::{Job, Target};
 use super::pool::Shared;
 use crate::error::TaskError;
 use crate::registry::{Next, Pool, Registry};
@@ -179,8 +179,8 @@ impl Manager {
         let mut unsent = Vec::new();
         for job in ready {
             if !unsent.is_empty()
-                || job.args.len() + 16 > self.shared.config.frame_limit
-                || worker.send(job.call, &job.args).is_err()
+                || job.args.len() + job.call.header_len() > self.shared.config.frame_limit
+                || worker.send(&job.call, &job.args).is_err()
             {
                 unsent.push(job); // never reached the worker: runs below
                 continue;
@@ -300,7 +300,7 @@ impl Manager {
         let begun = Instant::now();
         let job = Run {
             id,
-            call,
+            call: &call,
             args: &args,
             items: items.as_deref(),
             timeout,
@@ -412,7 +412,7 @@ impl Manager {
     fn call(
         &mut self,
         id: usize,
-        call: (i64, i64),
+        call: &Target,
         args: &[u8],
         timeout: Option<Duration>,
     ) -> Result<Vec<u8>, TaskError> {
@@ -468,7 +468,7 @@ fn deliver(job: Job, reply: Reply) {
 struct Run<'a> {
     /// The future's identity, for `kill_task`.
     id: usize,
-    call: (i64, i64),
+    call: &'a Target,
     args: &'a [u8],
     items: Option<&'a [std::ops::Range<usize>]>,
     timeout: Option<Duration>,

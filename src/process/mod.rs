@@ -60,7 +60,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use self::builder::{MIN_FRAME_BYTES, ProcessPoolBuilder};
-use self::job::Job;
+use self::job::{Job, Target};
 use self::pool::Shared;
 use self::shipping::Trampoline;
 pub use self::worker::init;
@@ -318,15 +318,19 @@ impl ProcessPoolExecutor {
                 return Ok(future);
             }
         };
+        let (sink, trace) = job::traced(
+            Box::new(job::One(promise)),
+            std::any::type_name::<fn(A) -> R>(),
+        );
         let job = Job {
-            call: shipping::ship(f, shipping::trampoline::<A, R> as Trampoline),
+            call: Target {
+                code: shipping::ship(f, shipping::trampoline::<A, R> as Trampoline),
+                trace,
+            },
             args,
             items: None,
             timeout,
-            sink: job::traced(
-                Box::new(job::One(promise)),
-                std::any::type_name::<fn(A) -> R>(),
-            ),
+            sink,
         };
         match self.shared.push(job, &|| future.cancel()) {
             Ok(()) => Ok(future),
@@ -443,15 +447,16 @@ impl ProcessPoolExecutor {
             };
             drop(batch);
             sizes.saw(len, args.len());
+            let (sink, trace) = job::traced(
+                Box::new(job::Many(promise)),
+                std::any::type_name::<fn(A) -> R>(),
+            );
             let job = Job {
-                call,
+                call: Target { code: call, trace },
                 args,
                 items: Some(ranges),
                 timeout: shared.config.time_limit,
-                sink: job::traced(
-                    Box::new(job::Many(promise)),
-                    std::any::type_name::<fn(A) -> R>(),
-                ),
+                sink,
             };
             match shared.push(job, &|| future.cancel()) {
                 Ok(()) => Ok(future),

@@ -312,15 +312,29 @@ fn serve(socket: UnixStream) -> i32 {
             Err(FrameError::Closed) => return 0, // the parent let go of us
             Err(_) => return NOT_A_WORKER,
         };
-        if kind != frame::TASK || payload.len() < 16 {
+        if kind != frame::TASK || payload.len() < 18 {
             return 0; // STOP, or nothing we understand: leave
         }
         let word = |i: usize| i64::from_le_bytes(payload[i..i + 8].try_into().expect("8 bytes"));
+        let trace_len = usize::from(u16::from_le_bytes([payload[16], payload[17]]));
+        let Some(args) = payload.get(18 + trace_len..) else {
+            return 0; // a length past the frame: nothing we understand
+        };
+        // The span of the task in this process, continuing the submitter's trace when the
+        // program set a propagator (in the pool's initializer) and the context came along.
+        #[cfg(feature = "tracing")]
+        let span = tracing::info_span!(target: "concurrent_futures", "worker_task", pid = std::process::id());
+        #[cfg(feature = "tracing")]
+        if let Ok(context) = std::str::from_utf8(&payload[18..18 + trace_len]) {
+            crate::propagate::extract(&span, context, crate::propagate::Relation::Parent);
+        }
+        #[cfg(feature = "tracing")]
+        let _in = span.enter();
         let target = shipping::trampoline_at(word(0))
             .and_then(|t| shipping::function_at(word(8)).map(|f| (t, f)));
         let (kind, body) = match target {
             Err(why) => (frame::REFUSED, why.into_bytes()),
-            Ok((trampoline, function)) => match trampoline(function, &payload[16..]) {
+            Ok((trampoline, function)) => match trampoline(function, args) {
                 Ok(bytes) => (frame::DONE, bytes),
                 Err(TaskError::Panicked(panic)) => {
                     match super::codec::encode(&super::report::report_of(&panic)) {

@@ -313,6 +313,9 @@ pub(super) struct TaskEntry {
     pub(super) backoff: Duration,
     /// How long the reply is kept (the client's `result_ttl`).
     pub(super) ttl: Duration,
+    /// The submitter's trace context (field `tp`), if it carried one that may travel: at
+    /// most 512 bytes of printable ASCII; anything else is dropped, not refused.
+    pub(super) trace: Option<String>,
 }
 
 /// Where a task's answer goes: its record (by task id), the submitting client's reply
@@ -428,6 +431,12 @@ pub(super) fn task_entry(
         retries: retries.unwrap_or(0) as u32,
         backoff: Duration::from_millis(backoff.unwrap_or(1000)),
         ttl: ttl.map_or(DEFAULT_TTL, |t| Duration::from_millis(t.max(1000))),
+        trace: raw
+            .text("tp")
+            .filter(|t| {
+                !t.is_empty() && t.len() <= 512 && t.bytes().all(|b| (0x20..0x7f).contains(&b))
+            })
+            .map(str::to_owned),
     })
 }
 
@@ -457,6 +466,9 @@ pub(super) fn entry_fields(entry: &TaskEntry) -> Vec<(String, Vec<u8>)> {
     if entry.retries > 0 {
         out.push(text("retries", entry.retries.to_string()));
         out.push(text("backoff", millis(entry.backoff).to_string()));
+    }
+    if let Some(trace) = &entry.trace {
+        out.push(text("tp", trace.clone()));
     }
     out
 }
@@ -532,7 +544,7 @@ pub(super) fn evalsha(script: &Script, keys: &[&str]) -> ::redis::Cmd {
 /// loss; if another worker answered it already, the clients keep the first answer.
 ///
 /// Each answered task adds one to `ok` or `failed` in the counts hash (the history's
-/// throughput).
+/// throughput), which then lives as long as a dead letter would.
 ///
 /// KEYS: queue, dead stream, counts hash.
 /// ARGV: group, consumer, dead TTL ms, dead max length, reply key prefix (`{ns}:reply:`),
@@ -572,6 +584,7 @@ while i <= #ARGV do
     else
       redis.pcall('HINCRBY', KEYS[3], 'failed', 1)
     end
+    redis.pcall('PEXPIRE', KEYS[3], ARGV[3])
     redis.pcall('HDEL', bucket, task)
     redis.pcall('SET', record, ARGV[rf + 3] .. '\n' .. ARGV[rf + 7] .. '\n' .. ARGV[6] .. '\n' .. ARGV[rf + 5], 'PX', ttl)
     redis.pcall('XADD', reply, 'NOMKSTREAM', '*', unpack(ARGV, rf, rl))

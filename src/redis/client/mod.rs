@@ -454,9 +454,43 @@ impl RedisExecutor {
                 });
             }
         };
-        self.shared
-            .send(name, false, args, opts, |reply| reply.and_then(decode_one))
-            .map_err(|e| e.map_task(|()| (f, arg)))
+        // The submitter's span, from submit to the result: the worker's span continues its
+        // trace through the entry's `tp` field when a propagator is set.
+        #[cfg(feature = "tracing")]
+        let span = tracing::info_span!(
+            target: "concurrent_futures::redis",
+            "task",
+            executor = "redis",
+            function = name,
+            task = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        #[cfg(feature = "tracing")]
+        let trace = crate::propagate::inject(&span);
+        #[cfg(not(feature = "tracing"))]
+        let trace = None;
+        #[cfg(feature = "tracing")]
+        let ended = span.clone();
+        let fut = self
+            .shared
+            .send(name, false, args, opts, trace, move |reply| {
+                let result = reply.and_then(decode_one);
+                #[cfg(feature = "tracing")]
+                ended.record(
+                    "outcome",
+                    match &result {
+                        Ok(_) => "ok",
+                        Err(e) => crate::trace::outcome_of(e),
+                    },
+                );
+                result
+            })
+            .map_err(|e| e.map_task(|()| (f, arg)))?;
+        #[cfg(feature = "tracing")]
+        if let Some(id) = fut.task_id() {
+            span.record("task", id.as_str());
+        }
+        Ok(fut)
     }
 
     /// Same as [`submit`](Self::submit) (Python's `Pool.apply_async`).
@@ -538,7 +572,7 @@ impl RedisExecutor {
                 };
                 let sizes = sizes.clone();
                 shared
-                    .send(name, true, args, TaskOptions::new(), move |reply| {
+                    .send(name, true, args, TaskOptions::new(), None, move |reply| {
                         // Results count too: a chunk's reply has the same limit.
                         if let Ok(body) = reply {
                             sizes.saw(n, body.len());

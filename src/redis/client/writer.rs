@@ -49,6 +49,7 @@ impl Shared {
         chunk: bool,
         args: String,
         opts: TaskOptions,
+        trace: Option<String>,
         decode: impl for<'b> FnOnce(Result<&'b [u8], TaskError>) -> Result<T, TaskError>
         + Send
         + 'static,
@@ -124,6 +125,9 @@ impl Shared {
         ];
         if chunk {
             fields.push(("k", "chunk".to_owned()));
+        }
+        if let Some(trace) = trace {
+            fields.push(("tp", trace));
         }
         if self.cfg.max_deliveries != wire::DEFAULT_TRIES {
             fields.push(("tries", self.cfg.max_deliveries.to_string()));

@@ -265,15 +265,27 @@ impl Worker {
         // Feature `tracing`: the delivery's span, parent of the pool's `task` span that runs
         // it, so a task id leads to its run.
         #[cfg(feature = "tracing")]
-        let _delivery = tracing::info_span!(
+        let delivery = tracing::info_span!(
             target: "concurrent_futures::redis",
             "redis_task",
             task = %entry.route.task,
             function = %entry.name,
             delivery = attempt,
             worker = %self.name,
-        )
-        .entered();
+        );
+        // The submitter's trace goes on here: as the parent on the first delivery, a link
+        // on a later one (a takeover after a worker died, or a reclaim).
+        #[cfg(feature = "tracing")]
+        if let Some(context) = &entry.trace {
+            let relation = if attempt > 1 {
+                crate::propagate::Relation::FollowsFrom
+            } else {
+                crate::propagate::Relation::Parent
+            };
+            crate::propagate::extract(&delivery, context, relation);
+        }
+        #[cfg(feature = "tracing")]
+        let _delivery = delivery.entered();
         self.dispatch(&raw.id, run, &entry);
     }
 
