@@ -82,6 +82,18 @@ impl Recorder {
 }
 
 impl Recorder {
+    /// Every span named `name`, with its id.
+    #[allow(dead_code)]
+    pub fn with_ids(&self, name: &str) -> Vec<(u64, Seen)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| s.name == name)
+            .map(|(id, s)| (*id, s.clone()))
+            .collect()
+    }
+
     /// Every span named `name`.
     pub fn named(&self, name: &str) -> Vec<Seen> {
         self.0
