@@ -29,8 +29,22 @@ fn newer(x: u64) -> u64 {
     x + 1
 }
 
+/// Waits until the file `path` exists.
+fn wait_for(path: String) -> bool {
+    let t = Instant::now();
+    while !std::path::Path::new(&path).exists() {
+        if t.elapsed() > Duration::from_secs(60) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
 fn old_tasks() -> Tasks {
-    Tasks::new().add("double/v1", double)
+    Tasks::new()
+        .add("double/v1", double)
+        .add("wait_for/v1", wait_for)
 }
 
 fn new_tasks() -> Tasks {
@@ -237,6 +251,47 @@ async fn a_queued_task_is_cancelled_from_its_page() {
     assert!(fut.cancelled());
     assert_eq!(ex.status(&id).unwrap(), TaskStatus::Cancelled);
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_task_is_killed_from_the_running_list() {
+    let Some(server) = server() else { return };
+    let url = server.url.clone();
+    let gate = std::env::temp_dir().join(format!("cf-dash-kill-{}", std::process::id()));
+    let path = gate.to_string_lossy().into_owned();
+    let (ex, worker, fut) = tokio::task::spawn_blocking(move || {
+        let worker = RedisWorker::builder(&url, old_tasks()).spawn().unwrap();
+        let ex = Arc::new(RedisExecutor::builder(&url, new_tasks()).build().unwrap());
+        let fut = ex.submit(wait_for, path).unwrap();
+        let id = fut.task_id().unwrap();
+        eventually("it runs", || {
+            matches!(ex.status(&id).unwrap(), TaskStatus::Running { .. })
+        });
+        (ex, worker, fut)
+    })
+    .await
+    .unwrap();
+    let id = fut.task_id().unwrap();
+    let router: axum::Router = Dashboard::new(ex.clone()).with_actions().router();
+    let (_, page) = get(&router, "/").await;
+    assert!(page.contains(r#"class="running-row""#), "{page}");
+    assert!(page.contains(r#"action="/task/kill""#));
+    assert!(page.contains(id.as_str()), "the row names the task by id");
+    let read_only: axum::Router = Dashboard::new(ex.clone()).router();
+    assert!(!get(&read_only, "/").await.1.contains("Kill"));
+    let form = format!("token={}&id={}", token_of(&page), id.as_str());
+    let (status, location) = post(&router, "/task/kill", &form, &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(location.unwrap().starts_with("/?notice=Asked%20to%20stop"));
+    let result = tokio::task::spawn_blocking(move || fut.result())
+        .await
+        .unwrap();
+    assert_eq!(result, Err(TaskError::Cancelled));
+    std::fs::write(&gate, b"x").unwrap(); // the thread, which cannot be killed, ends
+    tokio::task::spawn_blocking(move || drop((worker, server)))
+        .await
+        .unwrap();
+    let _ = std::fs::remove_file(&gate);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -2430,3 +2430,74 @@ fn the_history_is_sampled_by_workers_and_counts_answers() {
     assert!(first.at <= last.at);
     drop(worker);
 }
+
+#[test]
+fn a_running_task_is_killed_on_request_on_threads_and_in_processes() {
+    use concurrent_futures::redis::TaskStatus;
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    let ex = server.executor();
+    let never = |name: &str| {
+        std::env::temp_dir()
+            .join(format!("cf-kill-{}-{name}", std::process::id()))
+            .to_string_lossy()
+            .into_owned()
+    };
+    let running = |id: &concurrent_futures::redis::TaskId| {
+        eventually("the task to run", || {
+            matches!(ex.status(id).unwrap(), TaskStatus::Running { .. })
+        });
+    };
+
+    // On threads: answered at once; the thread runs on until its file appears.
+    let worker = server.worker();
+    let stuck = never("threads");
+    let fut = ex.submit(wait_for_file, stuck.clone()).unwrap();
+    let id = fut.task_id().unwrap();
+    running(&id);
+    assert!(ex.kill(&id).unwrap());
+    assert_eq!(fut.result(), Err(TaskError::Cancelled));
+    assert_eq!(ex.status(&id).unwrap(), TaskStatus::Cancelled);
+    assert!(!ex.kill(&id).unwrap(), "it ended");
+    assert_eq!(
+        ex.submit(double, 2).unwrap().result(),
+        Ok(4),
+        "the worker goes on"
+    );
+    std::fs::write(&stuck, b"x").unwrap(); // lets the thread go
+    worker.stop();
+    worker.join();
+
+    // In processes: the process running it is killed and replaced.
+    concurrent_futures::init();
+    let worker = RedisWorker::builder(&server.url, tasks())
+        .processes(true)
+        .max_workers(1)
+        .spawn()
+        .unwrap();
+    let before = ex.submit(pid, ()).unwrap().result().unwrap();
+    let stuck = never("processes");
+    let fut = ex.submit(wait_for_file, stuck.clone()).unwrap();
+    let id = fut.task_id().unwrap();
+    running(&id);
+    assert!(ex.kill(&id).unwrap());
+    assert_eq!(fut.result(), Err(TaskError::Cancelled));
+    let after = ex.submit(pid, ()).unwrap().result().unwrap();
+    assert_ne!(before, after, "a new worker process");
+    assert!(!Path::new(&stuck).exists());
+
+    // Queued: killing it cancels it, as `cancel` would.
+    let blocker = never("blocker");
+    let busy = ex.submit(wait_for_file, blocker.clone()).unwrap();
+    running(&busy.task_id().unwrap());
+    let queued = ex.submit(double, 1).unwrap();
+    ex.flush().unwrap();
+    assert!(ex.kill(&queued.task_id().unwrap()).unwrap());
+    assert_eq!(queued.result(), Err(TaskError::Cancelled));
+    std::fs::write(&blocker, b"x").unwrap();
+    assert_eq!(busy.result(), Ok(1));
+    drop(worker);
+    let _ = std::fs::remove_file(&stuck);
+    let _ = std::fs::remove_file(&blocker);
+}

@@ -499,6 +499,13 @@ impl ProcessPoolExecutor {
         self.shared.kill_task(future.id()) || future.cancel()
     }
 
+    /// [`kill_task`](Self::kill_task) by the future's [`id`](crate::Future::id), for a Redis
+    /// worker that handed its futures to callbacks.
+    #[cfg(feature = "redis")]
+    pub(crate) fn kill_task_id(&self, id: usize) -> bool {
+        self.shared.kill_task(id)
+    }
+
     /// The number of worker processes.
     ///
     /// # Examples

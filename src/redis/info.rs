@@ -49,6 +49,9 @@ pub struct RunningTask {
     pub entry: String,
     /// Its task name (empty if the entry is gone).
     pub task: String,
+    /// Its task id (empty if the entry is gone): what
+    /// [`kill`](super::RedisExecutor::kill) and [`status`](super::RedisExecutor::status) take.
+    pub id: String,
     /// The worker (consumer) holding it.
     pub worker: String,
     /// Time since its lease was last renewed: a live worker keeps this under a third of a
@@ -271,6 +274,7 @@ pub(super) fn read(con: &mut Connection, keys: &Keys) -> RedisResult<QueueInfo> 
             Some(RunningTask {
                 entry: wire::text(row.first()?)?.to_owned(),
                 task: String::new(),
+                id: String::new(),
                 worker: wire::text(row.get(1)?)?.to_owned(),
                 since_renewal: Duration::from_millis(wire::int(row.get(2)?)?.max(0) as u64),
                 deliveries: wire::int(row.get(3)?)?.max(0) as u64,
@@ -325,6 +329,7 @@ pub(super) fn read(con: &mut Connection, keys: &Keys) -> RedisResult<QueueInfo> 
     for (t, v) in running.iter_mut().zip(&more) {
         if let Some(e) = wire::entries(v).first() {
             t.task = e.text("fn").unwrap_or("").to_owned();
+            t.id = e.text("id").unwrap_or("").to_owned();
         }
     }
     let workers = heartbeats

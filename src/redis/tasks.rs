@@ -270,6 +270,8 @@ pub(super) fn status<B>(outcome: &crate::outcome::Outcome<B>) -> &'static str {
         Err(TaskError::WorkerDied(_)) => "died",
         Err(TaskError::Rejected(_)) => "rejected",
         Err(TaskError::WorkerLost(_)) => "lost",
+        // Killed while it ran (`RedisExecutor::kill`), or cancelled by the local pool.
+        Err(TaskError::Cancelled) => "cancelled",
         // Anything else (a cancelled or broken local pool in process mode) could not carry
         // the task through.
         Err(_) => "transport",
@@ -413,7 +415,7 @@ pub(super) trait Entry: Send + Sync {
     /// JSON array of `{"ok": result}` / `{"err": status, "msg": message}`.
     fn call_chunk(&self, args: &[u8]) -> Outcome;
     /// Runs the task, or each item of a chunk, in a process pool, calling `done` when all
-    /// is known.
+    /// is known. Returns the ids of the pool's futures, to kill the run with.
     #[cfg(all(unix, feature = "process"))]
     fn submit(
         &self,
@@ -422,7 +424,7 @@ pub(super) trait Entry: Send + Sync {
         chunk: bool,
         limit: Option<std::time::Duration>,
         done: Done,
-    );
+    ) -> Vec<usize>;
 }
 
 struct Typed<F, A, R> {
@@ -452,7 +454,7 @@ where
         chunk: bool,
         limit: Option<std::time::Duration>,
         done: Done,
-    ) {
+    ) -> Vec<usize> {
         use parking_lot::Mutex;
 
         let Some(f) = crate::executor::fn_ptr(&self.f) else {
@@ -461,34 +463,49 @@ where
         // Each outcome is typed until the end: one result is encoded alone, a chunk's in one
         // array, as a worker on threads does (`crate::outcome`).
         type Typed<R> = Box<dyn FnOnce(crate::outcome::Outcome<R>) + Send>;
-        let start = |arg: A, done: Typed<R>| {
+        let start = |arg: A, done: Typed<R>| -> Option<usize> {
             let submitted = match limit {
                 Some(limit) => pool.submit_with_time_limit(f, arg, limit),
                 None => pool.submit(f, arg),
             };
             match submitted {
-                Ok(fut) => fut.on_result(done),
-                Err(e) => done(Err(TaskError::Transport(
-                    e.without_task().to_string().into(),
-                ))),
+                Ok(fut) => {
+                    let id = fut.id();
+                    fut.on_result(done);
+                    Some(id)
+                }
+                Err(e) => {
+                    done(Err(TaskError::Transport(
+                        e.without_task().to_string().into(),
+                    )));
+                    None
+                }
             }
         };
         if !chunk {
-            match outcome::decode_argument::<Json, A>(args) {
+            return match outcome::decode_argument::<Json, A>(args) {
                 Ok(arg) => start(
                     arg,
                     Box::new(move |r| done(r.and_then(|v| outcome::encode::<Json, R>(&v)))),
-                ),
-                Err(err) => done(Err(err)),
-            }
-            return;
+                )
+                .into_iter()
+                .collect(),
+                Err(err) => {
+                    done(Err(err));
+                    Vec::new()
+                }
+            };
         }
         let items = match outcome::decode_argument::<Json, Vec<A>>(args) {
             Ok(items) => items,
-            Err(err) => return done(Err(err)),
+            Err(err) => {
+                done(Err(err));
+                return Vec::new();
+            }
         };
         if items.is_empty() {
-            return done(Ok("[]".into()));
+            done(Ok("[]".into()));
+            return Vec::new();
         }
         // Each item runs as its own task, so a crash or time limit fails only that item.
         struct Gather<R> {
@@ -501,9 +518,10 @@ where
             left: items.len(),
             done: Some(done),
         }));
+        let mut ids = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
             let gather = gather.clone();
-            start(
+            ids.extend(start(
                 item,
                 Box::new(move |outcome| {
                     let mut g = gather.lock();
@@ -518,8 +536,9 @@ where
                         }
                     }
                 }),
-            );
+            ));
         }
+        ids
     }
 }
 

@@ -52,6 +52,8 @@ pub(super) struct Keys {
     pub(super) stats: String,
     /// Hash of the tasks answered since the namespace began: `ok` and `failed`.
     pub(super) counts: String,
+    /// Hash of the running entries someone asked to kill: entry id → when (ms).
+    pub(super) kill: String,
 }
 
 impl Keys {
@@ -68,6 +70,7 @@ impl Keys {
             periodic_due: format!("{{{ns}}}:periodic:due"),
             stats: format!("{{{ns}}}:stats"),
             counts: format!("{{{ns}}}:counts"),
+            kill: format!("{{{ns}}}:kill"),
         }
     }
 

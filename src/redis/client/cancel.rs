@@ -172,4 +172,82 @@ impl RedisExecutor {
         }
         Ok(cancelled)
     }
+
+    /// Stops a task wherever it is: a queued or scheduled one is [cancelled](Self::cancel);
+    /// a running one is killed by the worker that holds it, within about a quarter of a
+    /// second (its keeper looks for requests every 250 ms). In a worker that runs tasks in
+    /// processes, the process running it is killed and replaced (with the helpers it
+    /// started); in one that runs them on threads the thread cannot be killed, so the task is
+    /// answered at once and its result, when it comes, is dropped. Either way the task ends
+    /// [`TaskError::Cancelled`], is not retried, and its record says cancelled. Returns false
+    /// if the task is unknown or has ended.
+    ///
+    /// The request names the task's current queue entry, so a later task under the same id
+    /// is never hit by it; a request no worker takes up (its worker died meanwhile) expires
+    /// after an hour.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::Connect`] if Redis cannot be asked.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use concurrent_futures::redis::{RedisExecutor, TaskId, Tasks};
+    /// let ex = RedisExecutor::builder("redis://127.0.0.1/", Tasks::new()).build()?;
+    /// let id: TaskId = "report-2026-12".parse()?;
+    /// if ex.kill(&id)? {
+    ///     println!("{id} is stopping");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn kill(&self, id: &TaskId) -> Result<bool, SetupError> {
+        let shared = &self.shared;
+        let (mut con, started) = crate::redis::setup_connection(
+            &shared.redis,
+            &shared.address,
+            shared.cfg.setup_timeout,
+        )?;
+        let fail = SetupError::connect(&shared.address, started);
+        let keys = &shared.keys;
+        let entry: Option<String> = ::redis::cmd("HGET")
+            .arg(keys.ids(id.as_str()))
+            .arg(id.as_str())
+            .query(&mut con)
+            .map_err(&fail)?;
+        let Some(entry) = entry else {
+            return Ok(false);
+        };
+        let held = !entry.starts_with("s:") && {
+            let pending: ::redis::Value = ::redis::cmd("XPENDING")
+                .arg(&keys.queue)
+                .arg(GROUP)
+                .arg(&entry)
+                .arg(&entry)
+                .arg(1)
+                .query(&mut con)
+                .map_err(&fail)?;
+            wire::array(&pending).is_some_and(|p| !p.is_empty())
+        };
+        if !held {
+            // Queued or scheduled: no worker has it, so it never starts.
+            return self.cancel(id);
+        }
+        ::redis::pipe()
+            .cmd("HSET")
+            .arg(&keys.kill)
+            .arg(&entry)
+            .arg(host::now_ms())
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&keys.kill)
+            .arg(KILL_TTL_MS)
+            .ignore()
+            .query::<()>(&mut con)
+            .map_err(&fail)?;
+        Ok(true)
+    }
 }
+
+/// How long a kill request waits for the worker that holds its entry.
+const KILL_TTL_MS: u64 = 3_600_000;

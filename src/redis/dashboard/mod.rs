@@ -5,8 +5,8 @@
 //!   charts of its history (depth, throughput, oldest age; SVG drawn here, no script), the
 //!   running tasks, the workers alive and silent, the newest dead letters with their errors.
 //! - `GET /task?id=...`: a task found by id, from its durable record.
-//! - With actions enabled, `POST /dead/retry`, `POST /dead/delete` (bulk, by checkbox) and
-//!   `POST /task/cancel`. Each POST must carry the dashboard's token, which only its own
+//! - With actions enabled, `POST /dead/retry`, `POST /dead/delete` (bulk, by checkbox),
+//!   `POST /task/cancel` (a queued task) and `POST /task/kill` (a running one). Each POST must carry the dashboard's token, which only its own
 //!   pages hold (the synchronizer-token defence against cross-site requests), and is refused
 //!   when the browser says it comes from another site. Read-only, the default, registers no
 //!   POST route and shows no form but the search.
@@ -148,7 +148,8 @@ impl Dashboard {
             router = router
                 .route("/dead/retry", post(retry_dead))
                 .route("/dead/delete", post(delete_dead))
-                .route("/task/cancel", post(cancel_task));
+                .route("/task/cancel", post(cancel_task))
+                .route("/task/kill", post(kill_task));
         }
         router.with_state(self)
     }
@@ -299,6 +300,29 @@ async fn cancel_task(
                 format!("Cancelled {id}")
             } else {
                 format!("{id} was not cancelled: a worker holds it, it ended, or it is unknown")
+            }
+        })
+    })
+    .await
+}
+
+async fn kill_task(
+    State(d): State<Dashboard>,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    act(d, &original, &uri, &headers, &body, |ex, form| {
+        let text = form_value(form, "id").unwrap_or_default();
+        let Ok(id) = TaskId::new(&text) else {
+            return Ok("That is not a task id".to_owned());
+        };
+        ex.kill(&id).map(|asked| {
+            if asked {
+                format!("Asked to stop {id}")
+            } else {
+                format!("{id} was not stopped: it ended, or it is unknown")
             }
         })
     })

@@ -253,14 +253,27 @@ pub(super) fn overview(
     // Running tasks.
     let _ = write!(
         body,
-        r#"<section id="running-list"><h2>Running ({})</h2><table><tr><th>Entry</th><th>Task</th><th>Worker</th><th>Delivery</th><th>Lease renewed</th></tr>"#,
-        info.running_total
+        r#"<section id="running-list"><h2>Running ({})</h2><table><tr><th>Task</th><th>Function</th><th>Worker</th><th>Delivery</th><th>Lease renewed</th>{}</tr>"#,
+        info.running_total,
+        if d.actions { "<th></th>" } else { "" }
     );
     for r in &info.running {
+        let kill = if d.actions && TaskId::new(&r.id).is_ok() {
+            format!(
+                r#"<td><form method="post" action="{}/task/kill">{}<input type="hidden" name="id" value="{}"><button type="submit" class="kill">Kill</button></form></td>"#,
+                esc(&here.base),
+                token(d),
+                esc(&r.id)
+            )
+        } else if d.actions {
+            "<td></td>".to_owned()
+        } else {
+            String::new()
+        };
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ago</td></tr>",
-            cut(&r.entry),
+            r#"<tr class="running-row"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ago</td>{kill}</tr>"#,
+            task_link(here, &r.id),
             cut(&r.task),
             cut(&r.worker),
             r.deliveries,
@@ -409,6 +422,15 @@ pub(super) fn task(d: &Dashboard, here: &Here, id: &TaskId, status: &TaskStatus)
         let _ = write!(
             body,
             r#"<form method="post" action="{}/task/cancel">{}<input type="hidden" name="id" value="{}"><p><button type="submit" id="cancel">Cancel this task</button></p></form>"#,
+            esc(&here.base),
+            token(d),
+            esc(id.as_str())
+        );
+    }
+    if d.actions && state == "running" {
+        let _ = write!(
+            body,
+            r#"<form method="post" action="{}/task/kill">{}<input type="hidden" name="id" value="{}"><p><button type="submit" id="kill">Kill this task</button></p></form>"#,
             esc(&here.base),
             token(d),
             esc(id.as_str())

@@ -79,9 +79,10 @@ impl Worker {
             let expired = running
                 .iter()
                 .filter(|(_, r)| {
-                    r.run != 0 && r.run != ANSWERED && r.deadline.is_some_and(|d| d <= now)
+                    r.run != ANSWERED
+                        && (r.killed || r.run != 0 && r.deadline.is_some_and(|d| d <= now))
                 })
-                .map(|(id, r)| (id.clone(), r.run))
+                .map(|(id, r)| (id.clone(), r.run, r.killed))
                 .collect();
             let due = running
                 .iter()
@@ -90,8 +91,13 @@ impl Worker {
                 .collect();
             (expired, due)
         };
-        for (id, run) in expired {
-            out.extend(self.outcome(&id, run, Err(TaskError::TimedOut)));
+        for (id, run, killed) in expired {
+            let outcome = if killed {
+                TaskError::Cancelled
+            } else {
+                TaskError::TimedOut
+            };
+            out.extend(self.outcome(&id, run, Err(outcome)));
         }
         for id in due {
             let run = self.runs.fetch_add(1, Ordering::Relaxed);

@@ -28,6 +28,7 @@ impl Worker {
             let now = Instant::now();
             if now >= promoted + PROMOTE_EVERY && !self.stopping() {
                 self.promote(&mut link);
+                self.check_kills(&mut link);
                 self.fire_periodic(&mut link);
                 promoted = now;
             }
@@ -264,6 +265,65 @@ impl Worker {
                 log::warn!(target: "concurrent_futures::redis", "lost the lease of {id}: another worker holds it (this run's answer will be dropped), or Redis no longer has it (it will be delivered)");
             }
         }
+    }
+
+    /// Takes up the kill requests for entries this worker runs (`RedisExecutor::kill`):
+    /// kills their processes (process mode) and has the finisher answer them cancelled.
+    fn check_kills(&self, link: &mut Link) {
+        let ids: Vec<String> = self
+            .running
+            .lock()
+            .iter()
+            .filter(|(_, r)| r.run != ANSWERED && !r.killed)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let Ok(asked) = link.once(|con| {
+            ::redis::cmd("HMGET")
+                .arg(&self.keys.kill)
+                .arg(&ids)
+                .query::<Vec<Option<String>>>(con)
+        }) else {
+            return;
+        };
+        let hits: Vec<&String> = ids
+            .iter()
+            .zip(&asked)
+            .filter(|(_, a)| a.is_some())
+            .map(|(id, _)| id)
+            .collect();
+        if hits.is_empty() {
+            return;
+        }
+        let _ = link.once(|con| {
+            ::redis::cmd("HDEL")
+                .arg(&self.keys.kill)
+                .arg(&hits)
+                .query::<()>(con)
+        });
+        let mut doomed = Vec::new();
+        {
+            let mut running = self.running.lock();
+            for id in &hits {
+                if let Some(r) = running.get_mut(*id) {
+                    r.killed = true;
+                    doomed.append(&mut r.pool_ids);
+                    log::warn!(target: "concurrent_futures::redis", "task {} ({}) killed on request", r.entry.route.task, r.entry.name);
+                }
+            }
+        }
+        #[cfg(all(unix, feature = "process"))]
+        if let Exec::Processes(pool) = &self.exec {
+            for id in doomed {
+                pool.kill_task_id(id);
+            }
+        }
+        #[cfg(not(all(unix, feature = "process")))]
+        drop(doomed);
+        // The finisher answers them now, not at its next timer.
+        let _ = self.tx.send(super::Msg::Final(super::Final::wake()));
     }
 
     pub(super) fn heartbeat(&self, link: &mut Link) {

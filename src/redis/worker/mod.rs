@@ -153,6 +153,11 @@ struct Running {
     retries_done: u32,
     /// When this worker took it (for the log of its end).
     taken: Instant,
+    /// Someone asked to kill it (`RedisExecutor::kill`): the finisher answers it cancelled.
+    killed: bool,
+    /// The process pool's futures of the current run, to kill it with.
+    #[cfg_attr(not(all(unix, feature = "process")), allow(dead_code))]
+    pool_ids: Vec<usize>,
 }
 
 enum Msg {

@@ -252,6 +252,8 @@ impl Worker {
                     retry_at: None,
                     retries_done: 0,
                     taken: Instant::now(),
+                    killed: false,
+                    pool_ids: Vec::new(),
                 },
             );
         }
@@ -349,7 +351,20 @@ impl Worker {
                 }
             }
             #[cfg(all(unix, feature = "process"))]
-            Exec::Processes(pool) => f.submit(pool, &entry.args, entry.chunk, entry.limit, done),
+            Exec::Processes(pool) => {
+                let ids = f.submit(pool, &entry.args, entry.chunk, entry.limit, done);
+                let mut running = self.running.lock();
+                if let Some(r) = running.get_mut(id).filter(|r| r.run == run) {
+                    if r.killed {
+                        drop(running);
+                        for id in ids {
+                            pool.kill_task_id(id); // asked to die before it started
+                        }
+                    } else {
+                        r.pool_ids = ids;
+                    }
+                }
+            }
         }
     }
 }
