@@ -70,6 +70,7 @@ pub enum Relation {
 }
 
 /// The most bytes of context a task carries.
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 pub(crate) const MAX_CONTEXT: usize = 512;
 
 static PROPAGATOR: std::sync::OnceLock<Box<dyn Propagator>> = std::sync::OnceLock::new();
@@ -95,6 +96,7 @@ pub fn set_propagator(propagator: impl Propagator) -> bool {
 }
 
 /// Context that may travel: 1 to 512 bytes of printable ASCII.
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 pub(crate) fn carriable(context: &str) -> bool {
     !context.is_empty()
         && context.len() <= MAX_CONTEXT
@@ -102,6 +104,7 @@ pub(crate) fn carriable(context: &str) -> bool {
 }
 
 /// The context of `span` to carry with its task, if a propagator makes one that may travel.
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 pub(crate) fn inject(span: &Span) -> Option<String> {
     let propagator = PROPAGATOR.get()?;
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| propagator.inject(span))) {
@@ -115,6 +118,7 @@ pub(crate) fn inject(span: &Span) -> Option<String> {
 
 /// Continues a carried context in `span`, if a propagator is set and the context is one
 /// that may travel (it comes from another process: it is checked again).
+#[cfg(any(all(unix, feature = "process"), feature = "redis"))]
 pub(crate) fn extract(span: &Span, context: &str, relation: Relation) {
     let Some(propagator) = PROPAGATOR.get() else {
         return;

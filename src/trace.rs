@@ -126,7 +126,7 @@ impl TaskSpan {
     }
 
     /// The task's error, as its outcome.
-    #[cfg(any(all(unix, feature = "process"), feature = "redis"))]
+    #[cfg(all(unix, feature = "process"))]
     pub(crate) fn fail(&mut self, err: &TaskError) {
         self.end(outcome_of(err));
     }

@@ -2431,31 +2431,39 @@ fn the_history_is_sampled_by_workers_and_counts_answers() {
     drop(worker);
 }
 
+/// A file name that no task creates: a `wait_for_file` on it runs until the test writes it.
+fn never(name: &str) -> String {
+    std::env::temp_dir()
+        .join(format!("cf-kill-{}-{name}", std::process::id()))
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn until_running(ex: &RedisExecutor, id: &concurrent_futures::redis::TaskId) {
+    eventually("the task to run", || {
+        matches!(
+            ex.status(id).unwrap(),
+            concurrent_futures::redis::TaskStatus::Running { .. }
+        )
+    });
+}
+
 #[test]
-fn a_running_task_is_killed_on_request_on_threads_and_in_processes() {
+fn a_running_task_is_killed_on_request_on_threads_and_a_queued_one_cancelled() {
     use concurrent_futures::redis::TaskStatus;
     let Some(server) = start_server(false) else {
         return;
     };
     let ex = server.executor();
-    let never = |name: &str| {
-        std::env::temp_dir()
-            .join(format!("cf-kill-{}-{name}", std::process::id()))
-            .to_string_lossy()
-            .into_owned()
-    };
-    let running = |id: &concurrent_futures::redis::TaskId| {
-        eventually("the task to run", || {
-            matches!(ex.status(id).unwrap(), TaskStatus::Running { .. })
-        });
-    };
-
     // On threads: answered at once; the thread runs on until its file appears.
-    let worker = server.worker();
+    let worker = RedisWorker::builder(&server.url, tasks())
+        .max_workers(2)
+        .spawn()
+        .unwrap();
     let stuck = never("threads");
     let fut = ex.submit(wait_for_file, stuck.clone()).unwrap();
     let id = fut.task_id().unwrap();
-    running(&id);
+    until_running(&ex, &id);
     assert!(ex.kill(&id).unwrap());
     assert_eq!(fut.result(), Err(TaskError::Cancelled));
     assert_eq!(ex.status(&id).unwrap(), TaskStatus::Cancelled);
@@ -2466,10 +2474,36 @@ fn a_running_task_is_killed_on_request_on_threads_and_in_processes() {
         "the worker goes on"
     );
     std::fs::write(&stuck, b"x").unwrap(); // lets the thread go
+
+    // Queued behind a busy slot: killing it cancels it, as `cancel` would.
+    let blocker = never("blocker");
+    let busy: Vec<_> = (0..2)
+        .map(|_| ex.submit(wait_for_file, blocker.clone()).unwrap())
+        .collect();
+    for b in &busy {
+        until_running(&ex, &b.task_id().unwrap());
+    }
+    let queued = ex.submit(double, 1).unwrap();
+    ex.flush().unwrap();
+    assert!(ex.kill(&queued.task_id().unwrap()).unwrap());
+    assert_eq!(queued.result(), Err(TaskError::Cancelled));
+    std::fs::write(&blocker, b"x").unwrap();
+    for b in busy {
+        assert_eq!(b.result(), Ok(1));
+    }
     worker.stop();
     worker.join();
+    let _ = std::fs::remove_file(&stuck);
+    let _ = std::fs::remove_file(&blocker);
+}
 
-    // In processes: the process running it is killed and replaced.
+#[cfg(all(unix, feature = "process"))]
+#[test]
+fn a_running_task_killed_on_request_takes_its_worker_process_with_it() {
+    let Some(server) = start_server(false) else {
+        return;
+    };
+    let ex = server.executor();
     concurrent_futures::init();
     let worker = RedisWorker::builder(&server.url, tasks())
         .processes(true)
@@ -2480,24 +2514,10 @@ fn a_running_task_is_killed_on_request_on_threads_and_in_processes() {
     let stuck = never("processes");
     let fut = ex.submit(wait_for_file, stuck.clone()).unwrap();
     let id = fut.task_id().unwrap();
-    running(&id);
+    until_running(&ex, &id);
     assert!(ex.kill(&id).unwrap());
     assert_eq!(fut.result(), Err(TaskError::Cancelled));
     let after = ex.submit(pid, ()).unwrap().result().unwrap();
     assert_ne!(before, after, "a new worker process");
-    assert!(!Path::new(&stuck).exists());
-
-    // Queued: killing it cancels it, as `cancel` would.
-    let blocker = never("blocker");
-    let busy = ex.submit(wait_for_file, blocker.clone()).unwrap();
-    running(&busy.task_id().unwrap());
-    let queued = ex.submit(double, 1).unwrap();
-    ex.flush().unwrap();
-    assert!(ex.kill(&queued.task_id().unwrap()).unwrap());
-    assert_eq!(queued.result(), Err(TaskError::Cancelled));
-    std::fs::write(&blocker, b"x").unwrap();
-    assert_eq!(busy.result(), Ok(1));
     drop(worker);
-    let _ = std::fs::remove_file(&stuck);
-    let _ = std::fs::remove_file(&blocker);
 }
