@@ -87,6 +87,8 @@ impl TaskSpan {
                 .increment(1);
             metrics::histogram!("concurrent_futures_task_queue_wait_seconds", "executor" => executor)
                 .record(wait.as_secs_f64());
+            metrics::gauge!("concurrent_futures_tasks_in_flight", "executor" => executor)
+                .increment(1.0);
         }
         #[cfg(not(feature = "metrics"))]
         let _ = wait;
@@ -119,6 +121,8 @@ impl TaskSpan {
             if let Some(run) = run {
                 metrics::histogram!("concurrent_futures_task_run_seconds", "executor" => executor)
                     .record(run.as_secs_f64());
+                metrics::gauge!("concurrent_futures_tasks_in_flight", "executor" => executor)
+                    .decrement(1.0);
             }
         }
         #[cfg(not(any(feature = "tracing", feature = "metrics")))]

@@ -41,10 +41,17 @@ fn wait_for(path: String) -> bool {
     true
 }
 
+/// Fails, for the failures list.
+fn flaky(x: u64) -> u64 {
+    assert!(x % 10 != 7, "flaky {x}: sevens fail");
+    x
+}
+
 fn old_tasks() -> Tasks {
     Tasks::new()
         .add("double/v1", double)
         .add("wait_for/v1", wait_for)
+        .add("flaky/v1", flaky)
 }
 
 fn new_tasks() -> Tasks {
@@ -349,7 +356,7 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,1400"]
+                         "--disable-dev-shm-usage", "--window-size=1280,1560"]
             }
         }}});
         let created = browser.call("POST", "/session", Some(caps));
@@ -423,6 +430,18 @@ impl Browser {
         .as_str()
         .unwrap()
         .to_owned()
+    }
+
+    /// Waits for `css` to match (a click's navigation may still be loading the next page).
+    fn wait_for(&self, css: &str) {
+        let t = Instant::now();
+        while self.find_all(css).is_empty() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "{css} never appeared"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn click(&self, element: &str) {
@@ -571,6 +590,7 @@ fn in_a_real_browser_the_dashboard_shows_the_queue_and_retries_a_dead_letter() {
     for f in queued {
         f.result().unwrap();
     }
+    assert!(ex.submit(flaky, 17).unwrap().result().is_err());
     let poison = ex.submit(newer, 41).unwrap();
     let id = poison.task_id().unwrap();
     assert!(matches!(poison.result(), Err(TaskError::Rejected(_))));
@@ -594,6 +614,11 @@ fn in_a_real_browser_the_dashboard_shows_the_queue_and_retries_a_dead_letter() {
         5,
         "every series is drawn"
     );
+    assert!(
+        browser
+            .text(".failure-row")
+            .contains("flaky 17: sevens fail")
+    );
 
     // The README's picture of the dashboard: the newest run's.
     let png = browser.screenshot();
@@ -610,6 +635,7 @@ fn in_a_real_browser_the_dashboard_shows_the_queue_and_retries_a_dead_letter() {
     let checkbox = browser.find_all(r#".dead-row input[type="checkbox"]"#);
     browser.click(&checkbox[0]);
     browser.click(&browser.find_all("#retry")[0]);
+    browser.wait_for("#notice");
     assert!(
         browser.text("#notice").contains("Queued 1 of 1"),
         "{}",

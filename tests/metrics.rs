@@ -31,7 +31,27 @@ fn the_pools_count_time_and_gauge_their_tasks() {
     }
     let boom = threads.submit(|| -> u8 { panic!("boom") }).unwrap();
     assert!(matches!(boom.result(), Err(TaskError::Panicked(_))));
+    // In flight while it runs, not before nor after.
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let (running, started) = std::sync::mpsc::channel::<()>();
+    let held = threads
+        .submit(move || {
+            running.send(()).unwrap();
+            gate.recv().unwrap()
+        })
+        .unwrap();
+    started.recv().unwrap();
+    assert_eq!(
+        get("concurrent_futures_tasks_in_flight{executor=thread}"),
+        1.0
+    );
+    release.send(()).unwrap();
+    held.result().unwrap();
     threads.shutdown();
+    assert_eq!(
+        get("concurrent_futures_tasks_in_flight{executor=thread}"),
+        0.0
+    );
 
     let processes = ProcessPoolExecutor::builder()
         .max_workers(1)
@@ -44,15 +64,15 @@ fn the_pools_count_time_and_gauge_their_tasks() {
 
     assert_eq!(
         get("concurrent_futures_tasks_submitted_total{executor=thread}"),
-        11.0
+        12.0
     );
     assert_eq!(
         get("concurrent_futures_tasks_started_total{executor=thread}"),
-        11.0
+        12.0
     );
     assert_eq!(
         get("concurrent_futures_tasks_completed_total{executor=thread,outcome=ok}"),
-        10.0
+        11.0
     );
     assert_eq!(
         get("concurrent_futures_tasks_completed_total{executor=thread,outcome=panicked}"),
@@ -60,11 +80,11 @@ fn the_pools_count_time_and_gauge_their_tasks() {
     );
     assert_eq!(
         get("concurrent_futures_task_queue_wait_seconds{executor=thread}"),
-        11.0
+        12.0
     );
     assert_eq!(
         get("concurrent_futures_task_run_seconds{executor=thread}"),
-        11.0
+        12.0
     );
     assert_eq!(
         get("concurrent_futures_tasks_submitted_total{executor=process}"),
@@ -77,6 +97,10 @@ fn the_pools_count_time_and_gauge_their_tasks() {
     assert_eq!(
         get("concurrent_futures_task_run_seconds{executor=process}"),
         3.0
+    );
+    assert_eq!(
+        get("concurrent_futures_tasks_in_flight{executor=process}"),
+        0.0
     );
     // Everything taken and every worker gone once both pools have shut down.
     for executor in ["thread", "process"] {

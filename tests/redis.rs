@@ -2064,10 +2064,19 @@ fn status_goes_through_every_state() {
     });
     assert_eq!(slow.result(), Ok(3_000));
     assert!(matches!(ex.status(&sid).unwrap(), TaskStatus::Done { .. }));
-    // Failed, with the error its future has.
+    // Failed, with the error its future has; and listed among the recent failures.
     let failed = ex.submit(boom, 7).unwrap();
     let fid = failed.task_id().unwrap();
     assert!(failed.result().is_err());
+    let listed = ex.info().unwrap().failed;
+    let entry = listed
+        .iter()
+        .find(|t| t.id == fid.as_str())
+        .unwrap_or_else(|| panic!("{listed:?}"));
+    assert!(
+        matches!(&entry.error, TaskError::Panicked(p) if p.contains("boom 7")),
+        "{entry:?}"
+    );
     match ex.status(&fid).unwrap() {
         TaskStatus::Failed {
             error: TaskError::Panicked(p),

@@ -98,6 +98,11 @@ fn a_worker_counts_and_times_what_it_runs() {
         7.0
     );
     assert_eq!(
+        get("concurrent_futures_tasks_in_flight{executor=redis}"),
+        0.0,
+        "every start was answered"
+    );
+    assert_eq!(
         get("concurrent_futures_task_queue_wait_seconds{executor=redis}"),
         7.0
     );

@@ -39,6 +39,23 @@ pub struct QueueInfo {
     pub dead_total: u64,
     /// The newest dead letters, newest first (at most 100).
     pub dead: Vec<DeadLetter>,
+    /// The newest tasks that ran and failed (panicked, timed out, their process died),
+    /// newest first (at most 100 listed; Redis keeps about 1,000).
+    pub failed: Vec<FailedTask>,
+}
+
+/// A task that ran and failed, as the failures list keeps it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct FailedTask {
+    /// Its task id.
+    pub id: String,
+    /// The error, as the task's future has it.
+    pub error: crate::error::TaskError,
+    /// The worker that ran it.
+    pub worker: String,
+    /// When it was answered.
+    pub at: std::time::SystemTime,
 }
 
 /// A task a worker holds.
@@ -207,6 +224,9 @@ impl std::fmt::Display for QueueInfo {
         for d in &self.dead {
             writeln!(f, "  dead {} {}: {}", d.id, d.why, d.message)?;
         }
+        for t in self.failed.iter().take(10) {
+            writeln!(f, "  failed {} on {}: {}", t.id, t.worker, t.error)?;
+        }
         Ok(())
     }
 }
@@ -254,6 +274,12 @@ pub(super) fn read(con: &mut Connection, keys: &Keys) -> RedisResult<QueueInfo> 
         .arg(&keys.dead)
         .cmd("XREVRANGE")
         .arg(&keys.dead)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(LIST)
+        .cmd("XREVRANGE")
+        .arg(&keys.failures)
         .arg("+")
         .arg("-")
         .arg("COUNT")
@@ -347,6 +373,19 @@ pub(super) fn read(con: &mut Connection, keys: &Keys) -> RedisResult<QueueInfo> 
             details: pairs(details),
         })
         .collect();
+    let failed = wire::entries(&get(6))
+        .iter()
+        .filter_map(|e| {
+            let ms: u64 = e.id.split('-').next()?.parse().ok()?;
+            let error = super::tasks::error(e.text("s")?, e.text("r").unwrap_or(""))?;
+            Some(FailedTask {
+                id: e.text("id")?.to_owned(),
+                error,
+                worker: e.text("w").unwrap_or("").to_owned(),
+                at: std::time::UNIX_EPOCH + Duration::from_millis(ms),
+            })
+        })
+        .collect();
     Ok(QueueInfo {
         queued: len.saturating_sub(running_total),
         running,
@@ -354,5 +393,6 @@ pub(super) fn read(con: &mut Connection, keys: &Keys) -> RedisResult<QueueInfo> 
         workers,
         dead_total,
         dead,
+        failed,
     })
 }

@@ -76,7 +76,7 @@ pub use self::client::{RedisExecutor, RedisExecutorBuilder, TaskOptions};
 #[cfg_attr(docsrs, doc(cfg(feature = "dashboard")))]
 pub use self::dashboard::Dashboard;
 pub use self::id::{InvalidTaskId, MAX_TASK_ID, TaskId};
-pub use self::info::{DeadLetter, QueueInfo, QueueSample, RunningTask, WorkerInfo};
+pub use self::info::{DeadLetter, FailedTask, QueueInfo, QueueSample, RunningTask, WorkerInfo};
 pub use self::periodic::{InvalidSchedule, Missed, PeriodicTask, Schedule};
 pub use self::status::TaskStatus;
 pub use self::tasks::Tasks;

@@ -599,10 +599,16 @@ mod tests {
             let outcome: Outcome = Err(err.clone());
             assert_eq!(error(status(&outcome), &body(&outcome)), Some(err));
         }
-        // What has no status of its own travels as transport, with its text.
+        // Killed or cancelled while it ran has a status of its own.
         let cancelled: Outcome = Err(TaskError::Cancelled);
-        assert_eq!(status(&cancelled), "transport");
-        assert_eq!(body(&cancelled), "task was cancelled");
+        assert_eq!(
+            error(status(&cancelled), &body(&cancelled)),
+            Some(TaskError::Cancelled)
+        );
+        // What has none travels as transport, with its text.
+        let broken: Outcome = Err(TaskError::BrokenExecutor("gone".into()));
+        assert_eq!(status(&broken), "transport");
+        assert_eq!(body(&broken), "executor is broken: gone");
         assert!(error("ok", "1").is_none());
         assert!(matches!(error("what", ""), Some(TaskError::Transport(_))));
     }

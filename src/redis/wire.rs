@@ -54,6 +54,8 @@ pub(super) struct Keys {
     pub(super) counts: String,
     /// Hash of the running entries someone asked to kill: entry id → when (ms).
     pub(super) kill: String,
+    /// Stream of the newest failed answers (about 1,000): task id, status, error, worker.
+    pub(super) failures: String,
 }
 
 impl Keys {
@@ -71,6 +73,7 @@ impl Keys {
             stats: format!("{{{ns}}}:stats"),
             counts: format!("{{{ns}}}:counts"),
             kill: format!("{{{ns}}}:kill"),
+            failures: format!("{{{ns}}}:failures"),
         }
     }
 
@@ -547,9 +550,11 @@ pub(super) fn evalsha(script: &Script, keys: &[&str]) -> ::redis::Cmd {
 /// loss; if another worker answered it already, the clients keep the first answer.
 ///
 /// Each answered task adds one to `ok` or `failed` in the counts hash (the history's
-/// throughput), which then lives as long as a dead letter would.
+/// throughput), which then lives as long as a dead letter would; a failed one (not
+/// cancelled, nor dead-lettered: those are listed there) is also added to the failures
+/// stream, its error cut to 4 KiB.
 ///
-/// KEYS: queue, dead stream, counts hash.
+/// KEYS: queue, dead stream, counts hash, failures stream.
 /// ARGV: group, consumer, dead TTL ms, dead max length, reply key prefix (`{ns}:reply:`),
 ///       end time ms, then for each task: entry id, delivery, reply TTL ms, flags (`r`
 ///       reply, `d` dead), the submitter's reply stream, its ids bucket, record and
@@ -586,6 +591,12 @@ while i <= #ARGV do
       redis.pcall('HINCRBY', KEYS[3], 'ok', 1)
     else
       redis.pcall('HINCRBY', KEYS[3], 'failed', 1)
+      local st = ARGV[rf + 3]
+      if st ~= 'cancelled' and st ~= 'rejected' and st ~= 'lost' then
+        redis.pcall('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'id', ARGV[rf + 1],
+          's', ARGV[rf + 3], 'r', string.sub(ARGV[rf + 5], 1, 4096), 'w', ARGV[rf + 7])
+        redis.pcall('PEXPIRE', KEYS[4], ARGV[3])
+      end
     end
     redis.pcall('PEXPIRE', KEYS[3], ARGV[3])
     redis.pcall('HDEL', bucket, task)

@@ -282,6 +282,26 @@ pub(super) fn overview(
     }
     body.push_str("</table></section>");
 
+    // Tasks that ran and failed.
+    let _ = write!(
+        body,
+        r#"<section id="failures-list"><h2>Recent failures</h2><table><tr><th>Task</th><th>Error</th><th>Worker</th><th>When</th></tr>"#
+    );
+    for t in &info.failed {
+        let _ = write!(
+            body,
+            r#"<tr class="failure-row"><td>{}</td><td class="msg">{}</td><td>{}</td><td>{}</td></tr>"#,
+            task_link(here, &t.id),
+            cut(&t.error.to_string()),
+            cut(&t.worker),
+            esc(&when(t.at))
+        );
+    }
+    if info.failed.is_empty() {
+        body.push_str(r#"<tr><td colspan="4">None kept.</td></tr>"#);
+    }
+    body.push_str("</table></section>");
+
     // Dead letters, with bulk actions.
     let _ = write!(
         body,

@@ -262,7 +262,12 @@ impl Worker {
         pipe.ignore_errors();
         let mut inv = wire::evalsha(
             &self.scripts.finish,
-            &[&self.keys.queue, &self.keys.dead, &self.keys.counts],
+            &[
+                &self.keys.queue,
+                &self.keys.dead,
+                &self.keys.counts,
+                &self.keys.failures,
+            ],
         );
         inv.arg(GROUP)
             .arg(&self.name)

@@ -16,6 +16,7 @@ const EXECUTOR: &str = "redis";
 pub(super) fn started(entry_id: &str) {
     metrics::counter!("concurrent_futures_tasks_started_total", "executor" => EXECUTOR)
         .increment(1);
+    metrics::gauge!("concurrent_futures_tasks_in_flight", "executor" => EXECUTOR).increment(1.0);
     let added = entry_id
         .split('-')
         .next()
@@ -44,6 +45,7 @@ pub(super) fn completed(status: &'static str, took: Duration) {
     .increment(1);
     metrics::histogram!("concurrent_futures_task_run_seconds", "executor" => EXECUTOR)
         .record(took.as_secs_f64());
+    metrics::gauge!("concurrent_futures_tasks_in_flight", "executor" => EXECUTOR).decrement(1.0);
 }
 
 /// A failed run is tried again.
