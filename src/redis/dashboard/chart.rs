@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use super::page::{ago, esc};
+use super::text::{ago, esc};
 
 const WIDTH: f64 = 560.0;
 const HEIGHT: f64 = 150.0;

@@ -16,6 +16,7 @@
 
 mod chart;
 mod page;
+mod text;
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use super::chart::{self, Series};
+use super::text::{ago, esc};
 use super::{Dashboard, Here};
 use crate::redis::{QueueInfo, QueueSample, TaskId, TaskStatus};
 
@@ -34,23 +35,6 @@ td.msg{font-family:ui-monospace,monospace;font-size:12px;white-space:pre-wrap;wo
 button{margin-right:8px}
 ";
 
-/// Escapes text for HTML (element content and quoted attribute values).
-pub(super) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// At most [`SHOWN`] characters of `s`, escaped.
 fn cut(s: &str) -> String {
     let mut shown: String = s.chars().take(SHOWN).collect();
@@ -58,18 +42,6 @@ fn cut(s: &str) -> String {
         shown.push_str(" …");
     }
     esc(&shown)
-}
-
-/// A duration as people read it: `4.2 s`, `3 min`, `2.5 h`.
-pub(super) fn ago(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 60.0 {
-        format!("{s:.1} s")
-    } else if s < 3600.0 {
-        format!("{:.0} min", s / 60.0)
-    } else {
-        format!("{:.1} h", s / 3600.0)
-    }
 }
 
 fn when(t: SystemTime) -> String {
