@@ -203,12 +203,7 @@ impl RedisExecutor {
     /// ```
     pub fn kill(&self, id: &TaskId) -> Result<bool, SetupError> {
         let shared = &self.shared;
-        let (mut con, started) = crate::redis::setup_connection(
-            &shared.redis,
-            &shared.address,
-            shared.cfg.setup_timeout,
-        )?;
-        let fail = SetupError::connect(&shared.address, started);
+        let (mut con, fail) = self.own_connection()?;
         let keys = &shared.keys;
         let entry: Option<String> = ::redis::cmd("HGET")
             .arg(keys.ids(id.as_str()))

@@ -44,12 +44,8 @@ impl RedisExecutor {
     /// ```
     pub fn history(&self) -> Result<Vec<QueueSample>, SetupError> {
         let shared = &self.shared;
-        let (mut con, started) = crate::redis::setup_connection(
-            &shared.redis,
-            &shared.address,
-            shared.cfg.setup_timeout,
-        )?;
-        info::history(&mut con, &shared.keys).map_err(SetupError::connect(&shared.address, started))
+        let (mut con, fail) = self.own_connection()?;
+        info::history(&mut con, &shared.keys).map_err(fail)
     }
 
     /// Queues the tasks of these dead letters again (ids from
@@ -82,12 +78,7 @@ impl RedisExecutor {
     /// ```
     pub fn retry_dead(&self, ids: &[&str]) -> Result<usize, SetupError> {
         let shared = &self.shared;
-        let (mut con, started) = crate::redis::setup_connection(
-            &shared.redis,
-            &shared.address,
-            shared.cfg.setup_timeout,
-        )?;
-        let fail = SetupError::connect(&shared.address, started);
+        let (mut con, fail) = self.own_connection()?;
         let keys = &shared.keys;
         let mut queued = 0;
         for &id in ids.iter().filter(|id| valid_entry_id(id)).take(MAX_IDS) {
@@ -163,16 +154,12 @@ impl RedisExecutor {
             return Ok(0);
         }
         let shared = &self.shared;
-        let (mut con, started) = crate::redis::setup_connection(
-            &shared.redis,
-            &shared.address,
-            shared.cfg.setup_timeout,
-        )?;
+        let (mut con, fail) = self.own_connection()?;
         let deleted: usize = ::redis::cmd("XDEL")
             .arg(&shared.keys.dead)
             .arg(&ids)
             .query(&mut con)
-            .map_err(SetupError::connect(&shared.address, started))?;
+            .map_err(fail)?;
         Ok(deleted)
     }
 }

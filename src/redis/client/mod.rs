@@ -824,11 +824,25 @@ impl RedisExecutor {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn info(&self) -> Result<QueueInfo, SetupError> {
-        // A connection of its own, bounded by `SETUP_TIMEOUT`: never the submitters' one.
+        let (mut con, fail) = self.own_connection()?;
+        info::read(&mut con, &self.shared.keys).map_err(fail)
+    }
+
+    /// A connection of its own for an inspection or an operator's command, bounded by the
+    /// setup timeout (never the submitters' one), and what its failures become.
+    pub(super) fn own_connection(
+        &self,
+    ) -> Result<
+        (
+            ::redis::Connection,
+            impl Fn(::redis::RedisError) -> SetupError + '_,
+        ),
+        SetupError,
+    > {
         let shared = &self.shared;
-        let (mut con, started) =
+        let (con, started) =
             super::setup_connection(&shared.redis, &shared.address, shared.cfg.setup_timeout)?;
-        info::read(&mut con, &shared.keys).map_err(SetupError::connect(&shared.address, started))
+        Ok((con, SetupError::connect(&shared.address, started)))
     }
 }
 

@@ -25,7 +25,7 @@ use axum::body::Bytes;
 use axum::extract::{OriginalUri, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 
 use super::{RedisExecutor, TaskId};
 
@@ -147,10 +147,10 @@ impl Dashboard {
             .route("/task", get(task));
         if self.actions {
             router = router
-                .route("/dead/retry", post(retry_dead))
-                .route("/dead/delete", post(delete_dead))
-                .route("/task/cancel", post(cancel_task))
-                .route("/task/kill", post(kill_task));
+                .route("/dead/retry", action(retry_dead))
+                .route("/dead/delete", action(delete_dead))
+                .route("/task/cancel", action(cancel_task))
+                .route("/task/kill", action(kill_task));
         }
         router.with_state(self)
     }
@@ -252,82 +252,55 @@ async fn task(
     }
 }
 
-async fn retry_dead(
-    State(d): State<Dashboard>,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    act(d, &original, &uri, &headers, &body, |ex, form| {
-        let ids = form_values(form, "ids");
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        ex.retry_dead(&ids)
-            .map(|n| format!("Queued {n} of {} dead letters again", ids.len()))
-    })
-    .await
+/// An action's POST route: `run` gets the executor and the form, on the blocking pool,
+/// once [`act`] has checked the request.
+fn action(run: Action) -> MethodRouter<Dashboard> {
+    post(
+        move |State(d): State<Dashboard>,
+              OriginalUri(original): OriginalUri,
+              uri: Uri,
+              headers: HeaderMap,
+              body: Bytes| async move { act(d, &original, &uri, &headers, &body, run).await },
+    )
 }
 
-async fn delete_dead(
-    State(d): State<Dashboard>,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    act(d, &original, &uri, &headers, &body, |ex, form| {
-        let ids = form_values(form, "ids");
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        ex.delete_dead(&ids)
-            .map(|n| format!("Deleted {n} of {} dead letters", ids.len()))
-    })
-    .await
+/// What an action does with the checked form: the notice to show after it.
+type Action = fn(&RedisExecutor, &str) -> Result<String, super::SetupError>;
+
+fn retry_dead(ex: &RedisExecutor, form: &str) -> Result<String, super::SetupError> {
+    let ids = form_values(form, "ids");
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    ex.retry_dead(&ids)
+        .map(|n| format!("Queued {n} of {} dead letters again", ids.len()))
 }
 
-async fn cancel_task(
-    State(d): State<Dashboard>,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    act(d, &original, &uri, &headers, &body, |ex, form| {
-        let text = form_value(form, "id").unwrap_or_default();
-        let Ok(id) = TaskId::new(&text) else {
-            return Ok("That is not a task id".to_owned());
-        };
-        ex.cancel(&id).map(|done| {
-            if done {
-                format!("Cancelled {id}")
-            } else {
-                format!("{id} was not cancelled: a worker holds it, it ended, or it is unknown")
-            }
-        })
-    })
-    .await
+fn delete_dead(ex: &RedisExecutor, form: &str) -> Result<String, super::SetupError> {
+    let ids = form_values(form, "ids");
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    ex.delete_dead(&ids)
+        .map(|n| format!("Deleted {n} of {} dead letters", ids.len()))
 }
 
-async fn kill_task(
-    State(d): State<Dashboard>,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    act(d, &original, &uri, &headers, &body, |ex, form| {
-        let text = form_value(form, "id").unwrap_or_default();
-        let Ok(id) = TaskId::new(&text) else {
-            return Ok("That is not a task id".to_owned());
-        };
-        ex.kill(&id).map(|asked| {
-            if asked {
-                format!("Asked to stop {id}")
-            } else {
-                format!("{id} was not stopped: it ended, or it is unknown")
-            }
-        })
+fn cancel_task(ex: &RedisExecutor, form: &str) -> Result<String, super::SetupError> {
+    let Ok(id) = TaskId::new(&form_value(form, "id").unwrap_or_default()) else {
+        return Ok("That is not a task id".to_owned());
+    };
+    Ok(if ex.cancel(&id)? {
+        format!("Cancelled {id}")
+    } else {
+        format!("{id} was not cancelled: a worker holds it, it ended, or it is unknown")
     })
-    .await
+}
+
+fn kill_task(ex: &RedisExecutor, form: &str) -> Result<String, super::SetupError> {
+    let Ok(id) = TaskId::new(&form_value(form, "id").unwrap_or_default()) else {
+        return Ok("That is not a task id".to_owned());
+    };
+    Ok(if ex.kill(&id)? {
+        format!("Asked to stop {id}")
+    } else {
+        format!("{id} was not stopped: it ended, or it is unknown")
+    })
 }
 
 /// Checks a POST (same site, the page's token), runs `action` on the blocking pool and
@@ -339,7 +312,7 @@ async fn act(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-    action: impl FnOnce(&RedisExecutor, &str) -> Result<String, super::SetupError> + Send + 'static,
+    action: Action,
 ) -> Response {
     let here = Here {
         base: base(original, uri),
