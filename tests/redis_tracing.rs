@@ -47,11 +47,25 @@ fn each_delivery_has_a_span_with_its_task_id_and_the_run_inside_it() {
         .unwrap_or_else(|| panic!("no redis_task span for {id}: {deliveries:#?}"));
     assert_eq!(delivery.fields["function"], "double/v1");
     assert_eq!(delivery.fields["delivery"], "1");
-    let runs: Vec<_> = recorder
-        .named("task")
-        .into_iter()
-        .filter(|t| t.parent.as_deref() == Some("redis_task"))
-        .collect();
+    // The pool's span records its outcome just after the task's answer went out, on the
+    // pool's thread: wait for it rather than race it.
+    let runs = || -> Vec<_> {
+        recorder
+            .named("task")
+            .into_iter()
+            .filter(|t| t.parent.as_deref() == Some("redis_task"))
+            .collect()
+    };
+    let t = std::time::Instant::now();
+    while !runs().iter().all(|t| t.fields.contains_key("outcome")) {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "{:#?}",
+            runs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let runs = runs();
     assert_eq!(runs.len(), deliveries.len(), "{runs:#?}");
     assert!(
         runs.iter().all(|t| t.fields["outcome"] == "ok"),
