@@ -377,7 +377,9 @@ pub(super) fn read(con: &mut Connection, keys: &Keys) -> RedisResult<QueueInfo> 
         .iter()
         .filter_map(|e| {
             let ms: u64 = e.id.split('-').next()?.parse().ok()?;
-            let error = super::tasks::error(e.text("s")?, e.text("r").unwrap_or(""))?;
+            // Whoever can write to Redis can make it long: 4 KiB is what a worker keeps.
+            let message: String = e.text("r").unwrap_or("").chars().take(4096).collect();
+            let error = super::tasks::error(e.text("s")?, &message)?;
             Some(FailedTask {
                 id: e.text("id")?.to_owned(),
                 error,
