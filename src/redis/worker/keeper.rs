@@ -26,10 +26,14 @@ impl Worker {
         let mut promoted = Instant::now();
         while !self.drained.load(Ordering::SeqCst) {
             let now = Instant::now();
-            if now >= promoted + PROMOTE_EVERY && !self.stopping() {
-                self.promote(&mut link);
+            if now >= promoted + PROMOTE_EVERY {
+                if !self.stopping() {
+                    self.promote(&mut link);
+                    self.fire_periodic(&mut link);
+                }
+                // Also while draining: a stuck task must stay killable, or the drain waits
+                // for it to end by itself.
                 self.check_kills(&mut link);
-                self.fire_periodic(&mut link);
                 promoted = now;
             }
             if now < next {
